@@ -41,3 +41,5 @@ export {
   tensorToColumn,
 } from "./tensor-view.ts";
 export type { Float32TensorView, ViewOptions } from "./tensor-view.ts";
+export { gatherRows, takeRows, concatBatches } from "./take.ts";
+export type { GatherPart } from "./take.ts";
