@@ -137,16 +137,18 @@ function gatherColumn(field: Field, sels: Sel[], total: number): Data {
   return b.finish().flush();
 }
 
+const names = (s: Schema): string => s.fields.map((f) => f.name).join(",");
+// A plain boolean wrapper: util.compareSchemas is a type guard, which would narrow `schema` to never.
+const sameSchema = (a: Schema, b: Schema): boolean => a === b || util.compareSchemas(a, b);
+
 /** Gather rows from several batches of one schema into a single new batch. */
 export function gatherRows(schema: Schema, parts: readonly GatherPart[]): RecordBatch {
   const only = parts.length === 1 ? parts[0]! : undefined;
   if (only && !only.indices) return only.batch;
   let total = 0;
   for (const p of parts) {
-    const ps: Schema = p.batch.schema;
-    const names = ps.fields.map((f) => f.name).join(",");
-    if (ps !== schema && !util.compareSchemas(ps, schema)) {
-      throw new Error(`gatherRows: batch schema (${names}) differs from (${schema.fields.map((f) => f.name).join(",")})`);
+    if (!sameSchema(p.batch.schema, schema)) {
+      throw new Error(`gatherRows: batch schema (${names(p.batch.schema)}) differs from (${names(schema)})`);
     }
     const n = p.indices ? p.indices.length : p.batch.numRows;
     if (p.indices) {
