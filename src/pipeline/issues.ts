@@ -1,0 +1,67 @@
+/**
+ * Pipeline-file problems: where they are (file:line:col, key path, or the `--set` override that
+ * caused them) and one clear line of text each.
+ *
+ * @example
+ * try { loadPipeline("pipelines/x.yaml"); }
+ * catch (e) { if (e instanceof PipelineError) console.error(e.message); }
+ * // pipelines/x.yaml:12:5: stages[3].filter.minScore: expected number, got string "high"
+ */
+
+/** A problem found while validating, before it is given a position. */
+export interface PipelineIssue {
+  /** Key path inside the pipeline data, e.g. `["stages", 3, "filter", "minScore"]`. */
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+  /** Point at the key itself (unknown keys) rather than at its value. */
+  readonly at?: "key" | "value";
+}
+
+/** An issue with its place in the file (or the override that caused it) and its one-line text. */
+export interface LocatedIssue extends PipelineIssue {
+  /** File as shown to the user (relative to the working directory when inside it). */
+  readonly file: string;
+  /** 1-based; 0 when the issue has no place in the file (overrides, unreadable file). */
+  readonly line: number;
+  readonly col: number;
+  /** The `--set` text the issue comes from, if any. */
+  readonly override?: string;
+  /** `file:line:col: key.path: message` or `--set k=v: key.path: message`. */
+  readonly text: string;
+}
+
+/** A bad pipeline file or override; `message` has one line per issue. */
+export class PipelineError extends Error {
+  override readonly name = "PipelineError";
+  constructor(readonly issues: readonly LocatedIssue[]) {
+    super(issues.map((i) => i.text).join("\n"));
+  }
+}
+
+/**
+ * `["stages", 3, "filter", "minScore"]` → `stages[3].filter.minScore`. Keys that are not plain
+ * identifiers are quoted: `models["my clip"]`.
+ */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const seg of path) {
+    if (typeof seg === "number") out += `[${seg}]`;
+    else {
+      const s = String(seg);
+      if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(s)) out += out === "" ? s : `.${s}`;
+      else out += `[${JSON.stringify(s)}]`;
+    }
+  }
+  return out;
+}
+
+/** Whether `path` starts with `prefix`. */
+export function hasPrefix(path: readonly PropertyKey[], prefix: readonly PropertyKey[]): boolean {
+  return prefix.length <= path.length && prefix.every((seg, i) => seg === path[i]);
+}
+
+/** The one-line text of an issue at `where` (a `file:line:col` or `--set ...`). */
+export function issueText(where: string, issue: PipelineIssue): string {
+  const key = formatPath(issue.path);
+  return key === "" ? `${where}: ${issue.message}` : `${where}: ${key}: ${issue.message}`;
+}

@@ -1,0 +1,344 @@
+/**
+ * Loads a pipeline YAML file into a fully resolved, validated config: defaults filled in, model
+ * references checked, input paths resolved against the file's folder and checked to exist,
+ * output paths resolved against `out.dir`. Every problem becomes one line
+ * `file:line:col: key.path: message` (or `--set k=v: key.path: message`) in a `PipelineError`.
+ *
+ * Path rules: `models.*.path`, source `path`/`images` and `out.dir` are relative to the pipeline
+ * file's folder; `write.path` and `flow.deadLetter` are relative to `out.dir` (so `--out DIR`,
+ * i.e. `--set out.dir=DIR`, moves every output of a run). `out.dir` defaults to
+ * `runs/<file stem>` under the working directory.
+ *
+ * @example
+ * const p = loadPipeline("pipelines/clip-dpo.yaml", { overrides: ["stages.source.count=8"] });
+ * p.stages[0].name;             // "source"
+ * p.scheduler.maxDelayMs;       // 4 (default, visible)
+ * console.log(pipelineToYaml(p)); // the resolved config, every default spelled out
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { basename, dirname, extname, isAbsolute, relative, resolve } from "node:path";
+import { stringify } from "yaml";
+import { z } from "zod";
+import { hasPrefix, issueText, PipelineError, type LocatedIssue, type PipelineIssue } from "./issues.ts";
+import { applyOverrides, type AppliedOverride } from "./overrides.ts";
+import { isStageName, stageNames, stageRegistry, type StageConfig, type StageName } from "./registry.ts";
+import {
+  builtinModels,
+  builtinModelSchema,
+  evalSchema,
+  flowSchema,
+  outSchema,
+  pathModelSchema,
+  schedulerSchema,
+  topLevelKeys,
+  writeFormats,
+  describeValue,
+  type EvalConfig,
+  type FlowConfig,
+  type ModelConfig,
+  type ModelKind,
+  type SchedulerConfig,
+  type WriteFormat,
+} from "./schema.ts";
+import { didYouMean } from "./suggest.ts";
+import { validate } from "./zod-issues.ts";
+import { YamlSource } from "./yaml-source.ts";
+
+/** A validated pipeline with every default filled in and every path absolute. */
+export interface ResolvedPipeline {
+  /** Absolute path of the pipeline file (or the name given to `parsePipeline`). */
+  readonly file: string;
+  readonly description: string | null;
+  readonly models: Readonly<Record<string, ModelConfig>>;
+  readonly scheduler: SchedulerConfig;
+  readonly flow: FlowConfig;
+  readonly stages: readonly StageConfig[];
+  readonly eval: EvalConfig | null;
+  readonly out: { readonly dir: string };
+  /** The `--set` overrides applied, in order. */
+  readonly overrides: readonly string[];
+}
+
+/** Options of `loadPipeline` / `parsePipeline`. */
+export interface LoadOptions {
+  /** `key.path=value` overrides (see overrides.ts for the addressing scheme). */
+  readonly overrides?: readonly string[];
+  /** Working directory for the default `out.dir` and for displaying file names. Default `process.cwd()`. */
+  readonly cwd?: string;
+  /** Check that input paths exist. Default true. */
+  readonly checkFiles?: boolean;
+}
+
+const isMapLike = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+
+/** Which stage fields reference models, for the model-kind check and `eval.model` defaulting. */
+function modelRefsOf(name: StageName): Readonly<Record<string, ModelKind>> {
+  return stageRegistry[name].modelRefs ?? {};
+}
+
+/**
+ * Reads, validates and resolves a pipeline file.
+ * @throws PipelineError with one line per problem.
+ */
+export function loadPipeline(file: string, options: LoadOptions = {}): ResolvedPipeline {
+  const cwd = options.cwd ?? process.cwd();
+  const abs = resolve(cwd, file);
+  let text: string;
+  try {
+    text = readFileSync(abs, "utf8");
+  } catch (e) {
+    const reason = (e as NodeJS.ErrnoException).code === "ENOENT" ? "file not found" : `cannot read: ${(e as Error).message}`;
+    const shown = displayName(abs, cwd);
+    throw new PipelineError([{ file: shown, line: 0, col: 0, path: [], message: reason, text: `${shown}: ${reason}` }]);
+  }
+  return parsePipeline(text, abs, options);
+}
+
+function displayName(abs: string, cwd: string): string {
+  const rel = relative(cwd, abs);
+  return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel) ? rel : abs;
+}
+
+/**
+ * Validates and resolves pipeline YAML `text` as if read from `file` (relative paths resolve
+ * against `dirname(file)`).
+ * @throws PipelineError with one line per problem.
+ */
+export function parsePipeline(text: string, file: string, options: LoadOptions = {}): ResolvedPipeline {
+  const cwd = options.cwd ?? process.cwd();
+  const abs = resolve(cwd, file);
+  const shown = displayName(abs, cwd);
+  const src = new YamlSource(shown, text);
+  const at = (line: number, col: number, issue: PipelineIssue): LocatedIssue => ({
+    ...issue,
+    file: shown,
+    line,
+    col,
+    text: issueText(line > 0 ? `${shown}:${line}:${col}` : shown, issue),
+  });
+
+  if (src.problems.length > 0)
+    throw new PipelineError(src.problems.map((p) => at(p.position.line, p.position.col, p.issue)));
+
+  const data = src.data();
+  if (!isMapLike(data)) {
+    const message = data === null || data === undefined ? "the file is empty; expected a pipeline map" : `expected a pipeline map at the top level, got ${describeValue(data)}`;
+    throw new PipelineError([at(1, 1, { path: [], message })]);
+  }
+
+  const { applied, issues: overrideIssues } = applyOverrides(data, options.overrides ?? []);
+  if (overrideIssues.length > 0)
+    throw new PipelineError(
+      overrideIssues.map((o) => ({ file: shown, line: 0, col: 0, path: [], message: o.message, override: o.text, text: `--set ${o.text}: ${o.message}` })),
+    );
+
+  const { resolved, issues } = resolveData(data, abs, cwd, options.checkFiles ?? true, applied);
+  if (issues.length > 0) {
+    const located = issues.map((issue) => {
+      // An issue under a path an override wrote to is the override's fault, not the file's.
+      const o = [...applied].reverse().find((a) => hasPrefix(issue.path, a.path));
+      if (o) return { ...issue, file: shown, line: 0, col: 0, override: o.text, text: issueText(`--set ${o.text}`, issue) };
+      const pos = src.locate(issue.path, issue.at);
+      return at(pos.line, pos.col, issue);
+    });
+    located.sort((a, b) => a.line - b.line || a.col - b.col);
+    throw new PipelineError(located);
+  }
+  return resolved!;
+}
+
+function resolveData(
+  data: Record<string, unknown>,
+  file: string,
+  cwd: string,
+  checkFiles: boolean,
+  applied: readonly AppliedOverride[],
+): { resolved?: ResolvedPipeline; issues: PipelineIssue[] } {
+  const issues: PipelineIssue[] = [];
+  const dir = dirname(file);
+
+  for (const key of Object.keys(data)) {
+    if (!(topLevelKeys as readonly string[]).includes(key)) {
+      const hint = didYouMean(key, topLevelKeys);
+      issues.push({ path: [key], at: "key", message: `unknown section${hint}${hint ? "" : `; known sections: ${topLevelKeys.join(", ")}`}` });
+    }
+  }
+  const section = <S extends z.ZodType>(key: string, schema: S): z.output<S> | undefined => {
+    const r = validate(schema, data[key], [key]);
+    if (!r.ok) {
+      issues.push(...r.issues);
+      return undefined;
+    }
+    return r.data;
+  };
+
+  const description = section("description", z.string().nullable().default(null));
+  const scheduler = section("scheduler", schedulerSchema.prefault({}));
+  const flow = section("flow", flowSchema.prefault({}));
+  const evalConfig = section("eval", evalSchema.nullable().default(null));
+  const out = section("out", outSchema.prefault({}));
+
+  // models: a map of name → { builtin } | { path, format }, dispatched on which key is present.
+  const models: Record<string, ModelConfig> = {};
+  const rawModels = data.models ?? {};
+  if (!isMapLike(rawModels)) issues.push({ path: ["models"], message: `expected a map of model names, got ${describeValue(rawModels)}` });
+  else {
+    for (const [name, raw] of Object.entries(rawModels)) {
+      const schema = isMapLike(raw) && "builtin" in raw ? builtinModelSchema : pathModelSchema;
+      if (!isMapLike(raw)) {
+        issues.push({ path: ["models", name], message: `expected { builtin: ${Object.keys(builtinModels).join(" | ")} } or { path, format }, got ${describeValue(raw)}` });
+        continue;
+      }
+      const r = validate(schema, raw, ["models", name]);
+      if (!r.ok) issues.push(...r.issues);
+      else models[name] = r.data;
+    }
+  }
+
+  // stages: a list of single-key maps `- name: { options }` (or a bare `- name`).
+  const stages: StageConfig[] = [];
+  const rawStages = data.stages;
+  if (rawStages === undefined) issues.push({ path: ["stages"], message: "missing required key" });
+  else if (!Array.isArray(rawStages) || rawStages.length === 0)
+    issues.push({ path: ["stages"], message: `expected a non-empty list of stages, got ${Array.isArray(rawStages) ? "an empty list" : describeValue(rawStages)}` });
+  else {
+    rawStages.forEach((entry, index) => {
+      let name: string;
+      let opts: unknown;
+      if (typeof entry === "string") [name, opts] = [entry, {}];
+      else if (isMapLike(entry) && Object.keys(entry).length === 1) {
+        name = Object.keys(entry)[0]!;
+        opts = entry[name] ?? {};
+      } else {
+        const keys = isMapLike(entry) ? Object.keys(entry) : [];
+        const got = isMapLike(entry) ? `a map with ${keys.length} keys (${keys.join(", ")})` : describeValue(entry);
+        issues.push({ path: ["stages", index], message: `expected one stage per list item, like "- source: { ... }", got ${got}` });
+        return;
+      }
+      if (!isStageName(name)) {
+        const hint = didYouMean(name, stageNames);
+        issues.push({ path: ["stages", index, name], at: "key", message: `unknown stage "${name}"${hint}; known stages: ${stageNames.join(", ")}` });
+        return;
+      }
+      const r = validate(stageRegistry[name].optionsSchema, opts, ["stages", index, name]);
+      if (!r.ok) issues.push(...r.issues);
+      else stages.push({ name, index, options: r.data } as StageConfig);
+    });
+  }
+
+  if (stages.length > 0 && Array.isArray(rawStages) && stages.length === rawStages.length) {
+    const sources = stages.filter((s) => s.name === "source");
+    if (stages[0]!.name !== "source") issues.push({ path: ["stages", 0], message: `the first stage must be a source, got ${stages[0]!.name}` });
+    for (const s of sources.slice(stages[0]!.name === "source" ? 1 : 0))
+      issues.push({ path: ["stages", s.index, "source"], at: "key", message: "only the first stage may be a source" });
+  }
+
+  // Model references: each must name a `models` entry of the right kind.
+  const checkRef = (path: PropertyKey[], ref: string, kind: ModelKind) => {
+    if (!isMapLike(rawModels)) return;
+    if (!Object.hasOwn(rawModels, ref)) {
+      const names = Object.keys(rawModels);
+      const known = names.length > 0 ? `; models defined: ${names.join(", ")}` : "; the models section defines none";
+      issues.push({ path, message: `unknown model "${ref}"${didYouMean(ref, names)}${known}` });
+      return;
+    }
+    const m = models[ref];
+    if (m && "builtin" in m && builtinModels[m.builtin] !== kind)
+      issues.push({ path, message: `model "${ref}" is ${m.builtin} (a ${builtinModels[m.builtin]} model); this option needs a ${kind} model` });
+  };
+  for (const s of stages) {
+    for (const [key, kind] of Object.entries(modelRefsOf(s.name))) {
+      const ref = (s.options as Record<string, unknown>)[key];
+      if (typeof ref === "string") checkRef(["stages", s.index, s.name, key], ref, kind);
+    }
+  }
+
+  // Stage-specific cross-field rules.
+  for (const s of stages) {
+    const base = ["stages", s.index, s.name];
+    if (s.name === "filter" && s.options.dropTextImages && s.options.model === null)
+      issues.push({ path: [...base, "dropTextImages"], message: "needs filter.model (a clip model) to detect text in images" });
+    if (s.name === "write") {
+      const o = s.options;
+      if ((o.path === null) === !o.stdout)
+        issues.push({ path: base, at: "key", message: o.stdout ? "give either path or stdout: true, not both" : "needs path or stdout: true" });
+      else if (o.format === null) {
+        const inferred = o.stdout ? "arrow-stream" : formatFromExtension(o.path!);
+        if (inferred === undefined)
+          issues.push({
+            path: [...base, "path"],
+            message: `cannot infer format from "${extname(o.path!) || o.path}"; set format (${Object.keys(writeFormats).join(" | ")})`,
+          });
+        else o.format = inferred;
+      }
+    }
+  }
+
+  // eval.model: explicit, or the trained policy, or the generating policy.
+  if (evalConfig) {
+    if (evalConfig.model === null) {
+      const policy = stages.find((s) => s.name === "dpoTrain") ?? stages.find((s) => s.name === "generate");
+      if (policy && "model" in policy.options) evalConfig.model = policy.options.model as string;
+      else issues.push({ path: ["eval", "model"], message: "missing: no dpoTrain or generate stage to take the policy from" });
+    } else checkRef(["eval", "model"], evalConfig.model, "lvlm");
+  }
+
+  // Paths. Inputs resolve against the file's folder and must exist; outputs against out.dir.
+  const outDir = resolve(out?.dir !== undefined ? dir : cwd, out?.dir ?? `runs/${basename(file, extname(file))}`);
+  const input = (path: PropertyKey[], value: string): string => {
+    const p = resolve(dir, value);
+    if (checkFiles && !existsSync(p)) issues.push({ path, message: `not found: ${p}` });
+    return p;
+  };
+  for (const [name, m] of Object.entries(models)) if ("path" in m) m.path = input(["models", name, "path"], m.path);
+  for (const s of stages) {
+    const def = stageRegistry[s.name] as { inputPaths?: readonly string[]; outputPaths?: readonly string[] };
+    const o = s.options as Record<string, unknown>;
+    for (const key of def.inputPaths ?? []) if (typeof o[key] === "string") o[key] = input(["stages", s.index, s.name, key], o[key]);
+    for (const key of def.outputPaths ?? []) if (typeof o[key] === "string") o[key] = resolve(outDir, o[key]);
+  }
+  if (flow) flow.deadLetter = resolve(outDir, flow.deadLetter);
+
+  if (issues.length > 0 || !scheduler || !flow || !out || description === undefined || evalConfig === undefined)
+    return { issues };
+  return {
+    issues,
+    resolved: {
+      file,
+      description,
+      models,
+      scheduler,
+      flow,
+      stages,
+      eval: evalConfig,
+      out: { dir: outDir },
+      overrides: applied.map((a) => a.text),
+    },
+  };
+}
+
+function formatFromExtension(path: string): WriteFormat | undefined {
+  const ext = extname(path).toLowerCase();
+  return (Object.keys(writeFormats) as WriteFormat[]).find((f) => (writeFormats[f] as readonly string[]).includes(ext));
+}
+
+/**
+ * The resolved pipeline as plain data in the file's own shape (`stages: [{ name: options }]`),
+ * every default explicit — for `report.json` and for printing.
+ */
+export function pipelineToData(p: ResolvedPipeline): Record<string, unknown> {
+  return {
+    description: p.description,
+    models: p.models,
+    scheduler: p.scheduler,
+    flow: p.flow,
+    stages: p.stages.map((s) => ({ [s.name]: s.options })),
+    eval: p.eval,
+    out: p.out,
+  };
+}
+
+/** The resolved pipeline as YAML (valid input for `loadPipeline`). */
+export function pipelineToYaml(p: ResolvedPipeline): string {
+  return stringify(pipelineToData(p), { lineWidth: 0 });
+}

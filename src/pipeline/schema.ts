@@ -1,0 +1,360 @@
+/**
+ * Schemas of clipflow pipeline files (zod v4), with every default spelled out so a resolved
+ * pipeline can be printed in full ("defaults visible").
+ *
+ * A pipeline file has the sections `description`, `models`, `scheduler`, `flow`, `stages`,
+ * `eval` and `out`. All objects are strict: an unknown key is an error. `models` entries and
+ * `stages` entries are dispatched by hand in the loader (by `builtin`/`path` and by stage name)
+ * so their errors name the right branch instead of a vague "invalid union".
+ *
+ * Path-valued options are plain strings here; the loader resolves them to absolute paths
+ * (inputs against the pipeline file's folder, outputs against `out.dir`) and checks inputs exist.
+ *
+ * @example
+ * const opts = pairsOptions.parse({ minMargin: 3 });
+ * // { minMargin: 3, maxPairsPerImage: 2, maxLengthRatio: 1.5, strategy: "best-vs-worst" }
+ */
+import { z } from "zod";
+import { didYouMean } from "./suggest.ts";
+
+const positiveInt = () => z.number().int().positive();
+const nonNegativeInt = () => z.number().int().nonnegative();
+const nonEmpty = () => z.string().min(1);
+/** A key of the `models` section; the loader checks it exists and has the right kind. */
+const modelRef = () => nonEmpty();
+
+// ---------------------------------------------------------------------------------------------
+// models
+
+/** What a model is used as; stage options declare which kind each `model:` reference needs. */
+export type ModelKind = "clip" | "lvlm";
+
+/** Built-in models trained on the shapes world and shipped with clipflow. */
+export const builtinModels = { "shapes-clip": "clip", "shapes-lvlm": "lvlm" } as const satisfies Record<
+  string,
+  ModelKind
+>;
+export type BuiltinModelName = keyof typeof builtinModels;
+
+/** `{ builtin: shapes-clip }` — a model shipped with clipflow. */
+export const builtinModelSchema = z.strictObject({
+  builtin: z.enum(Object.keys(builtinModels) as [BuiltinModelName, ...BuiltinModelName[]]),
+});
+
+/**
+ * `{ path: ./hf/clip-vit-b32, format: hf-onnx }` — a model folder on disk: the Hugging Face ONNX
+ * layout (`hf-onnx`) or clipflow's own export (`clipflow`, ONNX graphs + safetensors).
+ */
+export const pathModelSchema = z.strictObject({
+  path: nonEmpty(),
+  format: z.enum(["hf-onnx", "clipflow"]).default("clipflow"),
+});
+
+export type BuiltinModelConfig = z.output<typeof builtinModelSchema>;
+export type PathModelConfig = z.output<typeof pathModelSchema>;
+export type ModelConfig = BuiltinModelConfig | PathModelConfig;
+
+// ---------------------------------------------------------------------------------------------
+// scheduler, flow, out
+
+/** Inference scheduler settings (see DESIGN "Scheduler"). */
+export const schedulerSchema = z.strictObject({
+  /** `cpu` or `cuda:N` (needs the CUDA build of onnxruntime-node; never a silent CPU fallback). */
+  device: z
+    .string()
+    .regex(/^(cpu|cuda:\d+)$/, { error: 'expected "cpu" or "cuda:N"' })
+    .default("cpu"),
+  /** Largest batch of one coalesced ORT call. */
+  maxBatch: positiveInt().default(64),
+  /** How long a partial batch may wait for more items. */
+  maxDelayMs: z.number().nonnegative().default(4),
+  /** Token budget of the continuous decoding batch. */
+  maxTokensInFlight: positiveInt().default(8192),
+  /** Worker threads owning ORT sessions (model replicas). */
+  workers: positiveInt().default(2),
+  /** ORT intra-op threads per worker; keep workers × threads at the core count. */
+  threads: positiveInt().default(1),
+});
+
+/** Dataflow settings: credits and the bad-row policy (see DESIGN "Backpressure", "Errors"). */
+export const flowSchema = z.strictObject({
+  /** Source batches alive anywhere in the pipeline at once. */
+  maxInFlight: positiveInt().default(8),
+  /** `skip`: a bad row goes to the dead-letter file; `fail`: the run stops with its message. */
+  onError: z.enum(["skip", "fail"]).default("skip"),
+  /** Dead-letter Arrow file; relative to `out.dir`. */
+  deadLetter: nonEmpty().default("dead-letter.arrow"),
+});
+
+/** Where a run writes its report, metrics, checkpoints and relative output paths. */
+export const outSchema = z.strictObject({
+  /**
+   * Output folder, relative to the pipeline file when written in it. When omitted the loader uses
+   * `runs/<file name without extension>` under the working directory.
+   */
+  dir: nonEmpty().optional(),
+});
+
+// ---------------------------------------------------------------------------------------------
+// stages
+
+const split = () => z.enum(["train", "val", "heldout"]);
+
+/** Source of image rows. `batchSize` rows per emitted batch; `count` caps the rows (null: all). */
+export const sourceOptions = z.discriminatedUnion("kind", [
+  /** The built-in synthetic shapes world. */
+  z.strictObject({
+    kind: z.literal("shapes-world"),
+    split: split().default("train"),
+    count: positiveInt().default(1000),
+    seed: nonNegativeInt().default(0),
+    batchSize: positiveInt().default(32),
+  }),
+  /** An Arrow IPC file or stream (detected from its magic bytes) with the `images` schema. */
+  z.strictObject({
+    kind: z.literal("arrow"),
+    path: nonEmpty(),
+    count: positiveInt().nullable().default(null),
+    batchSize: positiveInt().default(32),
+  }),
+  /** A Parquet file with the `images` schema. */
+  z.strictObject({
+    kind: z.literal("parquet"),
+    path: nonEmpty(),
+    count: positiveInt().nullable().default(null),
+    batchSize: positiveInt().default(32),
+  }),
+  /**
+   * LLaVA SFT JSONL (`{"id", "image", "conversations"}`); `images` is the folder the `image`
+   * paths are relative to (null: the JSONL file's folder).
+   */
+  z.strictObject({
+    kind: z.literal("jsonl-llava"),
+    path: nonEmpty(),
+    images: nonEmpty().nullable().default(null),
+    count: positiveInt().nullable().default(null),
+    batchSize: positiveInt().default(32),
+  }),
+  /** An Arrow IPC stream on stdin, to sit behind another dataflow. */
+  z.strictObject({
+    kind: z.literal("stdin"),
+    count: positiveInt().nullable().default(null),
+  }),
+]);
+
+/** Image bytes → model-ready `pixels` with the CLIP model's preprocessing. */
+export const decodeOptions = z.strictObject({
+  model: modelRef(),
+});
+
+/** The built-in set of caption prompts (the paper uses 5). */
+export const captionPrompts = "caption";
+
+/** n samples per image and prompt from the policy, through the continuous batcher. */
+export const generateOptions = z.strictObject({
+  model: modelRef(),
+  /** `caption` (the built-in caption prompt set) or an explicit list of prompts. */
+  prompts: z
+    .union([z.literal(captionPrompts), z.array(nonEmpty()).min(1)], {
+      error: 'expected "caption" or a non-empty list of prompt strings',
+    })
+    .default(captionPrompts),
+  samples: positiveInt().default(8),
+  /** 0 means greedy decoding. */
+  temperature: z.number().nonnegative().default(1.0),
+  topP: z.number().gt(0).lte(1).default(0.95),
+  /** 0 disables top-k. */
+  topK: nonNegativeInt().default(0),
+  maxNewTokens: positiveInt().default(48),
+  seed: nonNegativeInt().default(0),
+});
+
+/** CLIPScore = w · 100 · max(cos, 0) between image and candidate text. */
+export const clipScoreOptions = z.strictObject({
+  model: modelRef(),
+  /** Score texts longer than CLIP's context as the mean of their sentences' scores. */
+  sentences: z.boolean().default(true),
+  w: z.number().positive().default(1),
+});
+
+/** The paper's global filtering rules; null disables a rule. Each drop is counted by reason. */
+export const filterOptions = z.strictObject({
+  /** Drop candidates whose CLIPScore is below this. */
+  minScore: z.number().nullable().default(null),
+  maxWords: positiveInt().nullable().default(null),
+  /** Drop candidates longer than this many CLIP tokens. */
+  maxTokens: positiveInt().nullable().default(null),
+  /** Drop images containing rendered text (CLIP zero-shot against `textPrompts`). */
+  dropTextImages: z.boolean().default(false),
+  /** CLIP model for the text-in-image test; required when `dropTextImages` is true. */
+  model: modelRef().nullable().default(null),
+  /** An image is dropped when its best CLIPScore against `textPrompts` is at least this. */
+  textThreshold: z.number().default(25),
+  textPrompts: z
+    .array(nonEmpty())
+    .min(1)
+    .default(["an image with text", "a picture of written words", "a screenshot of a document"]),
+});
+
+/** (chosen, rejected) pairs per (image, prompt) group from CLIP scores; never reads ground truth. */
+export const pairsOptions = z.strictObject({
+  /** Minimum CLIPScore difference between chosen and rejected. */
+  minMargin: z.number().nonnegative().default(2),
+  maxPairsPerImage: positiveInt().default(2),
+  /** Longer / shorter text length (in words) must not exceed this. */
+  maxLengthRatio: z.number().gte(1).default(1.5),
+  strategy: z.enum(["best-vs-worst", "all-over-margin"]).default("best-vs-worst"),
+});
+
+/** File formats `write` supports, and the file extensions they are inferred from. */
+export const writeFormats = {
+  arrow: [".arrow", ".feather"],
+  "arrow-stream": [".arrows"],
+  parquet: [".parquet"],
+  jsonl: [".jsonl"],
+} as const;
+export type WriteFormat = keyof typeof writeFormats;
+
+/**
+ * Writes batches (atomically: temp + rename) and passes them through unchanged. Exactly one of
+ * `path` (relative to `out.dir`) and `stdout: true`. `format` defaults from the file extension
+ * (`arrow-stream` on stdout); the loader fills it in. Layout `trl` follows Hugging Face TRL's
+ * vision preference datasets (`images`, `prompt`, `chosen`, `rejected`); `plain` keeps the columns.
+ */
+export const writeOptions = z.strictObject({
+  path: nonEmpty().nullable().default(null),
+  stdout: z.boolean().default(false),
+  format: z.enum(Object.keys(writeFormats) as [WriteFormat, ...WriteFormat[]]).nullable().default(null),
+  layout: z.enum(["trl", "plain"]).default("trl"),
+});
+
+/** Sequence log-probs of chosen and rejected under the frozen reference policy. */
+export const refLogpsOptions = z.strictObject({
+  model: modelRef(),
+});
+
+/** DPO-family losses (TRL names); `loss` may combine several with weights. */
+export const dpoLossNames = ["sigmoid", "ipo", "hinge", "robust"] as const;
+export type DpoLossName = (typeof dpoLossNames)[number];
+/** Normalised loss: weight per loss type, e.g. `{ sigmoid: 1 }`. */
+export type DpoLossWeights = Partial<Record<DpoLossName, number>>;
+
+/**
+ * `loss: sigmoid` or `loss: { sigmoid: 1, hinge: 0.5 }`; always normalised to the weights map so
+ * the resolved config shows exactly what is optimised.
+ */
+const dpoLoss = () =>
+  z.unknown().transform((value, ctx): DpoLossWeights => {
+    const fail = (message: string, path: PropertyKey[] = []) => {
+      ctx.addIssue({ code: "custom", message, path });
+      return z.NEVER;
+    };
+    const known = dpoLossNames as readonly string[];
+    if (typeof value === "string") {
+      if (!known.includes(value))
+        return fail(`unknown loss "${value}"${didYouMean(value, known)}; known: ${known.join(", ")}`);
+      return { [value]: 1 };
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value))
+      return fail(`expected a loss name (${known.join(" | ")}) or a map of loss weights, got ${describeValue(value)}`);
+    const out: DpoLossWeights = {};
+    const entries = Object.entries(value);
+    if (entries.length === 0) return fail("expected at least one loss weight");
+    for (const [name, weight] of entries) {
+      if (!known.includes(name))
+        return fail(`unknown loss "${name}"${didYouMean(name, known)}; known: ${known.join(", ")}`, [name]);
+      if (typeof weight !== "number" || !Number.isFinite(weight) || weight <= 0)
+        return fail(`expected a positive number, got ${describeValue(weight)}`, [name]);
+      out[name as DpoLossName] = weight;
+    }
+    return out;
+  });
+
+/** Parameter groups of the policy; vision stays frozen by default. */
+export const trainableGroups = ["vision", "projector", "lm"] as const;
+
+/** Backpressured DPO trainer: the sink that sets the pipeline's pace. */
+export const dpoTrainOptions = z.strictObject({
+  model: modelRef(),
+  loss: dpoLoss().default({ sigmoid: 1 }),
+  beta: z.number().positive().default(0.1),
+  /** ε of the `robust` loss (conservative DPO); must stay below 0.5. */
+  labelSmoothing: z.number().gte(0).lt(0.5).default(0),
+  /** Weight of an SFT (NLL) term on the chosen answer (RPO); 0 disables it. */
+  sftWeight: z.number().nonnegative().default(0),
+  lr: z.number().positive().default(5e-6),
+  weightDecay: z.number().nonnegative().default(0),
+  /** Linear warmup, in optimiser steps. */
+  warmup: nonNegativeInt().default(0),
+  schedule: z.enum(["cosine", "linear", "constant"]).default("cosine"),
+  /** Pairs per micro-batch. */
+  batchSize: positiveInt().default(16),
+  /** Micro-batches per optimiser step. */
+  gradAccum: positiveInt().default(1),
+  /** Global-norm clipping threshold; null disables clipping. */
+  maxGradNorm: z.number().positive().nullable().default(1.0),
+  /** Passes over the replay buffer when the stream is finite. */
+  epochs: positiveInt().default(1),
+  /** Pairs kept for further epochs (bounded memory). */
+  replayBuffer: positiveInt().default(4096),
+  /** Checkpoint every N optimiser steps (0: only at the end), into `out.dir`. */
+  checkpointEvery: nonNegativeInt().default(100),
+  trainable: z.array(z.enum(trainableGroups)).min(1).default(["projector", "lm"]),
+  seed: nonNegativeInt().default(0),
+});
+
+// ---------------------------------------------------------------------------------------------
+// eval
+
+/** Hallucination metrics (METHOD "Metrics"): chair = CHAIR_i, hal = CHAIR_s, attr/rel = attribute/relation hallucination. */
+export const evalMetrics = ["chair", "hal", "cover", "attr", "rel"] as const;
+
+/** Evaluation of the policy on held-out shapes-world scenes (ground truth used only here). */
+export const evalSchema = z.strictObject({
+  /** Policy to evaluate; null: the `dpoTrain` stage's model, else the `generate` stage's. The loader fills it in. */
+  model: modelRef().nullable().default(null),
+  split: split().default("heldout"),
+  count: positiveInt().default(200),
+  seed: nonNegativeInt().default(0),
+  /** Prompt to answer; null: the world's first caption prompt. */
+  prompt: nonEmpty().nullable().default(null),
+  maxNewTokens: positiveInt().default(48),
+  /** 0 is greedy decoding. */
+  temperature: z.number().nonnegative().default(0),
+  metrics: z.array(z.enum(evalMetrics)).min(1).default(["chair", "hal", "cover", "attr"]),
+});
+
+export type SchedulerConfig = z.output<typeof schedulerSchema>;
+export type FlowConfig = z.output<typeof flowSchema>;
+export type EvalConfig = z.output<typeof evalSchema>;
+export type SourceOptions = z.output<typeof sourceOptions>;
+export type DecodeOptions = z.output<typeof decodeOptions>;
+export type GenerateOptions = z.output<typeof generateOptions>;
+export type ClipScoreOptions = z.output<typeof clipScoreOptions>;
+export type FilterOptions = z.output<typeof filterOptions>;
+export type PairsOptions = z.output<typeof pairsOptions>;
+export type WriteOptions = z.output<typeof writeOptions>;
+export type RefLogpsOptions = z.output<typeof refLogpsOptions>;
+export type DpoTrainOptions = z.output<typeof dpoTrainOptions>;
+
+/** Top-level sections and whether each is required. */
+export const topLevelKeys = ["description", "models", "scheduler", "flow", "stages", "eval", "out"] as const;
+
+/** Short human description of a JSON-like value for error messages: `string "high"`, `number 3`. */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  switch (typeof value) {
+    case "string":
+      return `string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+    case "number":
+    case "boolean":
+    case "bigint":
+      return `${typeof value} ${String(value)}`;
+    case "object":
+      return "a map";
+    default:
+      return typeof value;
+  }
+}
