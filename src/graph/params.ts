@@ -6,29 +6,11 @@
  * updates them in place; sessions never need rebuilding. Weights persist as safetensors.
  */
 import type { TensorValue } from "./runtime.ts";
+import type { InitSpec, ParamSpec, ParamStoreLike } from "./types.ts";
 import type { Rng } from "../util/rng.ts";
 import { loadSafetensors, saveSafetensors, tensorToFloat32, type SafeTensorInput, type SafetensorsFile } from "./safetensors.ts";
 
-/** How a parameter is initialised (mirrors the graph builder's InitSpec). */
-export type InitSpec =
-  | { kind: "normal"; std: number; mean?: number }
-  | { kind: "zeros" }
-  | { kind: "ones" }
-  | { kind: "uniform"; low: number; high: number }
-  | { kind: "constant"; value: number };
-
-/** A parameter declaration as listed by `Graph.params()`. */
-export interface ParamSpec {
-  name: string;
-  shape: number[];
-  init: InitSpec;
-  trainable: boolean;
-}
-
-/** Anything that can hand out named weights (what `toOnnx({ bake })` consumes). */
-export interface ParamStoreLike {
-  get(name: string): { data: Float32Array; shape: number[] } | undefined;
-}
+export type { InitSpec, ParamSpec, ParamStoreLike };
 
 /** One stored parameter. `data` is row-major, `data.length === product(shape)`. */
 export interface Param {
@@ -64,8 +46,7 @@ export function initParam(out: Float32Array, init: InitSpec, rng: Rng, name = "?
       return out.fill(init.value);
     case "normal": {
       if (!(init.std >= 0)) throw new ParamError(`param '${name}': normal init needs std >= 0, got ${init.std}`);
-      const mean = init.mean ?? 0;
-      for (let i = 0; i < out.length; i++) out[i] = mean + init.std * rng.normal();
+      for (let i = 0; i < out.length; i++) out[i] = init.std * rng.normal();
       return out;
     }
     case "uniform": {

@@ -1,0 +1,162 @@
+import { describe, expect, test } from "bun:test";
+import { Graph, type Tensor } from "../../src/graph/index.ts";
+import type { DpoLossConfig } from "../../src/train/dpo-loss-config.ts";
+import { DPO_METRICS, resolveDpoLossConfig } from "../../src/train/dpo-loss-config.ts";
+import { dpoLoss, dpoOutputs } from "../../src/train/losses.ts";
+import { dpoLossReference, logSigmoid } from "../../src/train/losses-reference.ts";
+import { Rng } from "../../src/util/rng.ts";
+
+/*
+ * Hand-computed example, β = 0.5, two pairs:
+ *            πc    πr    refc  refr   nc  nr
+ *   pair 1  −10   −14   −11   −12     2   4
+ *   pair 2   −8    −6    −8    −7     1   2
+ * chosen log-ratios   πc − refc = [1, 0]     rejected log-ratios πr − refr = [−2, 1]
+ * logits = [1 − (−2), 0 − 1] = [3, −1];  z = β·logits = [1.5, −0.5]
+ *
+ * sigmoid: −log σ(1.5) = log(1 + e^−1.5) = log(1.22313016) = 0.20141328
+ *          −log σ(−0.5) = log(1 + e^0.5) = log(2.64872127) = 0.97407698   mean = 0.58774513
+ * cDPO (sigmoid, ε = 0.1): log σ(−1.5) = −1.70141328, log σ(0.5) = −0.47407698
+ *          pair 1: 0.9·0.20141328 + 0.1·1.70141328 = 0.35141328
+ *          pair 2: 0.9·0.97407698 + 0.1·0.47407698 = 0.92407698           mean = 0.63774513
+ * robust (ε = 0.1): pair 1: (0.9·0.20141328 − 0.1·1.70141328)/0.8 = 0.01391328
+ *                   pair 2: (0.9·0.97407698 − 0.1·0.47407698)/0.8 = 1.03657698  mean = 0.52524513
+ * hinge:  max(0, 1 − 1.5) = 0, max(0, 1 + 0.5) = 1.5                         mean = 0.75
+ * ipo, length-normalised: h = [1/2 − (−2)/4, 0/1 − 1/2] = [1, −0.5], 1/(2β) = 1
+ *          (1 − 1)² = 0, (−0.5 − 1)² = 2.25                                   mean = 1.125
+ * ipo, raw: h = logits = [3, −1]: (3 − 1)² = 4, (−1 − 1)² = 4                 mean = 4
+ * sft:    −(−10 − 8)/(2 + 1) = 6
+ * metrics: rewards/chosen = mean(β·[1, 0]) = 0.25, rewards/rejected = mean(β·[−2, 1]) = −0.25,
+ *          margins = mean([1.5, −0.5]) = 0.5, accuracies = mean([1, 0]) = 0.5,
+ *          logps/chosen = −9, logps/rejected = −10
+ */
+const EX = {
+  policyChosen: [-10, -8],
+  policyRejected: [-14, -6],
+  refChosen: [-11, -8],
+  refRejected: [-12, -7],
+  chosenTokens: [2, 1],
+  rejectedTokens: [4, 2],
+};
+const HAND_METRICS = {
+  "rewards/chosen": 0.25,
+  "rewards/rejected": -0.25,
+  "rewards/margins": 0.5,
+  "rewards/accuracies": 0.5,
+  "logps/chosen": -9,
+  "logps/rejected": -10,
+};
+const CASES: { name: string; config: DpoLossConfig; loss: number }[] = [
+  { name: "sigmoid", config: { beta: 0.5 }, loss: 0.58774513 },
+  { name: "sigmoid cDPO ε=0.1", config: { beta: 0.5, labelSmoothing: 0.1 }, loss: 0.63774513 },
+  { name: "robust ε=0.1", config: { beta: 0.5, terms: [{ type: "robust" }], labelSmoothing: 0.1 }, loss: 0.52524513 },
+  { name: "hinge", config: { beta: 0.5, terms: [{ type: "hinge" }] }, loss: 0.75 },
+  { name: "ipo (length-normalised)", config: { beta: 0.5, terms: [{ type: "ipo" }] }, loss: 1.125 },
+  { name: "ipo (raw)", config: { beta: 0.5, terms: [{ type: "ipo" }], ipoLengthNormalise: false }, loss: 4 },
+  { name: "sft", config: { beta: 0.5, terms: [{ type: "sft" }] }, loss: 6 },
+  // 1·0.58774513 + 0.1·6 + 0.5·0.75
+  {
+    name: "sigmoid + 0.1·sft + 0.5·hinge",
+    config: { beta: 0.5, terms: [{ type: "sigmoid" }, { type: "sft", weight: 0.1 }, { type: "hinge", weight: 0.5 }] },
+    loss: 1.56274513,
+  },
+];
+
+const NAMES = ["policy_chosen", "policy_rejected", "ref_chosen", "ref_rejected", "chosen_tokens", "rejected_tokens"] as const;
+const KEYS = ["policyChosen", "policyRejected", "refChosen", "refRejected", "chosenTokens", "rejectedTokens"] as const;
+
+/** A graph whose inputs are the six [batch] vectors. */
+function build(config: DpoLossConfig, floatType: "float32" | "float64") {
+  const g = new Graph({ floatType });
+  const t = NAMES.map((n) => g.input(n, floatType, ["batch"]));
+  const inputs = Object.fromEntries(KEYS.map((k, i) => [k, t[i]!])) as Record<(typeof KEYS)[number], Tensor>;
+  const out = dpoLoss(g, inputs, config);
+  return { g, out, inputs };
+}
+
+function feedsOf(x: Record<string, number[]>, floatType: "float32" | "float64") {
+  const Arr = floatType === "float64" ? Float64Array : Float32Array;
+  return Object.fromEntries(
+    NAMES.map((n, i) => [n, { dtype: floatType, dims: [x[KEYS[i]!]!.length], data: Arr.from(x[KEYS[i]!]!) }]),
+  );
+}
+
+describe("DPO losses on the hand-computed example", () => {
+  test("logSigmoid reference is stable at the extremes", () => {
+    expect(logSigmoid(0)).toBeCloseTo(-Math.LN2, 15);
+    expect(logSigmoid(-1000)).toBe(-1000);
+    expect(logSigmoid(1000)).toBeCloseTo(0, 12);
+    expect(logSigmoid(1.5)).toBeCloseTo(-0.20141328, 8);
+  });
+
+  for (const c of CASES) {
+    test(`${c.name}: reference and graph (float32 and float64) match the hand value`, async () => {
+      const ref = dpoLossReference(EX, c.config);
+      expect(ref.loss).toBeCloseTo(c.loss, 7);
+      for (const [k, v] of Object.entries(HAND_METRICS)) expect(ref.metrics[k as keyof typeof HAND_METRICS]).toBeCloseTo(v, 12);
+      for (const ft of ["float64", "float32"] as const) {
+        const { g, out } = build(c.config, ft);
+        const step = await g.compile({ outputs: dpoOutputs(out) });
+        const r = await step.run(feedsOf(EX, ft));
+        const digits = ft === "float64" ? 7 : 5;
+        expect(r.loss!.dims).toEqual([]);
+        expect(r.loss!.data[0] as number).toBeCloseTo(c.loss, digits);
+        for (const [k, v] of Object.entries(ref.terms)) expect(r[`loss/${k}`]!.data[0] as number).toBeCloseTo(v, digits);
+        for (const [k, v] of Object.entries(HAND_METRICS)) expect(r[k]!.data[0] as number).toBeCloseTo(v, digits);
+      }
+    });
+  }
+
+  test("graph equals the reference on random batches for every loss type (float64)", async () => {
+    const rng = new Rng(21);
+    const B = 7;
+    const x = {
+      policyChosen: Array.from({ length: B }, () => -20 + 10 * rng.normal()),
+      policyRejected: Array.from({ length: B }, () => -20 + 10 * rng.normal()),
+      refChosen: Array.from({ length: B }, () => -20 + 10 * rng.normal()),
+      refRejected: Array.from({ length: B }, () => -20 + 10 * rng.normal()),
+      chosenTokens: Array.from({ length: B }, () => 1 + rng.int(30)),
+      rejectedTokens: Array.from({ length: B }, () => 1 + rng.int(30)),
+    };
+    const config: DpoLossConfig = {
+      beta: 0.3,
+      labelSmoothing: 0.2,
+      terms: [{ type: "sigmoid", weight: 0.7 }, { type: "robust", weight: 0.3 }, { type: "hinge", weight: 0.2 }, { type: "ipo", weight: 0.01 }, { type: "sft", weight: 0.05 }],
+    };
+    const ref = dpoLossReference(x, config);
+    const { g, out } = build(config, "float64");
+    const r = await (await g.compile({ outputs: dpoOutputs(out) })).run(feedsOf(x, "float64"));
+    expect(r.loss!.data[0] as number).toBeCloseTo(ref.loss, 10);
+    for (const [k, v] of Object.entries(ref.terms)) expect(r[`loss/${k}`]!.data[0] as number).toBeCloseTo(v, 10);
+    for (const k of DPO_METRICS) expect(r[k]!.data[0] as number).toBeCloseTo(ref.metrics[k], 10);
+  });
+
+  test("large |z| stays finite (no overflow in log σ)", async () => {
+    const x = { ...EX, policyChosen: [-10, -3000], policyRejected: [-3000, -6] };
+    const config: DpoLossConfig = { beta: 1, terms: [{ type: "sigmoid" }, { type: "robust" }], labelSmoothing: 0.1 };
+    const ref = dpoLossReference(x, config);
+    const { g, out } = build(config, "float32");
+    const r = await (await g.compile({ outputs: dpoOutputs(out) })).run(feedsOf(x, "float32"));
+    expect(Number.isFinite(r.loss!.data[0] as number)).toBe(true);
+    expect(r.loss!.data[0] as number).toBeCloseTo(ref.loss, 2);
+  });
+});
+
+describe("DPO loss configuration errors", () => {
+  test("clear messages", () => {
+    expect(() => resolveDpoLossConfig({ beta: 0 })).toThrow("beta must be a finite number > 0");
+    expect(() => resolveDpoLossConfig({ beta: 0.1, labelSmoothing: 0.5 })).toThrow("labelSmoothing must be in [0, 0.5)");
+    expect(() => resolveDpoLossConfig({ beta: 0.1, terms: [{ type: "kto" as never }] })).toThrow('terms[0].type "kto" is not one of');
+    expect(() => resolveDpoLossConfig({ beta: 0.1, terms: [{ type: "ipo" }, { type: "ipo" }] })).toThrow("'ipo' listed twice");
+    expect(() => resolveDpoLossConfig({ beta: 0.1, terms: [{ type: "ipo", weight: -1 }] })).toThrow("weight must be a finite number > 0");
+    expect(() => resolveDpoLossConfig({ beta: 0.1, gamma: 1 } as never)).toThrow("unknown key 'gamma'");
+    const g = new Graph();
+    const v = () => g.input(`v${Math.random().toString(36).slice(2)}`, "float32", ["batch"]);
+    expect(() => dpoLoss(g, { policyChosen: v(), policyRejected: v(), refChosen: v(), refRejected: v() }, { beta: 0.1, terms: [{ type: "sft" }] })).toThrow(
+      "need chosenTokens and rejectedTokens",
+    );
+    expect(() => dpoLoss(g, { policyChosen: g.input("m", "float32", ["batch", 2]), policyRejected: v(), refChosen: v(), refRejected: v() }, { beta: 0.1 })).toThrow(
+      "policyChosen must be [batch]",
+    );
+  });
+});
