@@ -120,7 +120,13 @@ export function parsePipeline(text: string, file: string, options: LoadOptions =
   if (src.problems.length > 0)
     throw new PipelineError(src.problems.map((p) => at(p.position.line, p.position.col, p.issue)));
 
-  const data = src.data();
+  let data: unknown;
+  try {
+    data = src.data();
+  } catch (e) {
+    // yaml's guard against exponential alias expansion ("billion laughs").
+    throw new PipelineError([at(1, 1, { path: [], message: `YAML: ${(e as Error).message}` })]);
+  }
   if (!isMapLike(data)) {
     const message = data === null || data === undefined ? "the file is empty; expected a pipeline map" : `expected a pipeline map at the top level, got ${describeValue(data)}`;
     throw new PipelineError([at(1, 1, { path: [], message })]);

@@ -98,14 +98,19 @@ export const outSchema = z.strictObject({
 // ---------------------------------------------------------------------------------------------
 // stages
 
-const split = () => z.enum(["train", "val", "heldout"]);
+/**
+ * Shapes-world splits, disjoint by construction. Mirrors `SPLITS` in src/world/scene.ts
+ * (clip-pretrain: CLIP training, sft: policy SFT, dpo: preference data, heldout: evaluation).
+ */
+export const worldSplits = ["clip-pretrain", "sft", "dpo", "heldout"] as const;
+const split = () => z.enum(worldSplits);
 
 /** Source of image rows. `batchSize` rows per emitted batch; `count` caps the rows (null: all). */
 export const sourceOptions = z.discriminatedUnion("kind", [
   /** The built-in synthetic shapes world. */
   z.strictObject({
     kind: z.literal("shapes-world"),
-    split: split().default("train"),
+    split: split().default("dpo"),
     count: positiveInt().default(1000),
     seed: nonNegativeInt().default(0),
     batchSize: positiveInt().default(32),
@@ -241,7 +246,8 @@ export type DpoLossWeights = Partial<Record<DpoLossName, number>>;
 
 /**
  * `loss: sigmoid` or `loss: { sigmoid: 1, hinge: 0.5 }`; always normalised to the weights map so
- * the resolved config shows exactly what is optimised.
+ * the resolved config shows exactly what is optimised. The trainer's loss terms are these
+ * entries plus `{ sft: sftWeight }` when `sftWeight > 0`.
  */
 const dpoLoss = () =>
   z.unknown().transform((value, ctx): DpoLossWeights => {
@@ -250,9 +256,10 @@ const dpoLoss = () =>
       return z.NEVER;
     };
     const known = dpoLossNames as readonly string[];
+    const sftHint = (name: string) => (name === "sft" ? "; the sft (RPO) term is set with sftWeight" : "");
     if (typeof value === "string") {
       if (!known.includes(value))
-        return fail(`unknown loss "${value}"${didYouMean(value, known)}; known: ${known.join(", ")}`);
+        return fail(`unknown loss "${value}"${didYouMean(value, known)}; known: ${known.join(", ")}${sftHint(value)}`);
       return { [value]: 1 };
     }
     if (value === null || typeof value !== "object" || Array.isArray(value))
@@ -262,7 +269,7 @@ const dpoLoss = () =>
     if (entries.length === 0) return fail("expected at least one loss weight");
     for (const [name, weight] of entries) {
       if (!known.includes(name))
-        return fail(`unknown loss "${name}"${didYouMean(name, known)}; known: ${known.join(", ")}`, [name]);
+        return fail(`unknown loss "${name}"${didYouMean(name, known)}; known: ${known.join(", ")}${sftHint(name)}`, [name]);
       if (typeof weight !== "number" || !Number.isFinite(weight) || weight <= 0)
         return fail(`expected a positive number, got ${describeValue(weight)}`, [name]);
       out[name as DpoLossName] = weight;
@@ -278,10 +285,12 @@ export const dpoTrainOptions = z.strictObject({
   model: modelRef(),
   loss: dpoLoss().default({ sigmoid: 1 }),
   beta: z.number().positive().default(0.1),
-  /** ε of the `robust` loss (conservative DPO); must stay below 0.5. */
+  /** ε, the assumed share of flipped labels, for `sigmoid` (cDPO) and `robust`; below 0.5. */
   labelSmoothing: z.number().gte(0).lt(0.5).default(0),
   /** Weight of an SFT (NLL) term on the chosen answer (RPO); 0 disables it. */
   sftWeight: z.number().nonnegative().default(0),
+  /** IPO on per-token mean log-probs, as TRL does. */
+  ipoLengthNormalise: z.boolean().default(true),
   lr: z.number().positive().default(5e-6),
   weightDecay: z.number().nonnegative().default(0),
   /** Linear warmup, in optimiser steps. */

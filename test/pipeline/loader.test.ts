@@ -51,7 +51,7 @@ describe("loadPipeline: a good file", () => {
     });
     const source = p.stages[0]!;
     if (source.name !== "source" || source.options.kind !== "shapes-world") throw new Error("bad source");
-    expect(source.options).toEqual({ kind: "shapes-world", split: "train", count: 4000, seed: 1, batchSize: 32 });
+    expect(source.options).toEqual({ kind: "shapes-world", split: "dpo", count: 4000, seed: 1, batchSize: 32 });
     const filter = p.stages[4]!;
     if (filter.name !== "filter") throw new Error("bad filter");
     expect(filter.options.minScore).toBe(20);
@@ -235,6 +235,17 @@ describe("parsePipeline: other rules", () => {
     expect(msg("models:\n  m: shapes-clip\nstages:\n  - source: { kind: stdin }\n")).toBe(
       `${file}:2:6: models.m: expected { builtin: shapes-clip | shapes-lvlm } or { path, format }, got string "shapes-clip"`,
     );
+  });
+
+  test("exponential alias expansion is refused", () => {
+    const lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"];
+    for (let i = 0; i < 9; i++) {
+      const name = String.fromCharCode(98 + i);
+      lines.push(`${name}: &${name} [${Array(10).fill(`*${String.fromCharCode(97 + i)}`).join(", ")}]`);
+    }
+    const e = parseError(lines.join("\n"));
+    expect(e.issues).toHaveLength(1);
+    expect(e.message).toMatch(/^test\/pipeline\/fixtures\/inline\.yaml:1:1: YAML: .*alias/i);
   });
 
   test("nothing in the file is evaluated: custom tags are errors, not code", () => {
