@@ -600,7 +600,14 @@ export class Graph {
   shapeOf(x: Tensor): Tensor {
     this.own("shapeOf", x);
     if (isStatic(x.shape)) return this.ints(x.shape);
-    return this.node1("Shape", [x], "int64", [x.rank], {}, true);
+    // one Shape node per tensor (duplicates trip ORT's CSE + reshape fusion on 1.30)
+    const key = `${x.id}:*`;
+    let t = this.dimCache.get(key);
+    if (!t) {
+      t = this.node1("Shape", [x], "int64", [x.rank], {}, true);
+      this.dimCache.set(key, t);
+    }
+    return t;
   }
 
   /** Run-time size of one axis of `x` as int64 [1] (a constant when the dim is static). */
