@@ -8,6 +8,8 @@
  * // pipelines/x.yaml:12:5: stages[3].filter.minScore: expected number, got string "high"
  */
 
+import { suggest } from "./suggest.ts";
+
 /** A problem found while validating, before it is given a position. */
 export interface PipelineIssue {
   /** Key path inside the pipeline data, e.g. `["stages", 3, "filter", "minScore"]`. */
@@ -64,4 +66,23 @@ export function hasPrefix(path: readonly PropertyKey[], prefix: readonly Propert
 export function issueText(where: string, issue: PipelineIssue): string {
   const key = formatPath(issue.path);
   return key === "" ? `${where}: ${issue.message}` : `${where}: ${key}: ${issue.message}`;
+}
+
+/** The message of an issue about a required key that is absent. */
+export const missingKeyMessage = "missing required key";
+
+/**
+ * Drops "missing required key" issues explained by a misspelt sibling key that is already
+ * reported as unknown (`modle:` gives one line "unknown key (did you mean "model"?)", not two).
+ */
+export function dropShadowedMissing(issues: readonly PipelineIssue[]): PipelineIssue[] {
+  const unknownKeys = issues.filter((i) => i.at === "key");
+  return issues.filter((issue) => {
+    if (!issue.message.startsWith(missingKeyMessage) || issue.path.length === 0) return true;
+    const parent = issue.path.slice(0, -1);
+    const missing = String(issue.path[issue.path.length - 1]);
+    return !unknownKeys.some(
+      (u) => u.path.length === issue.path.length && hasPrefix(u.path, parent) && suggest(String(u.path[u.path.length - 1]), [missing]) !== undefined,
+    );
+  });
 }

@@ -19,7 +19,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, extname, isAbsolute, relative, resolve } from "node:path";
 import { stringify } from "yaml";
 import { z } from "zod";
-import { hasPrefix, issueText, PipelineError, type LocatedIssue, type PipelineIssue } from "./issues.ts";
+import { dropShadowedMissing, hasPrefix, issueText, missingKeyMessage, PipelineError, type LocatedIssue, type PipelineIssue } from "./issues.ts";
 import { applyOverrides, type AppliedOverride } from "./overrides.ts";
 import { isStageName, stageNames, stageRegistry, type StageConfig, type StageName } from "./registry.ts";
 import {
@@ -40,7 +40,7 @@ import {
   type SchedulerConfig,
   type WriteFormat,
 } from "./schema.ts";
-import { didYouMean } from "./suggest.ts";
+import { didYouMean, suggest } from "./suggest.ts";
 import { validate } from "./zod-issues.ts";
 import { YamlSource } from "./yaml-source.ts";
 
@@ -138,7 +138,8 @@ export function parsePipeline(text: string, file: string, options: LoadOptions =
       overrideIssues.map((o) => ({ file: shown, line: 0, col: 0, path: [], message: o.message, override: o.text, text: `--set ${o.text}: ${o.message}` })),
     );
 
-  const { resolved, issues } = resolveData(data, abs, cwd, options.checkFiles ?? true, applied);
+  const { resolved, issues: found } = resolveData(data, abs, cwd, options.checkFiles ?? true, applied);
+  const issues = dropShadowedMissing(found);
   if (issues.length > 0) {
     const located = issues.map((issue) => {
       // An issue under a path an override wrote to is the override's fault, not the file's.
@@ -190,12 +191,14 @@ function resolveData(
   if (!isMapLike(rawModels)) issues.push({ path: ["models"], message: `expected a map of model names, got ${describeValue(rawModels)}` });
   else {
     for (const [name, raw] of Object.entries(rawModels)) {
-      const schema = isMapLike(raw) && "builtin" in raw ? builtinModelSchema : pathModelSchema;
       if (!isMapLike(raw)) {
         issues.push({ path: ["models", name], message: `expected { builtin: ${Object.keys(builtinModels).join(" | ")} } or { path, format }, got ${describeValue(raw)}` });
         continue;
       }
-      const r = validate(schema, raw, ["models", name]);
+      // Dispatch on `builtin` (or a misspelling of it when there is no `path`).
+      const keys = Object.keys(raw);
+      const builtin = "builtin" in raw || (!("path" in raw) && keys.some((k) => suggest(k, ["builtin"]) !== undefined));
+      const r = validate(builtin ? builtinModelSchema : pathModelSchema, raw, ["models", name]);
       if (!r.ok) issues.push(...r.issues);
       else models[name] = r.data;
     }
@@ -204,7 +207,7 @@ function resolveData(
   // stages: a list of single-key maps `- name: { options }` (or a bare `- name`).
   const stages: StageConfig[] = [];
   const rawStages = data.stages;
-  if (rawStages === undefined) issues.push({ path: ["stages"], message: "missing required key" });
+  if (rawStages === undefined) issues.push({ path: ["stages"], message: missingKeyMessage });
   else if (!Array.isArray(rawStages) || rawStages.length === 0)
     issues.push({ path: ["stages"], message: `expected a non-empty list of stages, got ${Array.isArray(rawStages) ? "an empty list" : describeValue(rawStages)}` });
   else {

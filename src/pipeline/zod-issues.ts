@@ -7,9 +7,9 @@
  * // { issues: [{ path: ["stages", 3, "filter", "minScore"], message: 'expected number, got string "high"' }] }
  */
 import type { z } from "zod";
-import type { PipelineIssue } from "./issues.ts";
+import { missingKeyMessage, type PipelineIssue } from "./issues.ts";
 import { describeValue } from "./schema.ts";
-import { didYouMean } from "./suggest.ts";
+import { didYouMean, suggest } from "./suggest.ts";
 
 /** The bits of zod's internal schema definitions needed to walk a schema by key path. */
 interface LooseDef {
@@ -87,7 +87,7 @@ function fromZodIssue(issue: z.core.$ZodIssue, schema: z.ZodType, input: unknown
   const got = describeValue(value);
   switch (issue.code) {
     case "invalid_type":
-      if (value === undefined) return [{ path, message: "missing required key" }];
+      if (value === undefined) return [{ path, message: missingKeyMessage }];
       return [{ path, message: `expected ${typeNames[issue.expected] ?? issue.expected}, got ${got}` }];
     case "invalid_value": {
       const options = issue.values.map((v) => JSON.stringify(v));
@@ -118,10 +118,17 @@ function fromZodIssue(issue: z.core.$ZodIssue, schema: z.ZodType, input: unknown
     }
     case "invalid_union": {
       if (issue.discriminator !== undefined) {
+        // `{ knd: stdin }`: say the misspelt key is unknown rather than that `kind` is missing.
+        const parent = valueAt(input, path.slice(0, -1));
+        if (value === undefined && parent !== null && typeof parent === "object") {
+          const typo = Object.keys(parent).find((k) => suggest(k, [issue.discriminator!]) !== undefined);
+          if (typo !== undefined)
+            return [{ path: [...path.slice(0, -1), typo], at: "key", message: `unknown key (did you mean "${issue.discriminator}"?)` }];
+        }
         const opts = ((issue as { options?: unknown[] }).options ?? []).map(String);
         const hint = typeof value === "string" ? didYouMean(value, opts) : "";
         const shown = typeof value === "string" ? JSON.stringify(value) : got;
-        const what = value === undefined ? `missing required key` : `unknown ${issue.discriminator} ${shown}${hint}`;
+        const what = value === undefined ? missingKeyMessage : `unknown ${issue.discriminator} ${shown}${hint}`;
         return [{ path, message: `${what}; expected one of ${opts.map((o) => JSON.stringify(o)).join(" | ")}` }];
       }
       return [{ path, message: `${issue.message}, got ${got}` }];

@@ -237,6 +237,15 @@ describe("parsePipeline: other rules", () => {
     );
   });
 
+  test("a misspelt required key gives one line, not also a missing-key line", () => {
+    expect(msg("stage:\n  - source: { kind: stdin }\n")).toBe(`${file}:1:1: stage: unknown section (did you mean "stages"?)`);
+    expect(msg(`${head}  - decode: { modle: clip }\n`)).toBe(`${file}:6:15: stages[1].decode.modle: unknown key (did you mean "model"?)`);
+    expect(msg("stages:\n  - source: { knd: stdin }\n")).toBe(`${file}:2:15: stages[0].source.knd: unknown key (did you mean "kind"?)`);
+    expect(msg("models:\n  c: { bultin: shapes-clip }\nstages:\n  - source: { kind: stdin }\n")).toBe(
+      `${file}:2:8: models.c.bultin: unknown key (did you mean "builtin"?)`,
+    );
+  });
+
   test("exponential alias expansion is refused", () => {
     const lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"];
     for (let i = 0; i < 9; i++) {
