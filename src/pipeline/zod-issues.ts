@@ -90,6 +90,7 @@ function fromZodIssue(issue: z.core.$ZodIssue, schema: z.ZodType, input: unknown
       if (value === undefined) return [{ path, message: missingKeyMessage }];
       return [{ path, message: `expected ${typeNames[issue.expected] ?? issue.expected}, got ${got}` }];
     case "invalid_value": {
+      if (value === undefined) return [{ path, message: missingKeyMessage }];
       const options = issue.values.map((v) => JSON.stringify(v));
       const hint = typeof value === "string" ? didYouMean(value, issue.values.map(String)) : "";
       const expected = options.length === 1 ? options[0] : `one of ${options.join(" | ")}`;
