@@ -62,7 +62,7 @@ describe("scheduler on real ONNX models", () => {
     const rng = new Rng(3);
     const calls = Array.from({ length: 18 }, (_, i) => ({ stream: `s${i % 3}`, x: randTensor(rng, [1 + (i % 3), 16]) }));
     const ref = await createSession(bytes);
-    const want = [];
+    const want: (TensorValue | undefined)[] = [];
     for (const c of calls) want.push((await runSession(ref, { x: { ...c.x, data: c.x.data.slice() } })).y);
     const got = await Promise.all(calls.map((c) => m.run({ x: c.x }, { stream: c.stream })));
     got.forEach((g, i) => expectClose(g.y, want[i]));
@@ -101,7 +101,7 @@ describe("scheduler on real ONNX models", () => {
       return { len, x: randTensor(rng, [rows, len, dim]), mask: { dtype: "float32" as const, dims: [rows, len], data: new Float32Array(rows * len).fill(1) } };
     });
     const ref = await createSession(bytes);
-    const want = [];
+    const want: Record<string, TensorValue>[] = [];
     for (const it of items) {
       want.push(await runSession(ref, { x: { ...it.x, data: it.x.data.slice() }, mask: { ...it.mask, data: it.mask.data.slice() } }));
     }
