@@ -305,6 +305,8 @@ function resolveData(
     const o = s.options as Record<string, unknown>;
     for (const key of def.inputPaths ?? []) if (typeof o[key] === "string") o[key] = input(["stages", s.index, s.name, key], o[key]);
     for (const key of def.outputPaths ?? []) if (typeof o[key] === "string") o[key] = resolve(outDir, o[key]);
+    // LLaVA JSONL image paths are relative to the JSONL's folder unless `images` says otherwise.
+    if (s.name === "source" && s.options.kind === "jsonl-llava" && s.options.images === null) s.options.images = dirname(s.options.path);
   }
   if (flow) flow.deadLetter = resolve(outDir, flow.deadLetter);
 

@@ -131,7 +131,7 @@ export const sourceOptions = z.discriminatedUnion("kind", [
   }),
   /**
    * LLaVA SFT JSONL (`{"id", "image", "conversations"}`); `images` is the folder the `image`
-   * paths are relative to (null: the JSONL file's folder).
+   * paths are relative to (null: the JSONL file's folder, filled in by the loader).
    */
   z.strictObject({
     kind: z.literal("jsonl-llava"),

@@ -112,6 +112,11 @@ describe("loadPipeline: relative paths", () => {
     }
   });
 
+  test("jsonl-llava images default to the JSONL's folder, filled in", () => {
+    const p = parsePipeline("stages:\n  - source: { kind: jsonl-llava, path: data/sft.jsonl }\n", join(fixtures, "inline.yaml"), { cwd: root });
+    expect(p.stages[0]!.options).toEqual({ kind: "jsonl-llava", path: join(fixtures, "data/sft.jsonl"), images: join(fixtures, "data"), count: null, batchSize: 32 });
+  });
+
   test("a bare `- pairs` entry is a stage with default options", () => {
     const p = loadPipeline(join(fixtures, "paths.yaml"), { cwd: root });
     expect(p.stages[4]).toEqual({
