@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Rng } from "../../src/util/rng.ts";
 import {
   loadSafetensors,
   parseSafetensors,
@@ -52,6 +53,25 @@ describe("safetensors round trip", () => {
     // Header is space-padded so the data section starts 8-aligned.
     const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
     expect((8 + n) % 8).toBe(0);
+  });
+
+  test("writer output decoded by hand follows the spec (u64 length, JSON header, widest dtype first)", () => {
+    const bytes = serializeSafetensors(
+      { small: { shape: [3], data: new Uint8Array([9, 8, 7]) }, w: { shape: [2], data: new Float32Array([1, -1]) }, i: { shape: [1], data: new BigInt64Array([5n]) } },
+      { k: "v" },
+    );
+    const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+    expect(header).toEqual({
+      __metadata__: { k: "v" },
+      i: { dtype: "I64", shape: [1], data_offsets: [0, 8] },
+      w: { dtype: "F32", shape: [2], data_offsets: [8, 16] },
+      small: { dtype: "U8", shape: [3], data_offsets: [16, 19] },
+    });
+    expect(bytes.length).toBe(8 + n + 19);
+    const data = bytes.subarray(8 + n);
+    expect(new DataView(data.buffer, data.byteOffset).getFloat32(12, true)).toBe(-1);
+    expect(Array.from(data.subarray(16))).toEqual([9, 8, 7]);
   });
 
   test("F32 views are zero-copy into the file buffer", () => {
@@ -194,6 +214,35 @@ describe("safetensors corrupt files give one clear error", () => {
     writeFileSync(huge, rawFile(good, data, { lenOverride: 1n << 60n }));
     await expect(loadSafetensors(huge)).rejects.toThrow(/exceeds the 104857600-byte cap/);
     await expect(loadSafetensors(join(tmp, "nope.safetensors"))).rejects.toThrow(/cannot open \(ENOENT\)/);
+  });
+
+  test("fuzz: 2000 random corruptions either parse consistently or raise SafetensorsError", () => {
+    const base = serializeSafetensors(
+      { a: { shape: [2, 3], data: new Float32Array(6).fill(1) }, b: { shape: [4], data: new BigInt64Array(4) } },
+      { m: "x" },
+    );
+    const rng = new Rng(123);
+    let rejected = 0;
+    for (let k = 0; k < 2000; k++) {
+      let b = base.slice();
+      const mode = rng.int(3);
+      if (mode === 0) b = b.subarray(0, rng.int(b.length)); // truncate
+      else for (let j = 0, n = 1 + rng.int(4); j < n; j++) b[rng.int(b.length)] = rng.int(256); // flip bytes
+      if (mode === 2) b[rng.int(8)] = rng.int(256); // hit the length prefix
+      try {
+        const f = parseSafetensors(b, "fuzz");
+        for (const [name, t] of f.tensors) {
+          // Whatever survived must be self-consistent: bytes = numel × element size.
+          const size = ({ F32: 4, I64: 8, I32: 4, F16: 2, BF16: 2, F64: 8 } as Record<string, number>)[t.dtype];
+          if (size !== undefined) expect(t.bytes.length).toBe(t.shape.reduce((x, y) => x * y, 1) * size);
+          expect(name.length).toBeGreaterThan(0);
+        }
+      } catch (e) {
+        expect(e).toBeInstanceOf(SafetensorsError);
+        rejected++;
+      }
+    }
+    expect(rejected).toBeGreaterThan(500);
   });
 
   test("writer rejects a shape that does not match the data", () => {
