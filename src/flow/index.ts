@@ -1,0 +1,21 @@
+/** src/flow public surface: credits, the operator helper, building-block stages, the runner. */
+export { Credit, CreditPool, Lineage, sourceBatch, derive, release, park, unpark } from "./credits.ts";
+export type { FlowBatch, CreditStats } from "./credits.ts";
+export { createFlowContext } from "./context.ts";
+export type { FlowContext, FlowContextOptions } from "./context.ts";
+export { StageError, checkOnError } from "./errors.ts";
+export type { OnError } from "./errors.ts";
+export { StageMetrics } from "./metrics.ts";
+export type { StageSnapshot } from "./metrics.ts";
+export { DeadLetter, readDeadLetter, deadLetterSchema } from "./dead-letter.ts";
+export type { DeadRow } from "./dead-letter.ts";
+export { operate } from "./operate.ts";
+export type { BatchScope, FlowOperator, StageApi, StageHandlers, StageOptions, StageOutput, StageResult } from "./operate.ts";
+export { fromSource } from "./source.ts";
+export { mapBatch } from "./map-batch.ts";
+export { filterRows } from "./filter-rows.ts";
+export { rebatch } from "./rebatch.ts";
+export type { RebatchOptions } from "./rebatch.ts";
+export { consume } from "./consume.ts";
+export { runFlow } from "./runner.ts";
+export type { RunOptions, RunReport } from "./runner.ts";

@@ -1,0 +1,84 @@
+/**
+ * The credit-gated source: pulls the next batch from an (async) iterable only after it holds a
+ * credit, wraps it as a FlowBatch owning that credit, and stops pulling when unsubscribed.
+ *
+ * @example
+ * const ctx = createFlowContext({ maxInFlight: 4 });
+ * fromSource(generateBatches(), ctx).pipe(mapBatch("score", score), consume("sink", write)).subscribe();
+ */
+import { Observable } from "rxjs";
+import { RecordBatch } from "apache-arrow";
+import { sourceBatch, type FlowBatch } from "./credits.ts";
+import type { FlowContext } from "./context.ts";
+import { StageError } from "./errors.ts";
+
+export function fromSource(
+  batches: AsyncIterable<RecordBatch> | Iterable<RecordBatch>,
+  ctx: FlowContext,
+  name = "source",
+): Observable<FlowBatch> {
+  return new Observable<FlowBatch>((sub) => {
+    const m = ctx.metrics(name);
+    const pool = ctx.pool;
+    let stopped = false;
+    let cancelWait: (() => void) | null = null;
+    const it: AsyncIterator<RecordBatch> | Iterator<RecordBatch> =
+      Symbol.asyncIterator in batches
+        ? (batches as AsyncIterable<RecordBatch>)[Symbol.asyncIterator]()
+        : (batches as Iterable<RecordBatch>)[Symbol.iterator]();
+
+    const pull = async (): Promise<void> => {
+      let i = 0;
+      while (!stopped) {
+        let credit = pool.tryAcquire();
+        if (!credit) {
+          const w = pool.acquire();
+          cancelWait = w.cancel;
+          credit = await w.promise;
+          cancelWait = null;
+          if (!credit) return; // cancelled by teardown
+        }
+        if (stopped) return pool.giveBack(credit);
+        let r: IteratorResult<RecordBatch>;
+        try {
+          r = await it.next();
+        } catch (e) {
+          pool.giveBack(credit);
+          throw e;
+        }
+        if (stopped || r.done) {
+          pool.giveBack(credit);
+          if (r.done && !stopped) {
+            stopped = true;
+            sub.complete();
+          }
+          return;
+        }
+        const b = r.value;
+        if (!(b instanceof RecordBatch)) {
+          pool.giveBack(credit);
+          throw new Error(`item ${i} is ${b === null ? "null" : typeof b}, expected an Arrow RecordBatch`);
+        }
+        i++;
+        m.in(b.numRows);
+        m.out(b.numRows);
+        m.inFlight--;
+        sub.next(sourceBatch(ctx, credit, b));
+      }
+    };
+    pull().catch((e) => {
+      if (!stopped) {
+        stopped = true;
+        sub.error(StageError.wrap(name, e));
+      }
+    });
+
+    return () => {
+      const wasRunning = !stopped;
+      stopped = true;
+      cancelWait?.();
+      // Let the iterable free its resources (a generator's finally, a file handle).
+      if (wasRunning) void Promise.resolve(it.return?.()).catch(() => {});
+    };
+  });
+}
