@@ -145,8 +145,11 @@ export function parsePipeline(text: string, file: string, options: LoadOptions =
       // An issue under a path an override wrote to is the override's fault, not the file's.
       const o = [...applied].reverse().find((a) => hasPrefix(issue.path, a.path));
       if (o) return { ...issue, file: shown, line: 0, col: 0, override: o.text, text: issueText(`--set ${o.text}`, issue) };
+      // A file-located problem that overrides below it contributed to says so.
+      const below = applied.filter((a) => issue.path.length > 0 && hasPrefix(a.path, issue.path));
       const pos = src.locate(issue.path, issue.at);
-      return at(pos.line, pos.col, issue);
+      if (below.length === 0) return at(pos.line, pos.col, issue);
+      return at(pos.line, pos.col, { ...issue, message: `${issue.message} (with ${below.map((a) => `--set ${a.text}`).join(", ")})` });
     });
     located.sort((a, b) => a.line - b.line || a.col - b.col);
     throw new PipelineError(located);

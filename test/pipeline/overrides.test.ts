@@ -137,6 +137,12 @@ describe("loadPipeline with --set overrides", () => {
     );
   });
 
+  test("a whole-stage problem an override contributed to keeps its line and names the override", () => {
+    expect(loadError(["write.stdout=true"]).message).toBe(
+      "test/pipeline/fixtures/good.yaml:15:5: stages[6].write: give either path or stdout: true, not both (with --set write.stdout=true)",
+    );
+  });
+
   test("a malformed override gives one line naming it", () => {
     const e = loadError(["stages[12].samples=1"]);
     expect(e.issues).toHaveLength(1);
