@@ -86,3 +86,22 @@ export function dropShadowedMissing(issues: readonly PipelineIssue[]): PipelineI
     );
   });
 }
+
+/** Short human description of a JSON-like value for error messages: `string "high"`, `number 3`. */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  switch (typeof value) {
+    case "string":
+      return `string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+    case "number":
+    case "boolean":
+    case "bigint":
+      return `${typeof value} ${String(value)}`;
+    case "object":
+      return "a map";
+    default:
+      return typeof value;
+  }
+}

@@ -15,13 +15,13 @@
  * p.scheduler.maxDelayMs;       // 4 (default, visible)
  * console.log(pipelineToYaml(p)); // the resolved config, every default spelled out
  */
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { basename, dirname, extname, isAbsolute, relative, resolve } from "node:path";
 import { stringify } from "yaml";
 import { z } from "zod";
-import { dropShadowedMissing, hasPrefix, issueText, missingKeyMessage, PipelineError, type LocatedIssue, type PipelineIssue } from "./issues.ts";
+import { describeValue, dropShadowedMissing, hasPrefix, issueText, missingKeyMessage, PipelineError, type LocatedIssue, type PipelineIssue } from "./issues.ts";
 import { applyOverrides, type AppliedOverride } from "./overrides.ts";
-import { isStageName, stageNames, stageRegistry, type StageConfig, type StageName } from "./registry.ts";
+import { isStageName, stageNames, stageRegistry, type StageConfig, type StageDefinition, type StageName } from "./registry.ts";
 import {
   builtinModels,
   builtinModelSchema,
@@ -32,7 +32,6 @@ import {
   schedulerSchema,
   topLevelKeys,
   writeFormats,
-  describeValue,
   type EvalConfig,
   type FlowConfig,
   type ModelConfig,
@@ -297,16 +296,23 @@ function resolveData(
 
   // Paths. Inputs resolve against the file's folder and must exist; outputs against out.dir.
   const outDir = resolve(out?.dir !== undefined ? dir : cwd, out?.dir ?? `runs/${basename(file, extname(file))}`);
-  const input = (path: PropertyKey[], value: string): string => {
+  const input = (path: PropertyKey[], value: string, kind: "file" | "folder"): string => {
     const p = resolve(dir, value);
-    if (checkFiles && !existsSync(p)) issues.push({ path, message: `not found: ${p}` });
+    if (checkFiles) {
+      const st = statSync(p, { throwIfNoEntry: false });
+      if (!st) issues.push({ path, message: `not found: ${p}` });
+      else if (kind === "folder" && !st.isDirectory()) issues.push({ path, message: `expected a folder, found a file: ${p}` });
+      else if (kind === "file" && st.isDirectory()) issues.push({ path, message: `expected a file, found a folder: ${p}` });
+    }
     return p;
   };
-  for (const [name, m] of Object.entries(models)) if ("path" in m) m.path = input(["models", name, "path"], m.path);
+  // Model paths are folders (the Hugging Face ONNX layout, clipflow's export).
+  for (const [name, m] of Object.entries(models)) if ("path" in m) m.path = input(["models", name, "path"], m.path, "folder");
   for (const s of stages) {
-    const def = stageRegistry[s.name] as { inputPaths?: readonly string[]; outputPaths?: readonly string[] };
+    const def: StageDefinition<z.ZodType> = stageRegistry[s.name];
     const o = s.options as Record<string, unknown>;
-    for (const key of def.inputPaths ?? []) if (typeof o[key] === "string") o[key] = input(["stages", s.index, s.name, key], o[key]);
+    for (const [key, kind] of Object.entries(def.inputPaths ?? {}))
+      if (typeof o[key] === "string") o[key] = input(["stages", s.index, s.name, key], o[key], kind);
     for (const key of def.outputPaths ?? []) if (typeof o[key] === "string") o[key] = resolve(outDir, o[key]);
     // LLaVA JSONL image paths are relative to the JSONL's folder unless `images` says otherwise.
     if (s.name === "source" && s.options.kind === "jsonl-llava" && s.options.images === null) s.options.images = dirname(s.options.path);

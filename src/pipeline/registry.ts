@@ -43,8 +43,8 @@ export interface StageDefinition<Schema extends z.ZodType> {
   readonly optionsSchema: Schema;
   /** Option keys naming a `models` entry, with the model kind each needs. */
   readonly modelRefs?: Readonly<Record<string, ModelKind>>;
-  /** Option keys holding input paths: resolved against the pipeline file's folder, must exist. */
-  readonly inputPaths?: readonly string[];
+  /** Option keys holding input paths (resolved against the pipeline file's folder) and what must exist there. */
+  readonly inputPaths?: Readonly<Record<string, "file" | "folder">>;
   /** Option keys holding output paths: resolved against `out.dir`. */
   readonly outputPaths?: readonly string[];
   /**
@@ -60,7 +60,7 @@ function stage<Schema extends z.ZodType>(def: StageDefinition<Schema>): StageDef
 
 /** Every stage a pipeline file may name, in pipeline order. */
 export const stageRegistry = {
-  source: stage({ optionsSchema: sourceOptions, inputPaths: ["path", "images"] }),
+  source: stage({ optionsSchema: sourceOptions, inputPaths: { path: "file", images: "folder" } }),
   decode: stage({ optionsSchema: decodeOptions, modelRefs: { model: "clip" } }),
   generate: stage({ optionsSchema: generateOptions, modelRefs: { model: "lvlm" } }),
   clipScore: stage({ optionsSchema: clipScoreOptions, modelRefs: { model: "clip" } }),

@@ -15,6 +15,7 @@
  * // { minMargin: 3, maxPairsPerImage: 2, maxLengthRatio: 1.5, strategy: "best-vs-worst" }
  */
 import { z } from "zod";
+import { describeValue } from "./issues.ts";
 import { didYouMean } from "./suggest.ts";
 
 const positiveInt = () => z.number().int().positive();
@@ -348,22 +349,3 @@ export type DpoTrainOptions = z.output<typeof dpoTrainOptions>;
 
 /** Top-level sections and whether each is required. */
 export const topLevelKeys = ["description", "models", "scheduler", "flow", "stages", "eval", "out"] as const;
-
-/** Short human description of a JSON-like value for error messages: `string "high"`, `number 3`. */
-export function describeValue(value: unknown): string {
-  if (value === undefined) return "nothing";
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "a list";
-  switch (typeof value) {
-    case "string":
-      return `string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
-    case "number":
-    case "boolean":
-    case "bigint":
-      return `${typeof value} ${String(value)}`;
-    case "object":
-      return "a map";
-    default:
-      return typeof value;
-  }
-}

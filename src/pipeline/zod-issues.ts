@@ -7,8 +7,7 @@
  * // { issues: [{ path: ["stages", 3, "filter", "minScore"], message: 'expected number, got string "high"' }] }
  */
 import type { z } from "zod";
-import { missingKeyMessage, type PipelineIssue } from "./issues.ts";
-import { describeValue } from "./schema.ts";
+import { describeValue, missingKeyMessage, type PipelineIssue } from "./issues.ts";
 import { didYouMean, suggest } from "./suggest.ts";
 
 /** The bits of zod's internal schema definitions needed to walk a schema by key path. */
@@ -49,27 +48,26 @@ export function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
 /** The schema that validates the value at `path` (choosing discriminated-union branches from `root`). */
 function schemaAt(schema: z.ZodType, path: readonly PropertyKey[], root: unknown): z.ZodType | undefined {
   let s: z.ZodType | undefined = unwrap(schema);
-  for (let i = 0; i <= path.length && s; i++) {
+  let i = 0;
+  while (s) {
     const def = defOf(s);
     if (def.type === "union" && def.discriminator && def.options) {
+      // Pick the branch the data selects, then keep walking from the same depth.
       const tag = valueAt(root, [...path.slice(0, i), def.discriminator]);
-      s = def.options.find((o) => {
+      const branch = def.options.find((o) => {
         const field = defOf(unwrap(o)).shape?.[def.discriminator!];
         return field !== undefined && (defOf(field).values ?? []).includes(tag);
       });
-      if (!s) return undefined;
-      s = unwrap(s);
+      s = branch && unwrap(branch);
       continue;
     }
-    if (i === path.length) break;
-    const seg = path[i]!;
-    if (def.type === "object") s = def.shape?.[String(seg)];
-    else if (def.type === "array") s = def.element;
-    else if (def.type === "record") s = def.valueType;
-    else return undefined;
-    if (s) s = unwrap(s);
+    if (i === path.length) return s;
+    const seg = path[i++]!;
+    const next: z.ZodType | undefined =
+      def.type === "object" ? def.shape?.[String(seg)] : def.type === "array" ? def.element : def.type === "record" ? def.valueType : undefined;
+    s = next && unwrap(next);
   }
-  return s;
+  return undefined;
 }
 
 /** The keys a strict object schema at `path` accepts. */

@@ -124,6 +124,17 @@ describe("loadPipeline: relative paths", () => {
     });
   });
 
+  test("folders and files are told apart", () => {
+    const text = (model: string, source: string) =>
+      `models:\n  clip: { path: ${model} }\nstages:\n  - source: { kind: parquet, path: ${source} }\n  - decode: { model: clip }\n`;
+    const e = parseError(text("data/sft.jsonl", "data/images"));
+    expect(e.message.split("\n")).toEqual([
+      `${rel}/inline.yaml:2:17: models.clip.path: expected a folder, found a file: ${join(fixtures, "data/sft.jsonl")}`,
+      `${rel}/inline.yaml:4:36: stages[0].source.path: expected a file, found a folder: ${join(fixtures, "data/images")}`,
+    ]);
+    expect(() => parsePipeline(text("models/tiny-clip", "data/sft.jsonl"), join(fixtures, "inline.yaml"), { cwd: root })).not.toThrow();
+  });
+
   test("checkFiles: false skips the existence check but still resolves", () => {
     const p = loadPipeline(`${rel}/bad-missing-file.yaml`, { cwd: root, checkFiles: false });
     expect(p.models.clip).toEqual({ path: join(fixtures, "models/no-such-model"), format: "hf-onnx" });

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { z } from "zod";
 import {
   dpoTrainOptions,
   evalSchema,
@@ -35,6 +36,13 @@ describe("section defaults are explicit", () => {
     expect(messages(sourceOptions, { kind: "arrow" })).toEqual(["x.path: missing required key"]);
     expect(messages(sourceOptions, {})).toEqual([
       'x.kind: missing required key; expected one of "shapes-world" | "arrow" | "parquet" | "jsonl-llava" | "stdin"',
+    ]);
+  });
+
+  test("unknown keys inside a nested kind-dispatched object list that kind's keys", () => {
+    const wrapper = z.strictObject({ inner: z.strictObject({ src: sourceOptions }) });
+    expect(messages(wrapper, { inner: { src: { kind: "parquet", path: "a", seed: 1 } } })).toEqual([
+      "x.inner.src.seed: unknown key; known keys: kind, path, count, batchSize",
     ]);
   });
 
