@@ -5,9 +5,10 @@
  * `file:line:col: key.path: message` (or `--set k=v: key.path: message`) in a `PipelineError`.
  *
  * Path rules: `models.*.path`, source `path`/`images` and `out.dir` are relative to the pipeline
- * file's folder; `write.path` and `flow.deadLetter` are relative to `out.dir` (so `--out DIR`,
- * i.e. `--set out.dir=DIR`, moves every output of a run). `out.dir` defaults to
- * `runs/<file stem>` under the working directory.
+ * file's folder; `write.path` and `flow.deadLetter` are relative to `out.dir`, so moving
+ * `out.dir` moves every output of a run. `out.dir` defaults to `runs/<file stem>` under the
+ * working directory; `LoadOptions.outDir` (the CLI's `--out DIR`, relative to the working
+ * directory) replaces it.
  *
  * @example
  * const p = loadPipeline("pipelines/clip-dpo.yaml", { overrides: ["stages.source.count=8"] });
@@ -64,6 +65,8 @@ export interface LoadOptions {
   readonly overrides?: readonly string[];
   /** Working directory for the default `out.dir` and for displaying file names. Default `process.cwd()`. */
   readonly cwd?: string;
+  /** Output folder replacing `out.dir`, relative to `cwd` (the CLI's `--out DIR`). */
+  readonly outDir?: string;
   /** Check that input paths exist. Default true. */
   readonly checkFiles?: boolean;
 }
@@ -137,7 +140,7 @@ export function parsePipeline(text: string, file: string, options: LoadOptions =
       overrideIssues.map((o) => ({ file: shown, line: 0, col: 0, path: [], message: o.message, override: o.text, text: `--set ${o.text}: ${o.message}` })),
     );
 
-  const { resolved, issues: found } = resolveData(data, abs, cwd, options.checkFiles ?? true, applied);
+  const { resolved, issues: found } = resolveData(data, abs, cwd, options, applied);
   const issues = dropShadowedMissing(found);
   if (issues.length > 0) {
     const located = issues.map((issue) => {
@@ -160,7 +163,7 @@ function resolveData(
   data: Record<string, unknown>,
   file: string,
   cwd: string,
-  checkFiles: boolean,
+  options: LoadOptions,
   applied: readonly AppliedOverride[],
 ): { resolved?: ResolvedPipeline; issues: PipelineIssue[] } {
   const issues: PipelineIssue[] = [];
@@ -295,7 +298,11 @@ function resolveData(
   }
 
   // Paths. Inputs resolve against the file's folder and must exist; outputs against out.dir.
-  const outDir = resolve(out?.dir !== undefined ? dir : cwd, out?.dir ?? `runs/${basename(file, extname(file))}`);
+  const outDir =
+    options.outDir !== undefined
+      ? resolve(cwd, options.outDir)
+      : resolve(out?.dir !== undefined ? dir : cwd, out?.dir ?? `runs/${basename(file, extname(file))}`);
+  const checkFiles = options.checkFiles ?? true;
   const input = (path: PropertyKey[], value: string, kind: "file" | "folder"): string => {
     const p = resolve(dir, value);
     if (checkFiles) {

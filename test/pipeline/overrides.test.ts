@@ -124,6 +124,12 @@ describe("loadPipeline with --set overrides", () => {
     expect(opts(p, 6).path).toBe("/tmp/clipflow-out/pairs.parquet");
   });
 
+  test("LoadOptions.outDir (the CLI's --out) is relative to the working directory", () => {
+    const p = loadPipeline("test/pipeline/fixtures/paths.yaml", { cwd: root, outDir: "tmp-out" });
+    expect(p.out.dir).toBe(join(root, "tmp-out"));
+    expect(opts(p, 5).path).toBe(join(root, "tmp-out/out/pairs.jsonl"));
+  });
+
   test("a value the schema rejects names the override, not a file line", () => {
     expect(loadError(['stages.source.count="8"']).message).toBe(
       '--set stages.source.count="8": stages[0].source.count: expected number, got string "8"',
