@@ -196,6 +196,11 @@ function resolveData(
   if (!isMapLike(rawModels)) issues.push({ path: ["models"], message: `expected a map of model names, got ${describeValue(rawModels)}` });
   else {
     for (const [name, raw] of Object.entries(rawModels)) {
+      // Plain names only: they are referenced from stages and keep `__proto__` & co. out.
+      if (!/^[A-Za-z][A-Za-z0-9_-]*$/.test(name)) {
+        issues.push({ path: ["models", name], at: "key", message: "a model name is letters, digits, _ and -, starting with a letter" });
+        continue;
+      }
       if (!isMapLike(raw)) {
         issues.push({ path: ["models", name], message: `expected { builtin: ${Object.keys(builtinModels).join(" | ")} } or { path, format }, got ${describeValue(raw)}` });
         continue;

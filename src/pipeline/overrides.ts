@@ -135,7 +135,7 @@ function setAt(data: Record<string, unknown>, path: readonly PropertyKey[], valu
       const key = String(seg);
       if (last) node[key] = value;
       else {
-        if (node[key] === undefined || node[key] === null) node[key] = {};
+        if (!Object.hasOwn(node, key) || node[key] === null) node[key] = {};
         node = node[key];
       }
     } else {
@@ -168,6 +168,9 @@ export function applyOverrides(
       if (eq < 0) throw new OverrideFailure("expected key.path=value");
       const segs = parseKeyPath(text.slice(0, eq).trim());
       if (!segs) throw new OverrideFailure(`malformed key path "${text.slice(0, eq)}" (expected e.g. stages.source.count or stages[2].samples)`);
+      // Never walk into the object machinery (prototype pollution).
+      const forbidden = segs.find((s) => s === "__proto__" || s === "constructor" || s === "prototype");
+      if (forbidden !== undefined) throw new OverrideFailure(`"${forbidden}" is not allowed in a key path`);
       const value = parseValue(text.slice(eq + 1));
       const path = canonicalPath(segs, data);
       setAt(data, path, value);

@@ -262,6 +262,12 @@ describe("parsePipeline: other rules", () => {
     );
   });
 
+  test("model names are plain identifiers", () => {
+    expect(msg("models:\n  __proto__: { builtin: shapes-clip }\nstages:\n  - source: { kind: stdin }\n")).toBe(
+      `${file}:2:3: models.__proto__: a model name is letters, digits, _ and -, starting with a letter`,
+    );
+  });
+
   test("exponential alias expansion is refused", () => {
     const lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"];
     for (let i = 0; i < 9; i++) {

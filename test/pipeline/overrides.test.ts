@@ -79,6 +79,8 @@ describe("applyOverrides (on plain data)", () => {
       "stages[9].samples=1",
       "scheduler.maxBatch.x=1",
       "seed=!!binary aGk=",
+      "__proto__.polluted=1",
+      "scheduler.constructor.x=1",
     ]);
     expect(applied).toEqual([]);
     expect(issues.map((i) => i.message)).toEqual([
@@ -91,8 +93,11 @@ describe("applyOverrides (on plain data)", () => {
       "no stage at index 9; the pipeline has 4 stages (0..3)",
       "scheduler.maxBatch is not a map or list; cannot set scheduler.maxBatch.x inside it",
       "invalid value: YAML tags are not allowed in pipeline files (found !!binary)",
+      '"__proto__" is not allowed in a key path',
+      '"constructor" is not allowed in a key path',
     ]);
     expect(d).toEqual(data());
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 });
 
