@@ -148,6 +148,7 @@ describe("AdamW trains a graph model", () => {
     const { Graph } = await import("../../src/graph/index.ts");
     const { clipCoefficient, globalGradNorm } = await import("../../src/train/clip-grad-norm.ts");
     const { lrSchedule } = await import("../../src/train/lr-schedule.ts");
+    const { gradsOf } = await import("../../src/train/grads-of.ts");
     const g = new Graph();
     const x = g.input("x", "float32", [16, 4]);
     const y = g.input("y", "float32", [16, 1]);
@@ -168,7 +169,7 @@ describe("AdamW trains a graph model", () => {
     for (let s = 0; s < 150; s++) {
       const r = await step.run({ x: xs, y: ys });
       losses.push(r.loss!.data[0] as number);
-      const grads = { w1: r["grad:w1"]!, b1: r["grad:b1"]!, w2: r["grad:w2"]! };
+      const grads = gradsOf(r, opt.names);
       const norm = globalGradNorm(grads);
       await opt.step(grads, { lr: lrAt(s), gradScale: clipCoefficient(norm, 1.0) });
     }
