@@ -357,8 +357,11 @@ export function serializeSafetensors(tensors: Record<string, SafeTensorInput>, m
  * Writes bytes atomically: temp file in the same directory, fsync, rename over the target,
  * fsync the directory. A crash leaves either the old file or the new one, never half of one.
  */
+let tmpCounter = 0;
+
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${Date.now().toString(36)}`;
+  // pid + counter: concurrent saves (even to the same path) never share a temp file.
+  const tmp = `${path}.tmp-${process.pid}-${(tmpCounter++).toString(36)}`;
   const fh = await open(tmp, "w");
   try {
     let done = 0;

@@ -129,6 +129,16 @@ describe("safetensors round trip", () => {
     expect(tensorToFloat32(f, "w").byteOffset % 4).toBe(0);
   });
 
+  test("concurrent atomic saves to one path leave one complete file", async () => {
+    const p = join(tmp, "race.safetensors");
+    const versions = [1, 2, 3, 4].map((k) => new Float32Array(5000).fill(k));
+    await Promise.all(versions.map((v, k) => saveSafetensors(p, { w: { shape: [5000], data: v } }, { k: String(k + 1) })));
+    expect(readdirSync(tmp).filter((x) => x.startsWith("race."))).toEqual(["race.safetensors"]);
+    const f = await loadSafetensors(p);
+    const k = Number(f.metadata.k);
+    expect(new Set(tensorToFloat32(f, "w"))).toEqual(new Set([k]));
+  });
+
   test("zero-size tensors and an empty file body are legal", () => {
     const bytes = serializeSafetensors({ z: { shape: [0, 3], data: new Float32Array(0) } });
     const f = parseSafetensors(bytes, "mem");
