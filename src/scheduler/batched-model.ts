@@ -149,7 +149,7 @@ export function resolveOptions(name: string, o: BatchOptions, defaultDevice: Dev
  */
 export class BatchedModel implements WorkSource {
   private readonly queue: FairQueue<Chunk>;
-  private readonly metrics: ModelMetrics;
+  private metrics: ModelMetrics;
   private readonly loadedOn = new Set<Executor>();
   private info: SessionInfo | undefined;
   private failure: Error | undefined;
@@ -264,6 +264,11 @@ export class BatchedModel implements WorkSource {
     this.queue.admitWaiting(this.now());
     this.pump();
     return rows;
+  }
+
+  /** Start the metrics afresh (e.g. after a warm-up). */
+  resetStats(): void {
+    this.metrics = new ModelMetrics(this.options.maxBatch);
   }
 
   stats(): ModelStats {

@@ -4,9 +4,10 @@
  * batches to idle executors by priority, replicas in turn. Time comes from an injected RxJS
  * scheduler so tests run on a virtual clock.
  */
-import { asyncScheduler, type SchedulerLike, type Subscription } from "rxjs";
+import type { SchedulerLike, Subscription } from "rxjs";
 import type { Device } from "../graph/runtime.ts";
 import { BatchedModel, resolveOptions, SchedulerError, type BatchOptions, type ModelSpec } from "./batched-model.ts";
+import { preciseAsyncScheduler } from "./clock.ts";
 import { pickWork, type Executor, type WorkSource } from "./executor.ts";
 import type { ModelStats } from "./metrics.ts";
 import { WorkerHost, type ModelHost } from "./model-host.ts";
@@ -14,7 +15,7 @@ import { WorkerHost, type ModelHost } from "./model-host.ts";
 export interface SchedulerOptions {
   /** Devices models may be placed on; the first is the default (default ["cpu"]). */
   devices?: Device[];
-  /** Clock and timers (default asyncScheduler; tests pass a VirtualTimeScheduler). */
+  /** Clock and timers (default: asyncScheduler with a sub-ms clock; tests pass a VirtualTimeScheduler). */
   scheduler?: SchedulerLike;
   /** Creates the host of executor `index` on `device` (default: a WorkerHost thread). */
   createHost?: (device: Device, index: number) => ModelHost;
@@ -50,7 +51,7 @@ export class Scheduler {
   constructor(opts: SchedulerOptions = {}) {
     this.devices = opts.devices ?? ["cpu"];
     if (this.devices.length === 0) throw new SchedulerError("Scheduler needs at least one device");
-    this.clock = opts.scheduler ?? asyncScheduler;
+    this.clock = opts.scheduler ?? preciseAsyncScheduler;
     this.createHost = opts.createHost ?? ((device, i) => new WorkerHost(device, `worker(${device}#${i})`));
   }
 
