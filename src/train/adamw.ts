@@ -12,7 +12,7 @@
  * reference). The update is memory-bound: the TS loop makes one in-place pass where ORT makes
  * a dozen elementwise passes and allocates fresh outputs, and bench/optim.ts (case
  * adamw-onnx-vs-ts) found TS faster in every run here (time ratio TS/ONNX 0.55–0.9 at 1M
- * params, 0.2–0.3 at 10M; ORT with 2 threads was slower still on this shared 2-core box).
+ * params, 0.2–0.5 at 10M; ORT with 2 threads was slower still on this shared 2-core box).
  */
 import type { ParamStore } from "../graph/params.ts";
 import { nameMatcher } from "../graph/params.ts";
