@@ -133,7 +133,7 @@ export class FairQueue<T extends QueueItem> {
     const served: string[] = [seed.stream];
     const order = [...this.streams.entries()];
     for (let round = 0; rows < maxBatch; round++) {
-      let progress = false;
+      let progress = round === 0; // the seed was round 0's pick from its stream
       for (const [name, s] of order) {
         if (round === 0 && s === seedStream) continue; // the seed was this stream's item this round
         const h = s.queue[0];
