@@ -12,6 +12,16 @@ import { pickWork, type Executor, type WorkSource } from "./executor.ts";
 import type { ModelStats } from "./metrics.ts";
 import { WorkerHost, type ModelHost } from "./model-host.ts";
 
+// The scheduler's public surface, importable from this one file.
+export { BatchedModel, SchedulerError, abortError } from "./batched-model.ts";
+export type { BatchOptions, ModelSpec, RunOptions, Tensors, Ticket } from "./batched-model.ts";
+export type { InputBatching, OutputBatching } from "./batch-tensors.ts";
+export type { Executor, ReadyWork, WorkSource } from "./executor.ts";
+export type { ModelStats, StreamStats } from "./metrics.ts";
+export { WorkerHost } from "./model-host.ts";
+export type { ModelHost, SessionInfo } from "./model-host.ts";
+export { preciseAsyncScheduler } from "./clock.ts";
+
 export interface SchedulerOptions {
   /** Devices models may be placed on; the first is the default (default ["cpu"]). */
   devices?: Device[];

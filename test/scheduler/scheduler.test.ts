@@ -83,6 +83,19 @@ describe("dynamic batching on a virtual clock", () => {
     outs.forEach((o, v) => expectOwnRows(o.y, v));
   });
 
+  test("one stream's queued calls share batches too", async () => {
+    const { clock, calls, reg } = setup();
+    const m = reg("m", { maxBatch: 4, maxDelayMs: 5 });
+    await m.ready;
+    const ps = [0, 1, 2, 3, 4, 5].map((v) => m.run(item(v), { stream: "solo" }));
+    await clock.runAll();
+    expect(calls.map((c) => [c.t, c.rows])).toEqual([
+      [0, 4],
+      [RUN_MS, 2],
+    ]);
+    (await Promise.all(ps)).forEach((o, v) => expectOwnRows(o.y, v));
+  });
+
   test("a call larger than maxBatch is split into chunks and reassembled in order", async () => {
     const { clock, calls, reg } = setup();
     const m = reg("m", { maxBatch: 4, maxDelayMs: 5 });
