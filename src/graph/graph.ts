@@ -61,6 +61,20 @@ export interface ParamOptions {
 
 type Operand = Tensor | number;
 
+/**
+ * InitSpec shorthands.
+ *
+ * @example
+ * g.param("w", [64, 10], init.normal(0.02));
+ */
+export const init = {
+  normal: (std: number): InitSpec => ({ kind: "normal", std }),
+  zeros: (): InitSpec => ({ kind: "zeros" }),
+  ones: (): InitSpec => ({ kind: "ones" }),
+  uniform: (low: number, high: number): InitSpec => ({ kind: "uniform", low, high }),
+  constant: (value: number): InitSpec => ({ kind: "constant", value }),
+};
+
 function dtypeArray(dtype: DType, values: readonly number[]): ConstData {
   switch (dtype) {
     case "float32": return Float32Array.from(values);
@@ -116,8 +130,12 @@ export class Graph {
     return t;
   }
 
-  /** Declare a parameter: an ONNX input of the graph's float type, fed from a ParamStore. */
-  param(name: string, shape: readonly number[], opts: ParamOptions = {}): Tensor {
+  /**
+   * Declare a parameter: an ONNX input of the graph's float type, fed from a ParamStore.
+   * The third argument is `{ init?, trainable? }` or just an InitSpec (`init.normal(0.02)`).
+   */
+  param(name: string, shape: readonly number[], options: ParamOptions | InitSpec = {}): Tensor {
+    const opts: ParamOptions = "kind" in options ? { init: options } : options;
     this.claimName("param", name);
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 1) throw new GraphError(`param '${name}': dims must be positive integers, got ${fmtShape(shape)}`);

@@ -6,7 +6,7 @@
  * const g = new Graph();
  * const x = g.input("x", "float32", ["batch", 8]);
  */
-export { Graph, MASK_NEG, type GraphOptions, type ParamOptions } from "./graph.ts";
+export { Graph, MASK_NEG, init, type GraphOptions, type ParamOptions } from "./graph.ts";
 export { Tensor, type TensorKind } from "./tensor.ts";
 export {
   GraphError,

@@ -222,3 +222,19 @@ describe("build-time errors name the op", () => {
     expect(() => g.layerNorm(x, g.param("s3", [3]), g.param("b3", [3]))).toThrow(/layerNorm: scale/);
   });
 });
+
+describe("param declaration", () => {
+  test("init shorthand and options object give the same spec", async () => {
+    const { init } = await import("../../src/graph/index.ts");
+    const g = new Graph();
+    g.param("a", [2, 3], init.normal(0.5));
+    g.param("b", [4], { init: init.zeros(), trainable: false });
+    g.param("c", [1]);
+    expect(g.params()).toEqual([
+      { name: "a", shape: [2, 3], init: { kind: "normal", std: 0.5 }, trainable: true },
+      { name: "b", shape: [4], init: { kind: "zeros" }, trainable: false },
+      { name: "c", shape: [1], init: { kind: "normal", std: 0.02 }, trainable: true },
+    ]);
+    expect(() => g.param("d", [0, 2])).toThrow(/param 'd': dims must be positive/);
+  });
+});
