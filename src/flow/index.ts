@@ -14,6 +14,7 @@ export type { BatchScope, FlowOperator, StageApi, StageHandlers, StageOptions, S
 export { fromSource } from "./source.ts";
 export { mapBatch } from "./map-batch.ts";
 export { filterRows } from "./filter-rows.ts";
+export { explodeRows } from "./explode-rows.ts";
 export { rebatch } from "./rebatch.ts";
 export type { RebatchOptions } from "./rebatch.ts";
 export { consume } from "./consume.ts";

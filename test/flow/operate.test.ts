@@ -4,6 +4,7 @@ import { catchError, delay, map, of, throwError, type Observable } from "rxjs";
 import {
   StageError,
   createFlowContext,
+  explodeRows,
   filterRows,
   mapBatch,
   rebatch,
@@ -139,5 +140,19 @@ describe("operate (marble tests, virtual time)", () => {
     });
     expect(seen).toEqual([[0], [0, 1], [1]]);
     expect(ctx.pool.outstanding).toBe(0);
+  });
+});
+
+describe("explodeRows", () => {
+  test("repeats rows by count, drops zeros, keeps credits, counts expanded and filtered separately", () => {
+    const ctx = createFlowContext({ maxInFlight: 4 });
+    const v = { a: flowBatch(ctx, makeBatch(0, 3)) };
+    newScheduler().run(({ cold, expectObservable }) => {
+      const ex = explodeRows("ex", () => Int32Array.of(2, 0, 3));
+      expectObservable(ids(cold("a|", v).pipe(ex))).toBe("a|", { a: "r0,r0,r2,r2,r2" });
+    });
+    expect(ctx.pool.outstanding).toBe(0);
+    // 3 in + 3 expanded = 5 out + 1 filtered
+    expect(ctx.metrics("ex").snapshot()).toMatchObject({ rowsIn: 3, rowsOut: 5, filtered: 1, expanded: 3 });
   });
 });
