@@ -51,12 +51,18 @@ async function* source(n: number): AsyncGenerator<RecordBatch> {
   for (let i = 0; i < n; i++) yield pool[i % DISTINCT]!;
 }
 
-async function plainLoop(n: number): Promise<{ rows: number; ms: number }> {
+/** Near-zero work, to expose the framework's own per-batch cost. */
+function touchNothing(b: RecordBatch): RecordBatch {
+  checksum += b.numRows;
+  return b;
+}
+
+async function plainLoop(n: number, work = touch): Promise<{ rows: number; ms: number }> {
   let rows = 0;
   const t0 = performance.now();
   for await (const b of source(n)) {
     let x = b;
-    for (let s = 0; s < STAGES; s++) x = touch(x);
+    for (let s = 0; s < STAGES; s++) x = work(x);
     rows += x.numRows;
   }
   return { rows, ms: performance.now() - t0 };
@@ -73,12 +79,12 @@ function plainArrayLoop(n: number): { rows: number; ms: number } {
   return { rows, ms: performance.now() - t0 };
 }
 
-async function pipeline(n: number): Promise<{ rows: number; ms: number }> {
+async function pipeline(n: number, work = touch): Promise<{ rows: number; ms: number }> {
   let rows = 0;
   const t0 = performance.now();
   const report = await runFlow({
     source: source(n),
-    stages: Array.from({ length: STAGES }, (_, s) => mapBatch(`id${s}`, touch)),
+    stages: Array.from({ length: STAGES }, (_, s) => mapBatch(`id${s}`, work)),
     sink: (b) => {
       rows += b.numRows;
     },
@@ -107,6 +113,12 @@ for (let r = 0; r < ROUNDS; r++) {
   best.flow = Math.min(best.flow, b.ms);
   best.array = Math.min(best.array, c.ms);
 }
+// Framework cost alone: the same pipeline and loop with (almost) no work per stage.
+const bare = { loop: Infinity, flow: Infinity };
+for (let r = 0; r < ROUNDS; r++) {
+  bare.loop = Math.min(bare.loop, (await plainLoop(BATCHES * 2, touchNothing)).ms);
+  bare.flow = Math.min(bare.flow, (await pipeline(BATCHES * 2, touchNothing)).ms);
+}
 const rows = BATCHES * ROWS;
 const flowRowsPerSec = rows / (best.flow / 1000);
 const loopRowsPerSec = rows / (best.loop / 1000);
@@ -121,6 +133,8 @@ console.log(
     ratioVsArrayLoop: Number((flowRowsPerSec / arrayLoopRowsPerSec).toFixed(4)),
     arrayLoopRowsPerSec: Math.round(arrayLoopRowsPerSec),
     overheadUsPerBatch: Number((((best.flow - best.loop) * 1000) / BATCHES).toFixed(2)),
+    // Per-batch cost of source credits + 5 stages + sink with no work in the stages.
+    bareOverheadUsPerBatch: Number((((bare.flow - bare.loop) * 1000) / (BATCHES * 2)).toFixed(2)),
     workUsPerBatch: Number(((best.loop * 1000) / BATCHES).toFixed(2)),
     batches: BATCHES,
     rowsPerBatch: ROWS,
