@@ -42,6 +42,11 @@ export function cachedSession(bytes: Uint8Array, opts: { threads?: number; devic
   return s;
 }
 
+/** Forget all cached sessions (sessions already handed out stay usable). */
+export function clearSessionCache(): void {
+  sessions.clear();
+}
+
 const ARRAY_DTYPE: [new (...a: never[]) => Typed, DType][] = [
   [Float32Array, "float32"], [Float64Array, "float64"], [BigInt64Array, "int64"], [Int32Array, "int32"], [Uint8Array, "bool"],
 ];
@@ -67,10 +72,15 @@ export async function compileGraph(g: Graph, opts: CompileOptions): Promise<Comp
   const model = g.toOnnx(opts);
   const session = await cachedSession(model.bytes, opts);
   const paramNames = new Set(g.params().map((p) => p.name));
+  // names the graph declares; feeds for declared-but-pruned inputs are fine, others are typos
+  const known = new Set([...paramNames, ...g.inputs().map((t) => t.name)]);
   return {
     model,
     session,
     async run(feeds) {
+      for (const k of Object.keys(feeds)) {
+        if (!known.has(k)) throw new GraphError(`run: '${k}' is not an input or param of graph '${g.name}'`);
+      }
       const values: Record<string, TensorValue> = {};
       for (const spec of model.inputs) {
         let f: Feed | undefined = feeds[spec.name];

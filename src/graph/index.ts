@@ -19,5 +19,5 @@ export {
   type ParamStoreLike,
 } from "./types.ts";
 export { OPSET, type OnnxModel, type ToOnnxOptions } from "./onnx-export.ts";
-export { cachedSession, type CompileOptions, type CompiledGraph, type Feed } from "./compile.ts";
+export { cachedSession, clearSessionCache, type CompileOptions, type CompiledGraph, type Feed } from "./compile.ts";
 export type { TensorValue } from "./runtime.ts";

@@ -59,6 +59,29 @@ describe("forward", () => {
     expectClose(f32(r2.y), f32(res.y), 1e-7);
   });
 
+  test("feed errors: unknown name, missing input, wrong dtype/shape, symbolic shape needs dims", async () => {
+    const g = new Graph({ name: "feeds" });
+    const x = g.input("x", "float32", ["batch", 2]);
+    const y = g.input("y", "float32", [2]);
+    const unused = g.input("unused", "float32", [1]);
+    void unused;
+    const step = await g.compile({ outputs: { z: g.add(x, y) } });
+    const xv = { dtype: "float32" as const, dims: [1, 2], data: new Float32Array(2) };
+    await expect(step.run({ x: xv, y: new Float32Array(2), yy: new Float32Array(2) })).rejects.toThrow(/run: 'yy' is not an input or param of graph 'feeds'/);
+    await expect(step.run({ x: xv })).rejects.toThrow(/run: missing input 'y'/);
+    await expect(step.run({ x: xv, y: new Float64Array(2) })).rejects.toThrow(/input 'y' wants float32/);
+    await expect(step.run({ x: xv, y: new Float32Array(3) })).rejects.toThrow(/input 'y' wants 2 values/);
+    await expect(step.run({ x: new Float32Array(2), y: new Float32Array(2) })).rejects.toThrow(/symbolic shape/);
+    await expect(step.run({ x: { ...xv, dims: [1, 3] }, y: new Float32Array(2) })).rejects.toThrow(/input 'x' wants shape/);
+    // a declared input pruned by DCE may still be fed
+    const r = await step.run({ x: xv, y: Float32Array.from([1, 2]), unused: new Float32Array(1) });
+    expect(Array.from(r.z!.data as Float32Array)).toEqual([1, 2]);
+    expect(() => g.toOnnx({ outputs: { z: x }, bake: new Map() })).not.toThrow();
+    const p = g.param("p", [2]);
+    expect(() => g.toOnnx({ outputs: { z: g.add(x, p) }, bake: new Map() })).toThrow(/bake: param 'p' missing/);
+    expect(() => g.toOnnx({ outputs: { z: p }, bake: new Map([["p", { data: new Float32Array(3), shape: [3] }]]) })).toThrow(/bake: param 'p' has shape \[3\]/);
+  });
+
   test("session cache returns the same session for identical bytes", async () => {
     const build = () => {
       const g = new Graph();
