@@ -9,7 +9,8 @@ import {
   pixelsFromColumns,
   tensorToColumn,
 } from "../../src/arrow/index.ts";
-import { fromOrt } from "../../src/graph/runtime.ts";
+import { onnx } from "onnx-proto";
+import { createSession, fromOrt, runSession } from "../../src/graph/runtime.ts";
 
 const shape = [3, 2, 2] as const; // C, H, W
 const n = 4;
@@ -97,5 +98,45 @@ describe("column <-> Float32Array <-> ORT tensor share memory", () => {
     const t = columnTensor(buildPixels(rows, shape), "pixels");
     for (let r = 0; r < 3; r++) expect(Array.from(t.data.subarray(r * 12, r * 12 + 12))).toEqual(Array.from(rows[r]!.pixels));
     expect(makeVector(t.data).length).toBe(36);
+  });
+});
+
+describe("ORT reads and writes the viewed memory", () => {
+  // y = x * 2 over [rows, 12], a hand-built ONNX model (independent of src/graph).
+  function doubleModel(): Uint8Array {
+    const vi = (name: string) =>
+      onnx.ValueInfoProto.create({
+        name,
+        type: onnx.TypeProto.create({
+          tensorType: onnx.TypeProto.Tensor.create({
+            elemType: onnx.TensorProto.DataType.FLOAT,
+            shape: onnx.TensorShapeProto.create({ dim: [{ dimParam: "rows" }, { dimValue: 12 }] }),
+          }),
+        }),
+      });
+    const two = onnx.TensorProto.create({ name: "two", dataType: onnx.TensorProto.DataType.FLOAT, dims: [], floatData: [2] });
+    const graph = onnx.GraphProto.create({
+      name: "double",
+      node: [onnx.NodeProto.create({ opType: "Mul", input: ["x", "two"], output: ["y"] })],
+      initializer: [two],
+      input: [vi("x")],
+      output: [vi("y")],
+    });
+    const model = onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ domain: "", version: 17 }], graph });
+    return onnx.ModelProto.encode(model).finish();
+  }
+
+  test("a sliced column (non-zero byteOffset) feeds ORT; its output becomes a column without copying", async () => {
+    const { b, data } = pixelsBatch();
+    const s = b.slice(1, 3); // rows 1..2: the view starts 48 bytes into the buffer
+    const x = columnTensor(s, "pixels", { rowShape: [12] });
+    expect(x.data.byteOffset).toBe(12 * 4);
+    const session = await createSession(doubleModel());
+    const out = await runSession(session, { x });
+    const y = out.y!;
+    expect(y.dims).toEqual([2, 12]);
+    for (let i = 0; i < 24; i++) expect(y.data[i]).toBeCloseTo(2 * data[12 + i]!, 6);
+    const col = tensorToColumn(y);
+    expect(float32View(col).data).toBe(y.data as Float32Array);
   });
 });
