@@ -128,10 +128,15 @@ export class Scheduler {
       if (!src) continue;
       ex.busy = true;
       this.cursor = (i + 1) % n;
-      src.dispatch(ex, now).finally(() => {
-        ex.busy = false;
-        this.pump();
-      });
+      // The executor frees one event-loop turn after its batch settles: callers resubmitting on
+      // their results (promise continuations) then join the next batch. Freeing it at once would
+      // let an overdue straggler leave alone ahead of them, and phase-lock into 7+1 batches.
+      src.dispatch(ex, now).finally(() =>
+        setImmediate(() => {
+          ex.busy = false;
+          this.pump();
+        }),
+      );
     }
     this.arm(now);
   }

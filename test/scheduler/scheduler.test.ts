@@ -96,6 +96,26 @@ describe("dynamic batching on a virtual clock", () => {
     (await Promise.all(ps)).forEach((o, v) => expectOwnRows(o.y, v));
   });
 
+  test("callers resubmitting on their results join the next batch with an overdue straggler", async () => {
+    const { clock, calls, reg } = setup();
+    const m = reg("m", { maxBatch: 8, maxDelayMs: 2 });
+    await m.ready;
+    const stream = async (k: number) => {
+      for (let i = 0; i < 3; i++) expectOwnRows((await m.run(item(k * 10 + i), { stream: `s${k}` })).y, k * 10 + i);
+    };
+    const ps = [0, 1, 2, 3, 4, 5, 6].map(stream);
+    await clock.advanceTo(3);
+    ps.push(stream(7)); // misses the first batch, then must not run alone at t=12
+    await clock.runAll();
+    await Promise.all(ps);
+    expect(calls.map((c) => [c.t, c.rows])).toEqual([
+      [2, 7],
+      [2 + RUN_MS, 8],
+      [2 + 2 * RUN_MS, 8],
+      [4 + 3 * RUN_MS, 1],
+    ]);
+  });
+
   test("a call larger than maxBatch is split into chunks and reassembled in order", async () => {
     const { clock, calls, reg } = setup();
     const m = reg("m", { maxBatch: 4, maxDelayMs: 5 });
