@@ -109,6 +109,22 @@ function minMaxMask(g: Graph, a: Tensor, b: Tensor, op: "Max" | "Min"): Tensor {
   return g.add(g.cast(win, a.dtype), g.mul(g.cast(g.equal(a, b), a.dtype), 0.5));
 }
 
+/** Gradient of a one-axis strided slice: scatter dy back to positions begin + step·i. */
+function stridedSliceGrad(g: Graph, x: Tensor, y: Tensor, dy: Tensor, start: number, axis: number, step: number): Tensor {
+  const d = x.shape[axis]!;
+  const n = y.shape[axis]!;
+  if (typeof d !== "number" || typeof n !== "number") {
+    throw new GraphError(`grad: strided slice (step ${step}) needs a static dim on axis ${axis} of ${x}`);
+  }
+  const s = start < 0 ? start + d : start;
+  const begin = step > 0 ? Math.max(0, Math.min(d, s)) : Math.max(-1, Math.min(d - 1, s));
+  const pos = Array.from({ length: n }, (_, i) => begin + step * i);
+  const idxShape = y.shape.map((_, i) => (i === axis ? n : 1));
+  const idx = g.cachedConst("int64", pos, idxShape);
+  const full = g.node("Expand", [idx, g.shapeOf(dy)], [{ dtype: "int64", shape: dy.shape }], {}, { noGrad: true })[0]!;
+  return g.node("ScatterElements", [g.zerosLike(x), full, dy], [{ dtype: dy.dtype, shape: x.shape }], { axis: { i: axis } }, { noGrad: true })[0]!;
+}
+
 const RULES: Record<string, Rule> = {
   Identity: (_g, _n, [dy]) => [dy],
   Add: (g, n, [dy], need) => [need[0] ? sumTo(g, dy!, n.inputs[0]!) : undefined, need[1] ? sumTo(g, dy!, n.inputs[1]!) : undefined],
@@ -294,7 +310,7 @@ const RULES: Record<string, Rule> = {
     const starts = constInts(g, n.inputs[1])!;
     const axes = constInts(g, n.inputs[3])!;
     const steps = constInts(g, n.inputs[4])!;
-    if (steps.some((s) => s !== 1)) throw new GraphError(`grad: slice with steps [${steps}] is not differentiable (only step 1)`);
+    if (steps.some((s) => s !== 1)) return [stridedSliceGrad(g, x, y, dy!, starts[0]!, axes[0]!, steps[0]!)];
     const begin: (number | Tensor)[] = x.shape.map(() => 0);
     const end: (number | Tensor)[] = x.shape.map(() => 0);
     axes.forEach((a, i) => {

@@ -531,6 +531,14 @@ export class Graph {
     if (starts.length !== ends.length || ax.length !== starts.length || st.length !== starts.length) {
       throw new GraphError(`slice: starts/ends/axes/steps lengths differ (${starts.length}/${ends.length}/${ax.length}/${st.length})`);
     }
+    const strided = st.map((v, i) => (v !== 1 ? i : -1)).filter((i) => i >= 0);
+    if (strided.length > 0 && ax.length > 1) {
+      // one node per strided axis (after one node for all unit-step axes): each keeps a simple gradient
+      const unit = ax.map((_, i) => i).filter((i) => st[i] === 1);
+      let y = unit.length ? this.slice(x, unit.map((i) => starts[i]!), unit.map((i) => ends[i]!), unit.map((i) => ax[i]!)) : x;
+      for (const i of strided) y = this.slice(y, [starts[i]!], [ends[i]!], [ax[i]!], [st[i]!]);
+      return y;
+    }
     const shape: Dim[] = [...x.shape];
     ax.forEach((a, i) => {
       const step = st[i]!;

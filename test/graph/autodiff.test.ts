@@ -127,6 +127,18 @@ describe("shape ops", () => {
       },
     });
   });
+  test("strided slices: positive and negative steps, on several axes", async () => {
+    await expectGradOk({
+      params: { c: [5, 7] },
+      build: (g, p) => {
+        const a = g.slice(p.c!, [0, -1], [5, -100], [0, 1], [2, -3]); // rows 0,2,4; cols 6,3,0
+        expect(a.shape).toEqual([3, 3]);
+        const b = g.slice(p.c!, [1], [7], [1], [4]); // cols 1,5
+        expect(b.shape).toEqual([5, 2]);
+        return g.add(g.reshape(a, [9]), g.slice(g.reshape(b, [10]), [0], [9])); // [9]
+      },
+    });
+  });
   test("reduceSum / reduceMean / reduceMax with and without keepdims", async () => {
     ops("ReduceSum", "ReduceMean", "ReduceMax");
     await expectGradOk({
