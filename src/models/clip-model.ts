@@ -5,7 +5,7 @@
  */
 import { cachedSession, type CompiledGraph, type OnnxModel, type TensorValue } from "../graph/index.ts";
 import { ParamStore } from "../graph/params.ts";
-import { runSession, type InferenceSession } from "../graph/runtime.ts";
+import { createSession, runSession, type InferenceSession } from "../graph/runtime.ts";
 import { Rng } from "../util/rng.ts";
 import { clipConfig, type ClipConfig, type ClipConfigInput } from "./clip-config.ts";
 import { CLIP_IO, clipLossGraph, clipTextGraph, clipVisionGraph } from "./clip.ts";
@@ -169,8 +169,9 @@ export class OnnxClip implements ClipEncoder {
     threads?: number;
     padToContext?: boolean;
   }): Promise<OnnxClip> {
-    const open = async (m: Uint8Array | string) =>
-      typeof m === "string" ? cachedSession(new Uint8Array(await Bun.file(m).arrayBuffer()), { threads: opts.threads }) : cachedSession(m, { threads: opts.threads });
+    // A path goes straight to ORT (a real ViT-B/32 vision model is ~350 MB: no JS copy, no hashing).
+    const open = (m: Uint8Array | string) =>
+      typeof m === "string" ? createSession(m, { intraOpThreads: opts.threads ?? 1 }) : cachedSession(m, { threads: opts.threads });
     const [v, t] = await Promise.all([open(opts.vision), open(opts.text)]);
     const need = (s: InferenceSession, names: string[], what: string) => {
       for (const n of names) {

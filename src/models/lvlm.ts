@@ -15,6 +15,9 @@
  * `present.{l}.key|value` with the same [B, H, Tcap, Dh] shape. Rows are independent, so
  * sequences join or leave between steps by copying rows; Tcap only has to exceed every position
  * (grow it by copying into a larger buffer). See kv-cache.ts.
+ * After a prefill of right-padded prompts, row b's slots from its length on hold the padding's
+ * K/V; they are never visible (decode masks slots > positions[b]) and get overwritten in turn.
+ * Positions use learned absolute embeddings, so position = slot and no rotation is needed.
  */
 import { Graph, MASK_NEG, type Tensor } from "../graph/index.ts";
 import { clipVisionTower, pickRows } from "./clip.ts";

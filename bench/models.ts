@@ -1,0 +1,156 @@
+/**
+ * bench/models.ts — model throughput relative to a plain ORT MatMul 1024³ measured in the same
+ * run (timings interleaved, medians), 2 ORT threads everywhere.
+ *
+ *   npx bun bench/models.ts            # both cases
+ *   npx bun bench/models.ts decode     # only cases whose name contains "decode"
+ *
+ * clip-vitb32-image-b16: random-weight CLIP ViT-B/32 image tower (224², patch 32, width 768,
+ *   12 layers, 12 heads, MLP 3072, projection 512) at batch 16, weights baked as initializers
+ *   like an HF export. FLOPs per image: 2·(patch embed + per layer qkv/out/MLP matmuls + the two
+ *   attention matmuls) + projection, counted from the config.
+ * lvlm-decode-b32: KV-cache decoding, batch 32, of a random LVLM shaped like the shipped
+ *   shapes-world policy (lvlmPresets.shapesPolicy: LM width 128 × 4 layers, 64 image tokens,
+ *   vocab 96): prefill 32 prompts of 4-10 tokens, then 48 decode steps with the decode graph
+ *   baked, as a scheduler worker runs it. ratio = achieved decode GFLOP/s ÷ MatMul GFLOP/s
+ *   (decode is latency-bound at this size, so the ratio is small by nature); tokens/s is the figure.
+ */
+import { Graph } from "../src/graph/index.ts";
+import { ParamStore } from "../src/graph/params.ts";
+import { runSession } from "../src/graph/runtime.ts";
+import { cachedSession } from "../src/graph/index.ts";
+import { Rng } from "../src/util/rng.ts";
+import { clipConfig, clipPresets, numPatches } from "../src/models/clip-config.ts";
+import { clipVisionGraph } from "../src/models/clip.ts";
+import { KvCache } from "../src/models/kv-cache.ts";
+import { imageTokens, lvlmConfig, lvlmPresets } from "../src/models/lvlm-config.ts";
+import { LVLM_IO } from "../src/models/lvlm.ts";
+import { LvlmModel } from "../src/models/lvlm-model.ts";
+import { WordTokenizer } from "../src/models/word-tokenizer.ts";
+
+const THREADS = 2;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function timeIt(run: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await run();
+  return performance.now() - t0;
+}
+
+/** Reference: plain ORT MatMul [1024,1024] x [1024,1024] with 2 threads. */
+async function matmulReference(): Promise<{ flops: number; run: () => Promise<unknown> }> {
+  const n = 1024;
+  const g = new Graph({ name: "matmul-ref" });
+  const a = g.input("a", "float32", [n, n]);
+  const b = g.input("b", "float32", [n, n]);
+  const step = await g.compile({ outputs: { c: g.matmul(a, b) }, threads: THREADS });
+  const rng = new Rng(1);
+  const da = Float32Array.from({ length: n * n }, () => rng.normal());
+  const db = Float32Array.from({ length: n * n }, () => rng.normal());
+  return { flops: 2 * n ** 3, run: () => step.run({ a: da, b: db }) };
+}
+
+/** Interleave: per round, `refPerRound` reference runs then one case run; medians of each. */
+async function measure(ref: () => Promise<unknown>, run: () => Promise<unknown>, rounds: number, refPerRound = 3): Promise<{ refMs: number; runMs: number }> {
+  await ref();
+  await run();
+  const r: number[] = [], m: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    for (let j = 0; j < refPerRound; j++) r.push(await timeIt(ref));
+    m.push(await timeIt(run));
+  }
+  return { refMs: median(r), runMs: median(m) };
+}
+
+async function clipImage(ref: Awaited<ReturnType<typeof matmulReference>>): Promise<void> {
+  const cfg = clipConfig(clipPresets.vitB32());
+  const v = cfg.vision, B = 16, T = numPatches(v) + 1, d = v.width;
+  const perLayer = 2 * T * d * 3 * d + 2 * T * d * d + 2 * 2 * T * d * v.mlp + 2 * 2 * T * T * d;
+  const flopsPerImage = 2 * numPatches(v) * 3 * v.patchSize ** 2 * d + v.layers * perLayer + 2 * d * cfg.embedDim;
+  const { graph, outputs } = clipVisionGraph(cfg);
+  const store = ParamStore.fromSpecs(graph.params(), new Rng(3));
+  const model = graph.toOnnx({ outputs, bake: store });
+  const session = await cachedSession(model.bytes, { threads: THREADS });
+  const rng = new Rng(4);
+  const pixels = Float32Array.from({ length: B * 3 * 224 * 224 }, () => rng.normal());
+  const run = () => runSession(session, { pixel_values: { dtype: "float32", dims: [B, 3, 224, 224], data: pixels } });
+  const { refMs, runMs } = await measure(ref.run, run, 5);
+  const refGflops = ref.flops / refMs / 1e6, gflops = (flopsPerImage * B) / runMs / 1e6;
+  console.log(JSON.stringify({
+    case: "clip-vitb32-image-b16",
+    ratio: +(gflops / refGflops).toFixed(3),
+    gflops: +gflops.toFixed(1),
+    matmul_gflops: +refGflops.toFixed(1),
+    images_per_s: +((B * 1000) / runMs).toFixed(1),
+    ms_per_batch: +runMs.toFixed(1),
+    gflop_per_image: +(flopsPerImage / 1e9).toFixed(3),
+    threads: THREADS,
+  }));
+}
+
+async function lvlmDecode(ref: Awaited<ReturnType<typeof matmulReference>>): Promise<void> {
+  const words = Array.from({ length: 91 }, (_, i) => `w${i}`);
+  const tok = WordTokenizer.fromCorpus([words.join(" ")]); // 5 specials + 91 words = 96
+  const cfg = lvlmConfig(lvlmPresets.shapesPolicy(tok.vocabSize));
+  const m = LvlmModel.create(cfg, tok, 5);
+  const B = 32, steps = 48, S = cfg.vision.imageSize;
+  const rng = new Rng(6);
+  const pixels = Float32Array.from({ length: B * 3 * S * S }, () => rng.normal());
+  const prompts = Array.from({ length: B }, () => [cfg.bosTokenId, ...Array.from({ length: 3 + rng.int(7) }, () => 5 + rng.int(91))]);
+  const { cache: prefilled } = await m.prefill(pixels, prompts);
+  const start = prefilled.withCapacity(Math.max(...prefilled.lengths) + steps + 1);
+  const decode = await cachedSession(m.onnx("decode", true).bytes, { threads: THREADS });
+  const tokens = Array.from({ length: B }, () => 5 + rng.int(91));
+  const decodeAll = async () => {
+    let c = start;
+    for (let s = 0; s < steps; s++) {
+      const out = await runSession(decode, {
+        [LVLM_IO.inputIds]: { dtype: "int64", dims: [B, 1], data: BigInt64Array.from(tokens, BigInt) },
+        [LVLM_IO.positions]: { dtype: "int64", dims: [B], data: BigInt64Array.from(c.lengths, BigInt) },
+        ...c.feeds(),
+      });
+      c = KvCache.fromOutputs(out, cfg.lm.layers, c.lengths.map((n) => n + 1));
+    }
+  };
+  // FLOPs per decoded token: the LM's matmul weights (qkv, out, MLP, head) ×2, plus attention
+  // over the whole cache capacity (the graph attends to every slot and masks) 2·2·Tcap·d per layer.
+  const L = cfg.lm, np = imageTokens(cfg);
+  const perTokenWeights = L.layers * (3 * L.width ** 2 + L.width ** 2 + 2 * L.width * L.mlp) + L.width * L.vocabSize;
+  const flopsPerToken = 2 * perTokenWeights + L.layers * 4 * start.capacity * L.width;
+  const { refMs, runMs } = await measure(ref.run, decodeAll, 3, 2);
+  const tokensPerS = (B * steps * 1000) / runMs;
+  const refGflops = ref.flops / refMs / 1e6, gflops = (flopsPerToken * B * steps) / runMs / 1e6;
+  // the same steps through LvlmModel.decode (weights fed from the ParamStore each step)
+  const fedMs = await timeIt(async () => {
+    let c = start;
+    for (let s = 0; s < steps; s++) c = (await m.decode(c, tokens)).cache;
+  });
+  console.log(JSON.stringify({
+    case: "lvlm-decode-b32",
+    ratio: +(gflops / refGflops).toFixed(4),
+    tokens_per_s: Math.round(tokensPerS),
+    tokens_per_s_params_fed: Math.round((B * steps * 1000) / fedMs),
+    ms_per_step: +(runMs / steps).toFixed(2),
+    gflops: +gflops.toFixed(2),
+    matmul_gflops: +refGflops.toFixed(1),
+    batch: B,
+    steps,
+    cache_capacity: start.capacity,
+    image_tokens: np,
+    lm: `${L.width}x${L.layers}`,
+    threads: THREADS,
+  }));
+}
+
+async function main(): Promise<void> {
+  const filter = process.argv[2] ?? "";
+  const ref = await matmulReference();
+  if ("clip-vitb32-image-b16".includes(filter)) await clipImage(ref);
+  if ("lvlm-decode-b32".includes(filter)) await lvlmDecode(ref);
+}
+
+await main();
