@@ -151,9 +151,11 @@ export class Graph {
     return t;
   }
 
-  /** Specs of all declared parameters, in declaration order. */
-  params(): ParamSpec[] {
-    return this.paramsList.map((p) => ({ ...p.spec, shape: [...p.spec.shape] }));
+  /** Specs of the declared parameters in declaration order (optionally only trainable / frozen ones). */
+  params(filter: { trainable?: boolean } = {}): ParamSpec[] {
+    return this.paramsList
+      .filter((p) => filter.trainable === undefined || p.spec.trainable === filter.trainable)
+      .map((p) => ({ ...p.spec, shape: [...p.spec.shape] }));
   }
 
   /** The tensor of a declared parameter. */

@@ -258,6 +258,8 @@ describe("param declaration", () => {
       { name: "b", shape: [4], init: { kind: "zeros" }, trainable: false },
       { name: "c", shape: [1], init: { kind: "normal", std: 0.02 }, trainable: true },
     ]);
+    expect(g.params({ trainable: true }).map((p) => p.name)).toEqual(["a", "c"]);
+    expect(g.params({ trainable: false }).map((p) => p.name)).toEqual(["b"]);
     expect(() => g.param("d", [0, 2])).toThrow(/param 'd': dims must be positive/);
   });
 });
