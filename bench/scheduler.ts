@@ -148,7 +148,7 @@ for (const tc of cases) {
       mean_batch: r3(st.meanBatchRows),
       queue_wait_p50_ms: r3(st.queueWaitP50Ms),
       queue_wait_p95_ms: r3(st.queueWaitP95Ms),
-      per_stream_images_per_s: Object.values(st.streams).map((v) => Math.round(v.itemsPerSec)),
+      per_stream_images_per_s: Object.values(st.streams).map((v) => Math.round(v.itemsPerSec * 10) / 10),
       streams: STREAMS,
       images_per_stream: tc.images,
       rounds: ROUNDS,

@@ -25,7 +25,10 @@ export class BatchShapeError extends Error {
   override name = "BatchShapeError";
 }
 
-/** Allocate a fresh, exactly-sized typed array of `dtype` (its buffer can be transferred). */
+/**
+ * Allocate a fresh, exactly-sized typed array of `dtype` (its buffer can be transferred).
+ * @example allocate("int64", 4) // BigInt64Array(4)
+ */
 export function allocate(dtype: TensorDType, n: number): TensorData {
   switch (dtype) {
     case "float32":
@@ -53,7 +56,10 @@ function fillPad(data: TensorData, dtype: TensorDType, pad: number | bigint): vo
   else if (pad !== 0 && pad !== 0n) (data as Float32Array).fill(Number(pad));
 }
 
-/** Rows (size of axis 0) of a tensor, checking the data length matches its dims. */
+/**
+ * Rows (size of axis 0) of a tensor, checking the data length matches its dims.
+ * @example rowsOf({ dtype: "float32", dims: [2, 3], data: new Float32Array(6) }, "input 'x'") // 2
+ */
 export function rowsOf(t: TensorValue, where: string): number {
   if (t.dims.length === 0) throw new BatchShapeError(`${where}: a scalar has no batch axis (dims [])`);
   const n = product(t.dims);
@@ -63,7 +69,10 @@ export function rowsOf(t: TensorValue, where: string): number {
   return t.dims[0]!;
 }
 
-/** View rows [from, to) of a tensor along axis 0 (zero-copy). */
+/**
+ * View rows [from, to) of a tensor along axis 0 (zero-copy).
+ * @example sliceRows(x, 4, 8) // x [10, 16] -> [4, 16] sharing x's buffer
+ */
 export function sliceRows(t: TensorValue, from: number, to: number): TensorValue {
   const row = product(t.dims, 1);
   return { dtype: t.dtype, dims: [to - from, ...t.dims.slice(1)], data: t.data.subarray(from * row, to * row) as TensorData };
@@ -181,7 +190,10 @@ export function split(
   return res;
 }
 
-/** Concatenate per-chunk outputs of one request back along axis 0 (chunks of a large request). */
+/**
+ * Concatenate per-chunk outputs of one request back along axis 0 (chunks of a large request).
+ * @example concatRows("y", [y0, y1]) // [4, 2] + [2, 2] -> [6, 2]
+ */
 export function concatRows(name: string, parts: readonly TensorValue[]): TensorValue {
   if (parts.length === 1) return parts[0]!;
   return stack(name, parts);

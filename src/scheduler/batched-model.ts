@@ -64,7 +64,10 @@ export class SchedulerError extends Error {
   override name = "SchedulerError";
 }
 
-/** The error an aborted or cancelled call rejects with (`name === "AbortError"`). */
+/**
+ * The error an aborted or cancelled call rejects with (`name === "AbortError"`).
+ * @example await m.run(x, { signal }).catch((e) => { if (e.name !== "AbortError") throw e; });
+ */
 export function abortError(message: string): Error {
   return new DOMException(message, "AbortError");
 }
@@ -120,6 +123,10 @@ function bucketOf(len: number, bounds: readonly number[] | undefined): number {
   return i < 0 ? bounds.length : i;
 }
 
+/**
+ * Fill in defaults and check every batching option, naming the model in the error.
+ * @example resolveOptions("clip.image", { maxBatch: 16 }, "cpu").maxQueue // 64
+ */
 export function resolveOptions(name: string, o: BatchOptions, defaultDevice: Device): ResolvedBatchOptions {
   const maxBatch = o.maxBatch ?? 32;
   const r: ResolvedBatchOptions = {

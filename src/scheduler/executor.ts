@@ -37,7 +37,10 @@ export interface WorkSource {
   close(reason: Error): void;
 }
 
-/** Pick the ready source of highest priority (ties: the one waiting longest) for `executor`. */
+/**
+ * Pick the ready source of highest priority (ties: the one waiting longest) for `executor`.
+ * @example const src = pickWork(sources.values(), idleExecutor, clock.now());
+ */
 export function pickWork(sources: Iterable<WorkSource>, executor: Executor, now: number): WorkSource | undefined {
   let best: WorkSource | undefined;
   let bestWork: ReadyWork | undefined;

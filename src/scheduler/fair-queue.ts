@@ -26,6 +26,13 @@ interface StreamState<T> {
   waiting: { item: T; admit: () => void }[];
 }
 
+/**
+ * @example
+ * const q = new FairQueue<Item>(64);
+ * if (!q.offer(item, now, () => onAdmitted())) { ... } // waits: onAdmitted runs once queued
+ * const batch = q.take(16);
+ * q.admitWaiting(now);
+ */
 export class FairQueue<T extends QueueItem> {
   // Map iteration order is the round-robin order: a served stream is moved to the end.
   private readonly streams = new Map<string, StreamState<T>>();

@@ -30,7 +30,10 @@ export interface ModelStats {
   streams: Record<string, StreamStats>;
 }
 
-/** Nearest-rank percentile of `xs` (sorted in place); NaN when empty. */
+/**
+ * Nearest-rank percentile of `xs` (sorted in place); NaN when empty.
+ * @example percentile(Float64Array.of(3, 1, 2), 50) // 2
+ */
 export function percentile(xs: Float64Array, p: number): number {
   if (xs.length === 0) return Number.NaN;
   xs.sort();
@@ -40,6 +43,13 @@ export function percentile(xs: Float64Array, p: number): number {
 
 const WAIT_WINDOW = 8192;
 
+/**
+ * Counters behind `ModelStats`, fed by the batcher.
+ * @example
+ * const m = new ModelMetrics(8);
+ * m.onSubmit("a", 0); m.onBatch(2, [{ wait: 1, rows: 2 }]); m.onDone("a", 2, 5);
+ * m.snapshot(0, 0).fillRatio // 0.25
+ */
 export class ModelMetrics {
   private batches = 0;
   private rowsDispatched = 0;

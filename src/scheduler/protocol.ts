@@ -21,7 +21,10 @@ export type HostReply =
   | { id: number; ok: true; info?: SessionInfo; outputs?: Record<string, TensorValue> }
   | { id: number; ok: false; error: string };
 
-/** The distinct buffers behind a set of tensors, for a postMessage transfer list. */
+/**
+ * The distinct buffers behind a set of tensors, for a postMessage transfer list.
+ * @example worker.postMessage(msg, transferList(Object.values(feeds)));
+ */
 export function transferList(tensors: Iterable<TensorValue>): ArrayBuffer[] {
   const seen = new Set<ArrayBuffer>();
   for (const t of tensors) {
