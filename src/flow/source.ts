@@ -12,10 +12,19 @@ import { sourceBatch, type FlowBatch } from "./credits.ts";
 import type { FlowContext } from "./context.ts";
 import { StageError } from "./errors.ts";
 
+/**
+ * How often (wall-clock ms) the source lets the event loop run timers, I/O and signal handlers.
+ * A CPU-bound flow whose stages are synchronous only ever awaits microtasks (the iterator's
+ * promises), which would starve macrotasks: SIGINT, progress timers and scheduler deadlines
+ * would wait for the end of the run. One `setImmediate` per period costs microseconds.
+ */
+export const SOURCE_YIELD_MS = 10;
+
 export function fromSource(
   batches: AsyncIterable<RecordBatch> | Iterable<RecordBatch>,
   ctx: FlowContext,
   name = "source",
+  yieldEveryMs = SOURCE_YIELD_MS,
 ): Observable<FlowBatch> {
   return new Observable<FlowBatch>((sub) => {
     const m = ctx.metrics(name);
@@ -29,7 +38,13 @@ export function fromSource(
 
     const pull = async (): Promise<void> => {
       let i = 0;
+      let lastYield = performance.now();
       while (!stopped) {
+        if (performance.now() - lastYield >= yieldEveryMs) {
+          await new Promise<void>((r) => setImmediate(r)); // let macrotasks (signals, timers) run
+          lastYield = performance.now();
+          if (stopped) return;
+        }
         let credit = pool.tryAcquire();
         if (!credit) {
           const w = pool.acquire();

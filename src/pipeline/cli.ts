@@ -178,15 +178,21 @@ async function main(): Promise<number> {
 
   console.log(table(report.stages));
   const src = report.stages.find((s) => s.stage === "source")!;
-  const filtered = report.stages.reduce((a, s) => a + s.filtered, 0);
+  const sum = (f: (s: StageSnapshot) => number) => report.stages.reduce((a, s) => a + f(s), 0);
+  const filtered = sum((s) => s.filtered);
+  const expanded = sum((s) => s.expanded);
+  // Rows still inside stages (queued, running, buffered) — non-zero only when interrupted.
+  const inside = sum((s) => s.rowsIn + s.expanded - s.rowsOut - s.filtered - s.deadLettered);
+  const balanced = src.rowsOut + expanded === sunk + filtered + report.deadLettered + inside;
   const c = report.credits;
   console.log(
     `\ncredits: maxInFlight ${c.maxInFlight}, issued ${c.issued}, returned ${c.returned}, max outstanding ${c.maxOutstanding}, stalls ${c.stalls}`,
   );
   console.log(`dead-letter: ${report.deadLettered} rows -> ${report.deadLetterPath}`);
   console.log(
-    `reconcile: source ${src.rowsOut} = sink ${sunk} + filtered ${filtered} + dead-lettered ${report.deadLettered}` +
-      (src.rowsOut === sunk + filtered + report.deadLettered ? "  ok" : "  MISMATCH"),
+    `reconcile: source ${src.rowsOut}${expanded ? ` + expanded ${expanded}` : ""} = sink ${sunk} + filtered ${filtered} + dead-lettered ${report.deadLettered}` +
+      (inside ? ` + dropped at interrupt ${inside}` : "") +
+      (balanced ? "  ok" : "  MISMATCH"),
   );
   const counts = [...perImage.values()];
   console.log(
@@ -195,7 +201,7 @@ async function main(): Promise<number> {
   );
   console.log(`${report.interrupted ? "interrupted" : "done"} in ${(report.elapsedMs / 1000).toFixed(2)} s`);
   if (report.interrupted) return 130;
-  return src.rowsOut === sunk + filtered + report.deadLettered ? 0 : 1;
+  return balanced && inside === 0 ? 0 : 1;
 }
 
 main().then(

@@ -221,3 +221,29 @@ describe("metrics", () => {
     expect(report.credits.maxOutstanding).toBeLessThanOrEqual(8);
   });
 });
+
+describe("event-loop fairness", () => {
+  test("a CPU-bound synchronous flow still lets timers (and signals) run: abort from a 0 ms timer lands mid-run", async () => {
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 0);
+    let consumed = 0;
+    const burn = (b: RecordBatch) => {
+      const end = performance.now() + 0.5; // 0.5 ms of synchronous work per batch
+      while (performance.now() < end);
+      return b;
+    };
+    const report = await runFlow({
+      source: Array.from({ length: 400 }, (_, i) => makeBatch(i, 1)), // ~200 ms if never interrupted
+      stages: [mapBatch("burn", burn)],
+      sink: () => {
+        consumed++;
+      },
+      signal: ac.signal,
+      handleSigint: false,
+    });
+    expect(report.interrupted).toBe(true);
+    expect(consumed).toBeGreaterThan(0);
+    expect(consumed).toBeLessThan(400); // without yielding to macrotasks the timer fires only after the run
+    expect(report.credits.outstanding).toBe(0);
+  });
+});
