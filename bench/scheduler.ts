@@ -95,7 +95,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const args = process.argv.slice(2);
 const arg = (flag: string) => (args.indexOf(flag) >= 0 ? args[args.indexOf(flag) + 1] : undefined);
 const numArg = (flag: string) => (arg(flag) === undefined ? undefined : Number(arg(flag)));
-const ROUNDS = numArg("--rounds") ?? 3;
+const ROUNDS = numArg("--rounds") ?? 5;
 
 for (const tc of cases) {
   if (arg("--tower") && !tc.tower.startsWith(arg("--tower")!)) continue;

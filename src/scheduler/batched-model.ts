@@ -317,10 +317,10 @@ export class BatchedModel implements WorkSource {
     try {
       const feeds = this.assemble(chunks);
       const outs = await executor.host.run(this.name, feeds, this.spec.outputNames);
-      const rowsOf_ = chunks.map((c) => c.rows);
+      const rowCounts = chunks.map((c) => c.rows);
       const lengths = chunks.map((c) => c.length);
       const pieces: Record<string, TensorValue[]> = {};
-      for (const [k, t] of Object.entries(outs)) pieces[k] = split(k, t, rowsOf_, this.spec.outputs?.[k], lengths);
+      for (const [k, t] of Object.entries(outs)) pieces[k] = split(k, t, rowCounts, this.spec.outputs?.[k], lengths);
       const done = this.now();
       chunks.forEach((c, i) => {
         const part: Tensors = {};
