@@ -56,6 +56,24 @@ export class LvlmModel {
     return new LvlmModel(c, store, tokenizer, preprocess);
   }
 
+  /**
+   * Copy the vision tower from a trained CLIP (same `vision.*` names and sizes): the LVLM's frozen
+   * image encoder. Every vision weight this LVLM has must be present in `clip`.
+   * @example
+   * policy.adoptVision(shapesClip.store);
+   */
+  adoptVision(clip: { get(name: string): { data: Float32Array; shape: number[] } | undefined }): string[] {
+    const names = this.store.names().filter((n) => n.startsWith("vision."));
+    for (const n of names) {
+      const src = clip.get(n);
+      const dst = this.store.require(n);
+      if (!src) throw new Error(`adoptVision: CLIP has no weight '${n}' (vision configs differ?)`);
+      if (src.shape.join() !== dst.shape.join()) throw new Error(`adoptVision: '${n}' is [${src.shape}] in the CLIP, [${dst.shape}] here`);
+      dst.data.set(src.data);
+    }
+    return names;
+  }
+
   get imageTokens(): number {
     return imageTokens(this.cfg);
   }

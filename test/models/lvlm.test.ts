@@ -148,3 +148,28 @@ describe("LVLM", () => {
     expect(() => lvlmConfig({ ...base, visionFeatureLayers: 3 })).toThrow(/visionFeatureLayers 3 exceeds/);
   });
 });
+
+describe("LVLM vision from a trained CLIP", () => {
+  test("adoptVision copies every vision weight; the LVLM's patch features are the CLIP tower's hidden states", async () => {
+    const { ClipModel } = await import("../../src/models/clip-model.ts");
+    const { clipVisionTower } = await import("../../src/models/clip.ts");
+    const { Graph } = await import("../../src/graph/index.ts");
+    const m = model(2, 1);
+    const clip = ClipModel.create({ vision: m.cfg.vision, text: { vocabSize: tok.vocabSize, contextLength: 8, width: 16, layers: 1, heads: 2, mlp: 32, bosTokenId: 1, eosTokenId: 2, padTokenId: 0 }, embedDim: 8 }, tok, 77);
+    const names = m.adoptVision(clip.store);
+    expect(names.length).toBeGreaterThan(5);
+    for (const n of names) expect(Array.from(m.store.require(n).data)).toEqual(Array.from(clip.store.require(n).data));
+    // features graph vs the CLIP tower's own hidden states (class token dropped)
+    const px = pixels(1, 3);
+    const vg = lvlmVisionGraph(m.cfg);
+    const feats = (await (await vg.graph.compile({ outputs: vg.outputs, params: m.store })).run({ pixel_values: { dtype: "float32", dims: [1, 3, S, S], data: px } }))[LVLM_IO.imageFeatures]!;
+    const g = new Graph();
+    const x = g.input("x", "float32", [1, 3, S, S]);
+    const h = (await g.compile({ outputs: { h: clipVisionTower(g, clip.cfg.vision, x, m.cfg.visionFeatureLayers).hidden }, params: clip.store })).run({ x: px });
+    const hd = (await h).h!.data as Float32Array; // [1, 5, 32]
+    const fd = feats.data as Float32Array; // [1, 4, 32]
+    for (let i = 0; i < 4 * 32; i++) expect(Math.abs(fd[i]! - hd[32 + i]!)).toBeLessThan(1e-6);
+    const other = LvlmModel.create({ ...lvlmPresets.tiny(tok.vocabSize), vision: { ...m.cfg.vision, width: 64, mlp: 128 } }, tok, 1);
+    expect(() => other.adoptVision(clip.store)).toThrow(/adoptVision: 'vision\..*' is \[/);
+  });
+});
