@@ -38,6 +38,8 @@ export interface RunOptions {
   /** Stop cleanly on SIGINT (default true). */
   handleSigint?: boolean;
   now?: () => number;
+  /** Wall-clock period at which the source yields to macrotasks (default SOURCE_YIELD_MS = 10). */
+  yieldEveryMs?: number;
   /** Called with a fresh context before the run starts (e.g. to sample metrics while it runs). */
   onStart?: (ctx: FlowContext) => void;
 }
@@ -104,7 +106,7 @@ export function runFlow(opts: RunOptions): Promise<RunReport> {
     if (sigint) process.on("SIGINT", onSigint);
 
     const sinkFn = opts.sink ?? (() => {});
-    let flow = fromSource(opts.source, ctx);
+    let flow = fromSource(opts.source, ctx, "source", opts.yieldEveryMs);
     for (const s of opts.stages) flow = flow.pipe(s);
     const s = flow.pipe(consume(sinkName, sinkFn, { concurrency: opts.sinkConcurrency ?? 1 })).subscribe({
       error: (e) => end(e),

@@ -24,7 +24,7 @@ export function fromSource(
   batches: AsyncIterable<RecordBatch> | Iterable<RecordBatch>,
   ctx: FlowContext,
   name = "source",
-  yieldEveryMs = SOURCE_YIELD_MS,
+  yieldEveryMs: number = SOURCE_YIELD_MS,
 ): Observable<FlowBatch> {
   return new Observable<FlowBatch>((sub) => {
     const m = ctx.metrics(name);
