@@ -95,14 +95,19 @@ async function main(): Promise<void> {
     const gradNorm = Math.sqrt(sq);
     if (c.grads && !(gradNorm > 0 && Number.isFinite(gradNorm))) throw new Error(`${c.name}: bad gradient norm ${gradNorm}`);
     if (c.grads && Object.keys(first).length !== specs.length + 1) throw new Error(`${c.name}: expected ${specs.length} gradients`);
-    // The box is shared: run reference and model in alternating blocks so both see the same
-    // load, and compare best-of times (the least disturbed runs). The first run of a block is
-    // discarded so the other session's spinning thread pool has gone quiet.
+    // The box is shared: rounds time the reference and the model back to back (first run of
+    // each discarded so the other session's spinning thread pool has gone quiet). The ratio
+    // compares the best times over all rounds, i.e. the least disturbed run of each; per-round
+    // ratios are printed too, to show how noisy the box was.
     const ref = await matmulReference();
-    const stepMs: number[] = [], refMs: number[] = [];
-    for (let round = 0; round < 4; round++) {
-      for (let i = 0; i < 3; i++) { const t = await timeOnce(ref.run); if (i > 0) refMs.push(t); }
-      for (let i = 0; i < 3; i++) { const t = await timeOnce(() => step.run(feeds)); if (i > 0) stepMs.push(t); }
+    const stepMs: number[] = [], refMs: number[] = [], ratios: number[] = [];
+    for (let round = 0; round < 6; round++) {
+      const r: number[] = [], m: number[] = [];
+      for (let i = 0; i < 6; i++) { const t = await timeOnce(ref.run); if (i > 0) r.push(t); }
+      for (let i = 0; i < 3; i++) { const t = await timeOnce(() => step.run(feeds)); if (i > 0) m.push(t); }
+      refMs.push(...r);
+      stepMs.push(...m);
+      ratios.push((c.flops / Math.min(...m)) / (ref.flops / Math.min(...r)));
     }
     const ms = Math.min(...stepMs);
     const rms = Math.min(...refMs);
@@ -117,6 +122,8 @@ async function main(): Promise<void> {
       matmulRefMs: Number(rms.toFixed(2)),
       stepMsMedian: Number(median(stepMs).toFixed(1)),
       matmulRefMsMedian: Number(median(refMs).toFixed(2)),
+      roundRatioMedian: Number(median(ratios).toFixed(3)),
+      roundRatios: ratios.map((x) => Number(x.toFixed(3))),
       gflopPerStep: Number((c.flops / 1e9).toFixed(3)),
       matmulParams,
       allParams,
