@@ -154,6 +154,7 @@ export class OnnxClip implements ClipEncoder {
     private readonly padId: number,
     /** Pad every text batch to the full context (exports with a fixed sequence length need it). */
     private readonly padToContext: boolean,
+    private readonly idsType: "int64" | "int32" = "int64",
   ) {}
 
   static async open(opts: {
@@ -180,9 +181,30 @@ export class OnnxClip implements ClipEncoder {
         }
       }
     };
-    need(v, [CLIP_IO.pixelValues, CLIP_IO.imageEmbeds], typeof opts.vision === "string" ? opts.vision : "vision model");
-    need(t, [CLIP_IO.inputIds, CLIP_IO.textEmbeds], typeof opts.text === "string" ? opts.text : "text model");
-    return new OnnxClip(v, t, opts.embedDim, opts.imageSize, opts.contextLength, opts.tokenizer, opts.preprocess, opts.logitScale ?? 100, opts.padId, opts.padToContext ?? false);
+    const vName = typeof opts.vision === "string" ? opts.vision : "vision model";
+    const tName = typeof opts.text === "string" ? opts.text : "text model";
+    need(v, [CLIP_IO.pixelValues, CLIP_IO.imageEmbeds], vName);
+    need(t, [CLIP_IO.inputIds, CLIP_IO.textEmbeds], tName);
+    // Declared input types/shapes: fp16 exports and image-size mismatches fail here, clearly;
+    // int32 ids and a fixed sequence length (some exports bake 77) are adapted to.
+    const meta = (s: InferenceSession, name: string) => {
+      const m = s.inputMetadata?.find((x) => x.name === name);
+      return m && m.isTensor ? m : undefined;
+    };
+    const pv = meta(v, CLIP_IO.pixelValues);
+    if (pv && pv.type !== "float32") throw new Error(`${vName}: pixel_values is ${pv.type}; use the float32 export`);
+    const side = pv?.shape[3];
+    if (typeof side === "number" && side !== opts.imageSize) throw new Error(`${vName}: pixel_values is ${side}px wide, config says ${opts.imageSize}`);
+    const ii = meta(t, CLIP_IO.inputIds);
+    if (ii && ii.type !== "int64" && ii.type !== "int32") throw new Error(`${tName}: input_ids is ${ii.type}, expected int64 or int32`);
+    const fixed = ii?.shape[1];
+    return new OnnxClip(
+      v, t, opts.embedDim, opts.imageSize,
+      typeof fixed === "number" ? fixed : opts.contextLength,
+      opts.tokenizer, opts.preprocess, opts.logitScale ?? 100, opts.padId,
+      opts.padToContext ?? typeof fixed === "number",
+      ii?.type === "int32" ? "int32" : "int64",
+    );
   }
 
   /** Input names of the text session (whether it takes `attention_mask`). */
@@ -200,8 +222,10 @@ export class OnnxClip implements ClipEncoder {
   async encodeIds(seqs: readonly (readonly number[])[]): Promise<Float32Array> {
     const b = padIds(seqs, this.padId, this.padToContext ? this.contextLength : undefined);
     if (b.ids.dims[1]! > this.contextLength) throw new Error(`encodeIds: ${b.ids.dims[1]} tokens exceed the context of ${this.contextLength}`);
-    const feeds: Record<string, TensorValue> = { [CLIP_IO.inputIds]: b.ids };
-    if (this.textSession.inputNames.includes(CLIP_IO.attentionMask)) feeds[CLIP_IO.attentionMask] = b.mask;
+    const as = (x: TensorValue): TensorValue =>
+      this.idsType === "int64" ? x : { dtype: "int32", dims: x.dims, data: Int32Array.from(x.data as BigInt64Array, Number) };
+    const feeds: Record<string, TensorValue> = { [CLIP_IO.inputIds]: as(b.ids) };
+    if (this.textSession.inputNames.includes(CLIP_IO.attentionMask)) feeds[CLIP_IO.attentionMask] = as(b.mask);
     const r = await runSession(this.textSession, feeds, [CLIP_IO.textEmbeds]);
     return f32(r[CLIP_IO.textEmbeds], CLIP_IO.textEmbeds);
   }

@@ -106,6 +106,30 @@ describe("HF ONNX layout", () => {
     }
   });
 
+  test("an export with int32 ids and a fixed sequence length is fed accordingly", async () => {
+    const tok = WordTokenizer.fromCorpus(["a red circle", "a blue square"], { modelMaxLength: 16 });
+    const clip = ClipModel.create(clipPresets.tiny(tok.vocabSize), tok, 8);
+    const g = new Graph({ name: "text-int32-fixed" });
+    const ids = g.input("input_ids", "int32", ["batch", 16]);
+    const mask = g.input("attention_mask", "int32", ["batch", 16]);
+    const fixed = g.toOnnx({ outputs: { text_embeds: clipTextEmbeds(g, clip.cfg, g.cast(ids, "int64"), g.cast(mask, "int64")) }, bake: clip.store });
+    const dir = tmp();
+    try {
+      await exportClip(clip, dir);
+      await Bun.write(join(dir, "onnx/text_model.onnx"), fixed.bytes);
+      const onnx = await loadClip(dir);
+      const texts = ["a red circle", "a blue square square"];
+      expect(maxDiff(await onnx.encodeTexts(texts), await clip.encodeTexts(texts))).toBeLessThan(1e-5);
+      // an fp16-style mismatch is refused up front
+      const g2 = new Graph({ name: "bad-pixels" });
+      const p64 = g2.input("pixel_values", "float32", ["batch", 3, 64, 64]);
+      await Bun.write(join(dir, "onnx/vision_model.onnx"), g2.toOnnx({ outputs: { image_embeds: g2.reduceMean(p64, [1, 2]) } }).bytes);
+      await expect(loadClip(dir)).rejects.toThrow(/pixel_values is 64px wide, config says 32/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("missing files and mismatched sizes are one clear error naming the path", async () => {
     const dir = tmp();
     try {
