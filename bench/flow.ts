@@ -3,7 +3,7 @@
  *
  * rows/s through a 5-stage identity pipeline (credit source -> 5 x mapBatch -> sink, via
  * runFlow) of 1,024-row batches, divided by rows/s of the same work in a plain loop, measured
- * in the same run (interleaved rounds, best of each).
+ * in the same run (15 short interleaved rounds, best of each).
  *
  * "The same work": every identity stage views the batch's `emb` FixedSizeList<Float32>[64]
  * column zero-copy and sums it (1,024 x 64 floats), then passes the batch on; the plain loop
@@ -24,8 +24,9 @@ import { Rng } from "../src/util/rng.ts";
 const ROWS = 1024;
 const DIM = Number(process.env.FLOW_BENCH_DIM ?? 64);
 const DISTINCT = 16; // distinct batches cycled through (keeps memory small, data not constant)
-const BATCHES = Number(process.env.FLOW_BENCH_BATCHES ?? 1500);
-const ROUNDS = Number(process.env.FLOW_BENCH_ROUNDS ?? 5);
+const BATCHES = Number(process.env.FLOW_BENCH_BATCHES ?? 600);
+// Many short interleaved rounds, best of each: robust to the load drift of a shared machine.
+const ROUNDS = Number(process.env.FLOW_BENCH_ROUNDS ?? 15);
 const STAGES = 5;
 
 const schema = new Schema([new Field("id", new Utf8(), false), tensorField("emb", [DIM])]);
@@ -105,8 +106,10 @@ plainArrayLoop(200);
 
 const best = { loop: Infinity, flow: Infinity, array: Infinity };
 for (let r = 0; r < ROUNDS; r++) {
+  // Alternate which side runs first so neither always follows the other's garbage.
+  const b0 = r % 2 === 0 ? await pipeline(BATCHES) : null;
   const a = await plainLoop(BATCHES);
-  const b = await pipeline(BATCHES);
+  const b = b0 ?? (await pipeline(BATCHES));
   const c = plainArrayLoop(BATCHES);
   if (a.rows !== b.rows || a.rows !== BATCHES * ROWS) throw new Error("row counts differ");
   best.loop = Math.min(best.loop, a.ms);
