@@ -8,6 +8,12 @@
  *
  * A bad image is a per-row {@link ImageDecodeError} carrying a `reason`, so operators can
  * dead-letter the row and carry on.
+ *
+ * Fidelity to HF (PIL bicubic): downscaling — the usual case, photos larger than the model
+ * input — lands within 2 grey levels of PIL's antialiased bicubic (tested against a written-out
+ * reference). Enlarging images smaller than the model input goes through libvips' interpolator
+ * and was measured up to ~6 levels off PIL at sharp edges; resize, crop and normalisation
+ * geometry are exact.
  */
 import sharp from "sharp";
 import { type ImageProcessorConfig, pixelShape } from "./preprocessor-config.ts";

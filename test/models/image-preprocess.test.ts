@@ -51,6 +51,26 @@ describe("preprocessImage (CLIPImageProcessor semantics)", () => {
     for (let i = 0; i < 12; i++) expect(Math.abs(px[i]! - want[i]!)).toBeLessThan(1e-5);
   });
 
+  test("downscaling stays within 2 grey levels of PIL's antialiased bicubic (reference written out below)", async () => {
+    const w = 100, h = 60;
+    const src = new Uint8Array(w * h * 3);
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) {
+      src[(y * w + x) * 3 + c] = Math.round(127 + 100 * Math.sin(x / 7 + c) * Math.cos(y / 5));
+    }
+    const img = await sharp(src, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+    const cfg: ImageProcessorConfig = { ...clipImageConfig(22), doRescale: false, doNormalize: false };
+    const got = await preprocessImage(img, cfg); // raw 0..255 values, CHW
+    const ref = pilBicubic(src, w, h, 36, 22); // shortest side 60 -> 22, long side int(22*100/60) = 36
+    let maxd = 0, sum = 0;
+    for (let c = 0; c < 3; c++) for (let y = 0; y < 22; y++) for (let x = 0; x < 22; x++) {
+      const d = Math.abs(got[c * 484 + y * 22 + x]! - ref[(y * 36 + x + 7) * 3 + c]!); // crop left (36-22)//2 = 7
+      maxd = Math.max(maxd, d);
+      sum += d;
+    }
+    expect(maxd).toBeLessThanOrEqual(2);
+    expect(sum / (3 * 484)).toBeLessThan(0.5);
+  });
+
   test("resize and crop geometry follow HF (int() truncation, (orig-crop)//2)", () => {
     const c224 = clipImageConfig(224);
     expect(resizedSize(640, 480, c224)).toEqual({ width: 298, height: 224 }); // 224*640/480 = 298.67
@@ -130,3 +150,38 @@ describe("preprocessor_config.json", () => {
     expect(() => parsePreprocessorConfig({ do_center_crop: false })).toThrow(/output size varies/);
   });
 });
+
+/**
+ * PIL's Resample.c bicubic (a = -0.5), written independently for the test: separable, horizontal
+ * then vertical, the kernel stretched by the downscale factor (antialiasing), clipped at the
+ * borders and renormalised, uint8 rounding between the passes.
+ */
+function pilBicubic(src: Uint8Array, w: number, h: number, ow: number, oh: number): Uint8Array {
+  const cubic = (t: number) => {
+    const a = -0.5, x = Math.abs(t);
+    if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0;
+  };
+  const coeffs = (inSize: number, outSize: number) => {
+    const scale = inSize / outSize, fs = Math.max(scale, 1), support = 2 * fs;
+    return Array.from({ length: outSize }, (_, o) => {
+      const center = (o + 0.5) * scale;
+      const xmin = Math.max(Math.trunc(center - support + 0.5), 0);
+      const n = Math.min(Math.trunc(center + support + 0.5), inSize) - xmin;
+      const k = Array.from({ length: n }, (_, i) => cubic((i + xmin - center + 0.5) / fs));
+      const sum = k.reduce((a, b) => a + b, 0);
+      return { xmin, k: k.map((v) => v / sum) };
+    });
+  };
+  const u8 = (v: number) => Math.min(255, Math.max(0, Math.round(v)));
+  const cx = coeffs(w, ow), cy = coeffs(h, oh);
+  const tmp = new Uint8Array(ow * h * 3), out = new Uint8Array(ow * oh * 3);
+  for (let y = 0; y < h; y++) for (let x = 0; x < ow; x++) for (let c = 0; c < 3; c++) {
+    tmp[(y * ow + x) * 3 + c] = u8(cx[x]!.k.reduce((s, k, i) => s + k * src[(y * w + cx[x]!.xmin + i) * 3 + c]!, 0));
+  }
+  for (let y = 0; y < oh; y++) for (let x = 0; x < ow; x++) for (let c = 0; c < 3; c++) {
+    out[(y * ow + x) * 3 + c] = u8(cy[y]!.k.reduce((s, k, i) => s + k * tmp[((cy[y]!.xmin + i) * ow + x) * 3 + c]!, 0));
+  }
+  return out;
+}
