@@ -26,7 +26,7 @@
  * }));
  */
 import { Observable, isObservable, type OperatorFunction, type Subscription } from "rxjs";
-import type { RecordBatch, Vector } from "apache-arrow";
+import { RecordBatch, type Vector } from "apache-arrow";
 import { derive, park, release, unpark, type FlowBatch } from "./credits.ts";
 import type { FlowContext } from "./context.ts";
 import { StageError, checkOnError, type OnError } from "./errors.ts";
@@ -245,6 +245,9 @@ export function operate(opts: StageOptions, init: (api: StageApi) => StageHandle
 
       const emitOne = (scope: Scope, b: RecordBatch): void => {
         if (closed || scope.cancelled) return;
+        if (!(b instanceof RecordBatch)) {
+          throw new Error(`process returned ${b === null ? "null" : typeof b === "object" ? (b as object).constructor?.name ?? "object" : typeof b} in its outputs, expected an Arrow RecordBatch`);
+        }
         const n = b.numRows;
         if (n === 0) return; // an empty batch carries nothing; don't make the sink see it
         scope.outRows += n;

@@ -247,3 +247,11 @@ describe("event-loop fairness", () => {
     expect(report.credits.outstanding).toBe(0);
   });
 });
+
+describe("stage output checks", () => {
+  test("a stage returning something other than RecordBatches fails with its name", async () => {
+    await expect(
+      runFlow({ source: generate(2, 2), stages: [mapBatch("oops", (b) => [b, { numRows: 1 } as unknown as RecordBatch])], handleSigint: false }),
+    ).rejects.toThrow('stage "oops": process returned Object in its outputs, expected an Arrow RecordBatch');
+  });
+});
