@@ -1,16 +1,16 @@
 /**
- * Scheduler benchmarks. Run: `npx bun bench/scheduler.ts [--tower small|vit-b32] [--images N] [--max-batch B]
- * [--max-delay-ms D] [--replicas R] [--rounds K]`
+ * Scheduler benchmarks. Run: `npx bun bench/scheduler.ts [--tower tiny|shapes|vit-b32] [--images N] [--max-batch B]
+ * [--max-delay-ms D] [--replicas R] [--threads T] [--rounds K]`
  *
  * clip-image-8-streams: 8 concurrent streams each submit single images (one in flight per
  * stream) to a CLIP-style image tower through the scheduler. ratio = images/s through the
  * scheduler ÷ images/s of unbatched sequential calls, measured in the same run on the same
  * model, the reference given every core (one worker, intraOpThreads = cores).
  *
- * The towers are stand-ins with random weights built in test/scheduler/fixtures/onnx-models.ts
- * until the models helper ships the CLIP graphs: `vit-b32` has CLIP ViT-B/32's image-tower
- * shapes and FLOPs (224², patch 32, width 768, 12 layers); `small` is a shapes-world-sized tower
- * (64², patch 8, width 128, 4 layers); `tiny` is the vision shape of the CLIP test preset.
+ * The towers are clipflow's own CLIP image tower (src/models clipVisionGraph) with random
+ * weights baked in as initializers, like an HF `vision_model.onnx`: `vit-b32` is CLIP ViT-B/32
+ * (224², patch 32, width 768, 12 layers); `shapes` the shapes-world tower (64², patch 8, width
+ * 128, 4 layers); `tiny` the CLIP test preset (32², patch 8, width 32, 1 layer).
  * `direct_batched_images_per_s` (back-to-back calls of max_batch images, no scheduler) shows the
  * ceiling batching itself can reach on this machine.
  */
@@ -19,40 +19,50 @@ import type { TensorValue } from "../src/graph/runtime.ts";
 import type { BatchedModel } from "../src/scheduler/batched-model.ts";
 import { WorkerHost } from "../src/scheduler/model-host.ts";
 import { Scheduler } from "../src/scheduler/scheduler.ts";
-import { vitB32, vitFlopsPerImage, vitModel, type VitConfig } from "../test/scheduler/fixtures/onnx-models.ts";
+import { ParamStore } from "../src/graph/params.ts";
+import { clipConfig, clipPresets, type ClipConfigInput } from "../src/models/clip-config.ts";
+import { CLIP_IO, clipVisionGraph } from "../src/models/clip.ts";
+import { Rng } from "../src/util/rng.ts";
+import { vitFlopsPerImage, type VitConfig } from "../test/scheduler/fixtures/onnx-models.ts";
 
 interface TowerCase {
   tower: string;
-  cfg: VitConfig;
+  clip: ClipConfigInput;
   images: number; // per stream through the scheduler; the reference runs 8/3× this many
   maxBatch: number;
   maxDelayMs: number;
   replicas: number;
+  /** ORT threads per replica (default: cores ÷ replicas). */
+  threads?: number;
 }
 
 const CORES = Math.max(1, Math.min(availableParallelism(), 2));
 const STREAMS = 8;
 
+const tiny = clipPresets.tiny(64);
 const cases: TowerCase[] = [
+  // One ORT thread: at this size a second (spinning) thread mostly steals the main thread's core.
+  { tower: "tiny-clip-image", clip: tiny, images: 150, maxBatch: 8, maxDelayMs: 2, replicas: 1, threads: 1 },
   {
-    // The models helper's CLIP test preset's vision shape (clipPresets.tiny): per-call overhead dominates.
-    tower: "tiny-vit-stand-in",
-    cfg: { image: 32, patch: 8, width: 32, layers: 1, heads: 2, mlp: 64, embed: 16, seed: 5 },
-    images: 150,
-    maxBatch: 8,
-    maxDelayMs: 2,
-    replicas: 1,
-  },
-  {
-    tower: "small-vit-stand-in",
-    cfg: { image: 64, patch: 8, width: 128, layers: 4, heads: 4, mlp: 512, embed: 128, seed: 3 },
+    tower: "shapes-clip-image",
+    clip: { ...tiny, vision: { imageSize: 64, patchSize: 8, width: 128, layers: 4, heads: 4, mlp: 512, act: "gelu" }, embedDim: 64 },
     images: 60,
     maxBatch: 4,
     maxDelayMs: 2,
     replicas: CORES,
   },
-  { tower: "vit-b32-shaped-random", cfg: vitB32, images: 4, maxBatch: 8, maxDelayMs: 4, replicas: 1 },
+  { tower: "vit-b32-clip-image", clip: clipPresets.vitB32(), images: 4, maxBatch: 8, maxDelayMs: 4, replicas: 1 },
 ];
+
+/** The tower's ONNX bytes (random weights baked in) and its shape for FLOP counting. */
+function buildTower(raw: ClipConfigInput, seed: number): { bytes: Uint8Array; shape: VitConfig } {
+  const cfg = clipConfig(raw);
+  const { graph, outputs } = clipVisionGraph(cfg);
+  const store = ParamStore.fromSpecs(graph.params(), new Rng(seed));
+  const v = cfg.vision;
+  const shape = { image: v.imageSize, patch: v.patchSize, width: v.width, layers: v.layers, heads: v.heads, mlp: v.mlp, embed: cfg.embedDim, seed };
+  return { bytes: graph.toOnnx({ outputs, bake: store }).bytes, shape };
+}
 
 /** A pool of deterministic images; each call takes a fresh copy (its buffer is transferred). */
 function imagePool(c: VitConfig, count: number): Float32Array[] {
@@ -75,7 +85,7 @@ function batchOf(c: VitConfig, pool: Float32Array[], first: number, batch: numbe
 async function direct(host: WorkerHost, c: VitConfig, pool: Float32Array[], batch: number, images: number): Promise<number> {
   const calls = Math.max(1, Math.round(images / batch));
   const t0 = performance.now();
-  for (let i = 0; i < calls; i++) await host.run("tower", { pixels: batchOf(c, pool, i * batch, batch) });
+  for (let i = 0; i < calls; i++) await host.run("tower", { [CLIP_IO.pixelValues]: batchOf(c, pool, i * batch, batch) });
   return (calls * batch * 1000) / (performance.now() - t0);
 }
 
@@ -84,7 +94,7 @@ async function scheduled(m: BatchedModel, c: VitConfig, pool: Float32Array[], im
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: STREAMS }, async (_, k) => {
-      for (let i = 0; i < images; i++) await m.run({ pixels: batchOf(c, pool, k * images + i, 1) }, { stream: `s${k}` });
+      for (let i = 0; i < images; i++) await m.run({ [CLIP_IO.pixelValues]: batchOf(c, pool, k * images + i, 1) }, { stream: `s${k}` });
     }),
   );
   return (STREAMS * images * 1000) / (performance.now() - t0);
@@ -103,14 +113,13 @@ for (const tc of cases) {
   tc.maxBatch = numArg("--max-batch") ?? tc.maxBatch;
   tc.maxDelayMs = numArg("--max-delay-ms") ?? tc.maxDelayMs;
   tc.replicas = numArg("--replicas") ?? tc.replicas;
-  const c = tc.cfg;
-  const bytes = vitModel(c);
+  const { bytes, shape: c } = buildTower(tc.clip, 7);
   const pool = imagePool(c, 16);
   // Reference host: one worker with every core; also measures the batching ceiling.
   const ref = new WorkerHost("cpu");
   await ref.load("tower", bytes, { intraOpThreads: CORES });
   const s = new Scheduler();
-  const intraOpThreads = Math.max(1, Math.floor(CORES / tc.replicas));
+  const intraOpThreads = numArg("--threads") ?? tc.threads ?? Math.max(1, Math.floor(CORES / tc.replicas));
   const m = s.register("clip.image", { model: bytes }, { maxBatch: tc.maxBatch, maxDelayMs: tc.maxDelayMs, replicas: tc.replicas, intraOpThreads });
   await m.ready;
   // Warm-up: first runs allocate and plan.
