@@ -61,7 +61,8 @@ export async function generate(model: LvlmModel, pixels: Float32Array, prompt: s
       o.tokens.push(tok);
       o.logp += tokenLogProb(row_, tok);
       if (tok === stop) o.finish = "stop";
-      else if (o.tokens.length < opts.maxNewTokens && cache.lengths[row]! + 1 < model.cfg.lm.maxPositions) {
+      else if (o.tokens.length < opts.maxNewTokens && cache.lengths[row]! < model.cfg.lm.maxPositions) {
+        // feeding `tok` writes it at position lengths[row]; the model has positions up to maxPositions - 1
         keepRows.push(row);
         next.push(tok);
       }

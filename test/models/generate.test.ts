@@ -62,4 +62,12 @@ describe("generate (single-stream reference)", () => {
       expect(Math.abs(lp.logps[i]! - x.logp)).toBeLessThan(1e-3);
     });
   });
+
+  test("a sample that reaches the last position ends with finish 'length', every position used once", async () => {
+    const p = m.promptIds(prompt); // bos + 4 words
+    const [s] = await generate(m, px, p, { maxNewTokens: 100, temperature: 0, stopToken: null });
+    // prefill fills positions 0..(4 image + 5 text - 1); fed tokens take the rest up to 31; one more is emitted
+    expect(s!.tokens.length).toBe(32 - (4 + p.length) + 1);
+    expect(s!.finish).toBe("length");
+  });
 });
