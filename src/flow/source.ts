@@ -30,6 +30,7 @@ export function fromSource(
     const m = ctx.metrics(name);
     const pool = ctx.pool;
     let stopped = false;
+    let exhausted = false; // the iterator ended or threw: nothing to close
     let cancelWait: (() => void) | null = null;
     const it: AsyncIterator<RecordBatch> | Iterator<RecordBatch> =
       Symbol.asyncIterator in batches
@@ -58,9 +59,11 @@ export function fromSource(
         try {
           r = await it.next();
         } catch (e) {
+          exhausted = true;
           pool.giveBack(credit);
           throw e;
         }
+        if (r.done) exhausted = true;
         if (stopped || r.done) {
           pool.giveBack(credit);
           if (r.done && !stopped) {
@@ -89,11 +92,15 @@ export function fromSource(
     });
 
     return () => {
-      const wasRunning = !stopped;
       stopped = true;
       cancelWait?.();
       // Let the iterable free its resources (a generator's finally, a file handle).
-      if (wasRunning) void Promise.resolve(it.return?.()).catch(() => {});
+      if (!exhausted) {
+        exhausted = true;
+        void Promise.resolve()
+          .then(() => it.return?.())
+          .catch(() => {});
+      }
     };
   });
 }

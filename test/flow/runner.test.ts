@@ -57,6 +57,20 @@ describe("runFlow: errors carry the stage name", () => {
     await expect(
       runFlow({ source: [makeBatch(0, 1), { rows: 3 } as unknown as RecordBatch], stages: [], handleSigint: false }),
     ).rejects.toThrow('stage "source": item 1 is object, expected an Arrow RecordBatch');
+    let closed = false;
+    async function* bad(): AsyncGenerator<RecordBatch> {
+      try {
+        yield makeBatch(0, 1);
+        yield "oops" as unknown as RecordBatch;
+        yield makeBatch(1, 1);
+      } finally {
+        closed = true;
+      }
+    }
+    await expect(runFlow({ source: bad(), stages: [], handleSigint: false })).rejects.toThrow("item 1 is string");
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(closed).toBe(true); // the source generator was closed on the error
   });
 
   test("async rejections, sink errors, duplicate names, bad options", async () => {
