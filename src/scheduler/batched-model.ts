@@ -207,6 +207,7 @@ export class BatchedModel implements WorkSource {
   /**
    * Submit rows and wait for their outputs. Every input has the rows on axis 0 (one item or many);
    * outputs come back with the same rows. Waits for queue admission first (backpressure).
+   * Inputs are read, never transferred or kept: leave them unchanged until the call settles.
    */
   async run(inputs: Tensors, opts: RunOptions = {}): Promise<Tensors> {
     const t = await this.enqueue(inputs, opts);
