@@ -11,7 +11,7 @@ export { DeadLetter, readDeadLetter, deadLetterSchema } from "./dead-letter.ts";
 export type { DeadRow } from "./dead-letter.ts";
 export { operate } from "./operate.ts";
 export type { BatchScope, FlowOperator, StageApi, StageHandlers, StageOptions, StageOutput, StageResult } from "./operate.ts";
-export { fromSource } from "./source.ts";
+export { fromSource, SOURCE_YIELD_MS } from "./source.ts";
 export { mapBatch } from "./map-batch.ts";
 export { filterRows } from "./filter-rows.ts";
 export { explodeRows } from "./explode-rows.ts";
