@@ -96,6 +96,7 @@ export class Scheduler {
     if (this.sources.has(source.name)) throw new SchedulerError(`'${source.name}' is already registered`);
     this.sources.set(source.name, source);
     load(this.executorsFor(device, replicas));
+    this.pump();
   }
 
   /** The first `n` executors of `device`, creating hosts as needed. */

@@ -7,6 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { failure } from "./fixtures/failure.ts";
 import type { TensorValue } from "../../src/graph/runtime.ts";
 import type { BatchOptions } from "../../src/scheduler/batched-model.ts";
+import type { Executor, WorkSource } from "../../src/scheduler/executor.ts";
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
 import { VirtualClock } from "./fixtures/virtual-clock.ts";
 import { VirtualHost, type HostCall } from "./fixtures/virtual-host.ts";
@@ -292,6 +293,40 @@ describe("dynamic batching on a virtual clock", () => {
     }
     await Promise.all(ps);
     expect(calls.slice(2).map((c) => c.host)).toEqual([0, 1, 0, 1]);
+  });
+
+  test("another work source (the decoder's slot) shares executors and competes by priority", async () => {
+    const { clock, calls, reg, s } = setup();
+    const enc = reg("enc", { maxBatch: 2, maxDelayMs: 1, priority: 0 });
+    await enc.ready;
+    // A step-driven source like a continuous-batching decoder: one host call per ready step.
+    const loaded = new Set<Executor>();
+    let steps = 3;
+    const since = clock.now();
+    const decoder: WorkSource = {
+      name: "dec",
+      servesOn: (ex) => loaded.has(ex),
+      readyWork: () => (steps > 0 ? { priority: 1, since } : undefined),
+      nextDeadline: () => undefined,
+      dispatch: async (ex) => {
+        steps--;
+        await ex.host.run("dec", { x: item(50 + steps).x });
+      },
+      close: () => {},
+    };
+    const ps = [enc.run(item(0, 2)), enc.run(item(2, 2))];
+    s.addSource(decoder, "cpu", 1, (exs) => {
+      for (const ex of exs) loaded.add(ex);
+    });
+    await clock.runAll();
+    await Promise.all(ps);
+    expect(calls.map((c) => [c.model, c.t])).toEqual([
+      ["enc", 0], // the executor was idle when the first full batch arrived
+      ["dec", RUN_MS], // then the decoder's steps outrank the queued encoder batch
+      ["dec", 2 * RUN_MS],
+      ["dec", 3 * RUN_MS],
+      ["enc", 4 * RUN_MS],
+    ]);
   });
 
   test("metrics: fill ratio, queue wait percentiles, per-stream counts", async () => {
