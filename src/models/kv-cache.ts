@@ -1,6 +1,7 @@
 /**
  * Host-side KV cache of the LVLM decoder (layout documented in lvlm.ts): per layer K and V as
  * float32 [B, H, Tcap, Dh], plus each sequence's length (= the position its next token takes).
+ * A decode step's new K/V are written in place (`append`); everything else returns a new cache.
  *
  * Rows are independent, so the continuous batcher can drop finished sequences (`select`), add
  * new ones (`concat`), fan one prefill out to n samples (`repeat`) and make room (`withCapacity`)
@@ -49,6 +50,35 @@ export class KvCache {
       values.push(grab(LVLM_IO.presentValue(l)));
     }
     return new KvCache(layers, H, Dh, B, T, keys, values, [...lengths]);
+  }
+
+  /**
+   * After a decode step: write each row's new K/V (`new.{l}.key|value` [B, H, 1, Dh]) into slot
+   * lengths[b], in place, and advance every length by one. Returns this cache.
+   */
+  append(out: Record<string, TensorValue>): KvCache {
+    const { heads: H, headDim: Dh, capacity: T } = this;
+    for (const n of this.lengths) if (n >= T) throw new Error(`KvCache.append: a row is full (length ${n}, capacity ${T}); grow it first`);
+    const put = (dst: Float32Array, name: string) => {
+      const v = out[name];
+      if (!v || !(v.data instanceof Float32Array) || v.dims.join() !== [this.batch, H, 1, Dh].join()) {
+        throw new Error(`KvCache.append: output '${name}' missing or not [${this.batch}, ${H}, 1, ${Dh}]`);
+      }
+      const src = v.data;
+      for (let b = 0; b < this.batch; b++) {
+        const slot = this.lengths[b]!;
+        for (let h = 0; h < H; h++) {
+          const i = b * H + h;
+          dst.set(src.subarray(i * Dh, (i + 1) * Dh), (i * T + slot) * Dh);
+        }
+      }
+    };
+    for (let l = 0; l < this.layers; l++) {
+      put(this.keys[l]!, LVLM_IO.newKey(l));
+      put(this.values[l]!, LVLM_IO.newValue(l));
+    }
+    for (let b = 0; b < this.batch; b++) this.lengths[b]!++;
+    return this;
   }
 
   /** Feeds for a decode step: `past_key_values.{l}.key|value` (no copy). */

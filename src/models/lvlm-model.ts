@@ -134,7 +134,8 @@ export class LvlmModel {
 
   /**
    * One decode step: feed `tokens[b]` at position `cache.lengths[b]` for every row. Grows the
-   * cache capacity when a row is full. Returns logits [B, V] and the cache with lengths + 1.
+   * cache capacity when a row is full (a new cache), then writes the step's K/V into it in
+   * place. Returns logits [B, V] and that cache, lengths + 1.
    */
   async decode(cache: KvCache, tokens: readonly number[]): Promise<{ logits: Float32Array; cache: KvCache }> {
     if (tokens.length !== cache.batch) throw new Error(`decode: ${tokens.length} tokens for a batch of ${cache.batch}`);
@@ -148,7 +149,7 @@ export class LvlmModel {
       [LVLM_IO.positions]: { dtype: "int64", dims: [B], data: BigInt64Array.from(c.lengths, (n) => BigInt(n)) },
       ...c.feeds(),
     });
-    return { logits: r[LVLM_IO.logits]!.data as Float32Array, cache: KvCache.fromOutputs(r, this.cfg.lm.layers, c.lengths.map((n) => n + 1)) };
+    return { logits: r[LVLM_IO.logits]!.data as Float32Array, cache: c.append(r) };
   }
 
   /** Sequence log-probs of answers: Σ log p over answer tokens and their count, per row. */

@@ -10,19 +10,20 @@
  *   `past_key_values.{l}.key` / `.value`: float32 [B, H, Tcap, Dh]
  * Each sequence b owns row b; its token at position p lives in slot p, so slots
  * [0, positions[b]) hold its history and later slots are free (their contents are ignored).
- * A decode step takes `positions` [B] int64 (= each sequence's current length): it writes the
- * new token's K/V into slot positions[b], attends to slots <= positions[b], and returns
- * `present.{l}.key|value` with the same [B, H, Tcap, Dh] shape. Rows are independent, so
- * sequences join or leave between steps by copying rows; Tcap only has to exceed every position
- * (grow it by copying into a larger buffer). See kv-cache.ts.
+ * A decode step takes `positions` [B] int64 (= each sequence's current length): the new token
+ * attends to slots < positions[b] plus itself, and the step returns only the new token's K/V,
+ * `new.{l}.key|value` [B, H, 1, Dh]; the host writes them into slot positions[b] in place
+ * (KvCache.append), so the cache is read once per step and never copied. Rows are independent,
+ * so sequences join or leave between steps by copying rows; Tcap only has to exceed every
+ * position (grow it by copying into a larger buffer). See kv-cache.ts.
  * After a prefill of right-padded prompts, row b's slots from its length on hold the padding's
- * K/V; they are never visible (decode masks slots > positions[b]) and get overwritten in turn.
+ * K/V; they are never visible (decode masks slots >= positions[b]) and get overwritten in turn.
  * Positions use learned absolute embeddings, so position = slot and no rotation is needed.
  */
 import { Graph, MASK_NEG, type Tensor } from "../graph/index.ts";
 import { clipVisionTower, pickRows } from "./clip.ts";
 import { imageTokens, type LvlmConfig } from "./lvlm-config.ts";
-import { activate, block, layerNorm, linear, type BlockDims } from "./layers.ts";
+import { activate, block, layerNorm, linear, mergeHeads, mlp, qkv, type BlockDims } from "./layers.ts";
 
 export const LVLM_IO = {
   pixelValues: "pixel_values",
@@ -40,6 +41,8 @@ export const LVLM_IO = {
   pastValue: (l: number) => `past_key_values.${l}.value`,
   presentKey: (l: number) => `present.${l}.key`,
   presentValue: (l: number) => `present.${l}.value`,
+  newKey: (l: number) => `new.${l}.key`,
+  newValue: (l: number) => `new.${l}.value`,
 } as const;
 
 /** Where the image enters a graph: raw pixels (vision tower inside) or precomputed patch features. */
@@ -140,34 +143,42 @@ export function lvlmPrefillGraph(cfg: LvlmConfig, source: VisionInput = "pixels"
 
 /**
  * One decode step for B sequences of different lengths (layout in the file header):
- * input_ids [B, 1], positions [B], past K/V [B, H, Tcap, Dh] -> logits [B, V], present K/V (same shape).
+ * input_ids [B, 1], positions [B], past K/V [B, H, Tcap, Dh] -> logits [B, V] and this token's
+ * K/V `new.{l}.key|value` [B, H, 1, Dh], which the host writes into slot positions[b]
+ * (KvCache.append). The graph only reads the cache: no [B, H, Tcap, Dh] tensor is produced,
+ * so a step moves the cache through memory once (decode is bound by that traffic).
  */
 export function lvlmDecodeGraph(cfg: LvlmConfig): { graph: Graph; outputs: Record<string, Tensor> } {
   const g = new Graph({ name: "lvlm-decode" });
-  const H = cfg.lm.heads, dh = cfg.lm.width / H;
+  const H = cfg.lm.heads, dh = cfg.lm.width / H, D = cfg.lm.width;
   const ids = g.input(LVLM_IO.inputIds, "int64", ["batch", 1]);
   const positions = g.input(LVLM_IO.positions, "int64", ["batch"]);
   const past = Array.from({ length: cfg.lm.layers }, (_, l) => ({
     k: g.input(LVLM_IO.pastKey(l), "float32", ["batch", H, "cache", dh]),
     v: g.input(LVLM_IO.pastValue(l), "float32", ["batch", H, "cache", dh]),
   }));
-  const ref = past[0]!.k;
   const pos2 = g.unsqueeze(positions, [1]); // [B, 1]
   let x = g.add(g.gather(tokenTable(g, cfg), ids), g.gather(posTable(g, cfg), pos2)); // [B, 1, D]
-  const slots = g.unsqueeze(g.range("cache", [ref]), [0]); // [1, Tcap]
-  const isNew = g.unsqueeze(g.equal(slots, pos2), [1, 3]); // [B, 1, Tcap, 1] the slot written now
-  const visible = g.unsqueeze(g.lessOrEqual(slots, pos2), [1, 2]); // [B, 1, 1, Tcap]
-  const mask = g.where(visible, g.scalar(0), g.scalar(MASK_NEG)); // additive
+  // history = slots before this token's position; the token itself is attended separately
+  const slots = g.unsqueeze(g.range("cache", [past[0]!.k]), [0]); // [1, Tcap]
+  const pastMask = g.unsqueeze(g.where(g.less(slots, pos2), g.scalar(0), g.scalar(MASK_NEG)), [1, 2]); // [B, 1, 1, Tcap]
   const dims = lmDims(cfg);
   const outputs: Record<string, Tensor> = {};
   for (let l = 0; l < cfg.lm.layers; l++) {
-    const r = block(g, x, `lm.blocks.${l}`, dims, mask, (k, v) => ({
-      k: g.where(isNew, k, past[l]!.k), // [B, H, Tcap, Dh]
-      v: g.where(isNew, v, past[l]!.v),
-    }));
-    x = r.out;
-    outputs[LVLM_IO.presentKey(l)] = r.k;
-    outputs[LVLM_IO.presentValue(l)] = r.v;
+    const name = `lm.blocks.${l}`;
+    const { k: pk, v: pv } = past[l]!;
+    const h = layerNorm(g, x, `${name}.ln1`, D, dims.eps);
+    const { q, k, v } = qkv(g, h, `${name}.attn`, dims); // [B, H, 1, Dh] each
+    const qs = g.mul(q, 1 / Math.sqrt(dh));
+    const sPast = g.add(g.matmul(qs, g.transpose(pk, [0, 1, 3, 2])), pastMask); // [B, H, 1, Tcap]
+    const sSelf = g.reduceSum(g.mul(qs, k), [3], true); // [B, H, 1, 1]
+    const p = g.softmax(g.concat([sPast, sSelf], 3), -1); // [B, H, 1, Tcap + 1]
+    const pPast = g.slice(p, [0], [-1], [3]), pSelf = g.slice(p, [-1], [2 ** 40], [3]);
+    const ctx = g.add(g.matmul(pPast, pv), g.mul(pSelf, v)); // [B, H, 1, Dh]
+    const x1 = g.add(x, linear(g, mergeHeads(g, ctx, D), `${name}.attn.out`, D, D));
+    x = g.add(x1, mlp(g, layerNorm(g, x1, `${name}.ln2`, D, dims.eps), `${name}.mlp`, D, dims.mlp, dims.act));
+    outputs[LVLM_IO.newKey(l)] = k;
+    outputs[LVLM_IO.newValue(l)] = v;
   }
   outputs[LVLM_IO.logits] = g.squeeze(lmHead(g, cfg, x), [1]); // [B, V]
   return { graph: g, outputs };

@@ -38,4 +38,18 @@ describe("KvCache", () => {
     expect(j.bytes).toBe(2 * 3 * 2 * 5 * 2 * 4);
     expect(() => c.select([2])).toThrow(/row 2 outside/);
   });
+
+  test("append writes each row's new K/V into slot lengths[b] in place and advances the lengths", () => {
+    const c = KvCache.fromOutputs(outputs(2, 3), 1, [1, 2]);
+    const nk = new Float32Array(2 * 2 * 2).map((_, i) => -1 - i), nv = nk.map((x) => x - 100);
+    const out = { "new.0.key": { dtype: "float32" as const, dims: [2, 2, 1, 2], data: nk }, "new.0.value": { dtype: "float32" as const, dims: [2, 2, 1, 2], data: nv } };
+    expect(c.append(out)).toBe(c);
+    expect(c.lengths).toEqual([2, 3]);
+    // row 0 -> slot 1, row 1 -> slot 2; (b, h, d) of the new token is index (b*2+h)*2+d
+    expect(at(c, "keys", 0, 1, 1, 0)).toBe(-1 - (0 * 2 + 1) * 2);
+    expect(at(c, "values", 1, 0, 2, 1)).toBe(-1 - ((1 * 2 + 0) * 2 + 1) - 100);
+    expect(at(c, "keys", 0, 1, 2, 0)).toBe(code(0, 1, 2, 0)); // other slots untouched
+    expect(at(c, "keys", 1, 1, 1, 1)).toBe(code(1, 1, 1, 1));
+    expect(() => c.append(out)).toThrow(/a row is full \(length 3, capacity 3\)/);
+  });
 });
