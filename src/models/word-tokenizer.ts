@@ -142,6 +142,23 @@ export class WordTokenizer implements Tokenizer {
     });
   }
 
+  /**
+   * A vocabulary from an explicit word list (e.g. a closed world vocabulary): specials first,
+   * then `words` in the given order. Duplicates and special names in `words` are errors.
+   * @example
+   * const tok = WordTokenizer.fromWords(["a", "red", "circle", "."], { modelMaxLength: 64 });
+   */
+  static fromWords(words: readonly string[], opts: { lowercase?: boolean; modelMaxLength?: number } = {}): WordTokenizer {
+    return WordTokenizer.fromJSON({
+      format: WORD_VOCAB_FORMAT,
+      version: 1,
+      lowercase: opts.lowercase ?? true,
+      specials: { ...DEFAULT_SPECIALS },
+      tokens: [...(Object.values(DEFAULT_SPECIALS) as string[]), ...words],
+      ...(opts.modelMaxLength !== undefined ? { model_max_length: opts.modelMaxLength } : {}),
+    }, "word list");
+  }
+
   /** The vocabulary file contents (round-trips through `fromJSON`). */
   toJSON(): WordVocabFile {
     return { ...this.file, specials: { ...this.file.specials }, tokens: [...this.file.tokens] };

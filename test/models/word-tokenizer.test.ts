@@ -84,4 +84,12 @@ describe("WordTokenizer", () => {
     expect(() => WordTokenizer.fromJSON(noUnk)).toThrow(/'<unk>' \(unk\) is not in tokens/);
     expect(() => WordTokenizer.fromJSON({ format: "other" })).toThrow(/format must be/);
   });
+
+  test("fromWords keeps the given order after the specials and rejects duplicates", () => {
+    const tok = WordTokenizer.fromWords(["red", "a", "circle", "."]);
+    expect(tok.toJSON().tokens).toEqual(["<pad>", "<bos>", "<eos>", "<unk>", "<image>", "red", "a", "circle", "."]);
+    expect(tok.encode("A red circle.", { addSpecialTokens: false }).ids).toEqual([6, 5, 7, 8]);
+    expect(() => WordTokenizer.fromWords(["a", "a"])).toThrow(/word list: tokens\[6\] 'a' is duplicated/);
+    expect(() => WordTokenizer.fromWords(["<eos>"])).toThrow(/duplicated/);
+  });
 });
