@@ -31,6 +31,8 @@ export {
   captionScene, captionDefaultsFor, captionRng, planCaption, applyCaptionNoise, realiseCaption, groupObjects,
 } from "./captions.ts";
 export type { Caption, CaptionPlan, CaptionNoise, CaptionOptions, MentionGroup } from "./captions.ts";
+export { sceneExample } from "./examples.ts";
+export type { SceneExample } from "./examples.ts";
 export { QA_TEMPLATES, sceneQa } from "./qa.ts";
 export type { QaItem, QaType } from "./qa.ts";
 export { hardNegatives } from "./hard-negatives.ts";
