@@ -6,7 +6,10 @@
  * SHAPE_KINDS.length;            // 9
  * kindNoun("cross", true, 0);    // "crosses"
  * colourRgb("red");              // [220, 40, 40]
+ *
+ * @packageDocumentation
  */
+
 
 /** Every shape kind a scene can contain. Order is stable (class indices for zero-shot use it). */
 export const SHAPE_KINDS = ["circle", "square", "triangle", "star", "heart", "moon", "cross", "diamond", "hexagon"] as const;

@@ -15,7 +15,10 @@ import { Rng } from "../util/rng.ts";
  * const c = captionScene(sceneAt("sft", 3), { index: 0, ...captionDefaultsFor("sft") });
  * c.text;  // "There is a small red circle and two blue boxes."  (example)
  * c.noise; // { addedKind: "triangle", wrongAttribute: null } when noise fired
+ *
+ * @packageDocumentation
  */
+
 
 /** The caption prompts (five, as in the paper's recipe). */
 export const CAPTION_PROMPTS = [
@@ -243,6 +246,8 @@ export function realiseCaption(plan: CaptionPlan): string {
 /**
  * Caption number `opts.index` of a scene, with the prompt it answers. Clean unless noise
  * probabilities are set (see captionDefaultsFor).
+ * @example
+ * captionScene(scene, { index: 1, ...captionDefaultsFor("sft") }).text;
  */
 export function captionScene(scene: Scene, options: Partial<CaptionOptions> = {}): Caption {
   const opts = { ...DEFAULT_CAPTION_OPTIONS, ...options };

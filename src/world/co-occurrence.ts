@@ -25,7 +25,10 @@ import type { Rng } from "../util/rng.ts";
  * @example
  * coOccurrenceAffinity("star", "heart"); // 1
  * coOccurrenceAffinity("star", "hexagon"); // 0.25
+ *
+ * @packageDocumentation
  */
+
 export const CO_OCCURRENCE_CLUSTERS: readonly (readonly ShapeKind[])[] = [
   ["circle", "square", "triangle"],
   ["star", "heart", "moon"],

@@ -23,7 +23,11 @@ export interface SceneExample {
   readonly noise: CaptionNoise;
 }
 
-/** The example of scene `index` of `split`; caption options default to captionDefaultsFor(split). */
+/**
+ * The example of scene `index` of `split`; caption options default to captionDefaultsFor(split).
+ * @example
+ * sceneExample("dpo", 3).reference; // null
+ */
 export function sceneExample(split: Split, index: number, opts: SceneOptions & { caption?: Partial<CaptionOptions> } = {}): SceneExample {
   const scene = sceneAt(split, index, opts);
   const caption = captionScene(scene, { ...captionDefaultsFor(split), ...opts.caption });

@@ -30,7 +30,10 @@ import { relationHolds, sceneKinds, type Relation, type Scene, type SceneObject 
  * @example
  * const m = hallucinationMetrics([{ text: "A red circle and a star.", scene }]);
  * m.chairI; // 0.5 if the scene has a red circle and no star
+ *
+ * @packageDocumentation
  */
+
 export type AttributeType = "colour" | "size" | "count";
 
 export interface AttributeCheck {
@@ -68,7 +71,11 @@ function describe(m: ObjectMention): string {
   return [m.size, m.colour, m.kind].filter((w) => w !== null).join(" ");
 }
 
-/** Evaluate one answer against its scene (rules in the module doc). */
+/**
+ * Evaluate one answer against its scene (rules in the module doc).
+ * @example
+ * evaluateAnswer("A red star.", scene).hallucinatedKinds; // ["star"] if the scene has no star
+ */
 export function evaluateAnswer(text: string, scene: Pick<Scene, "objects">): AnswerEvaluation {
   const parsed = parseCaption(text);
   const truth = sceneKinds(scene);
@@ -133,7 +140,11 @@ export interface HallucinationMetrics {
 
 const rate = (num: number, den: number): number => (den === 0 ? 0 : num / den);
 
-/** Metrics over a set of (answer text, scene) pairs. */
+/**
+ * Metrics over a set of (answer text, scene) pairs.
+ * @example
+ * const { chairI, chairS, cover } = hallucinationMetrics(answers.map((text, i) => ({ text, scene: scenes[i]! })));
+ */
 export function hallucinationMetrics(items: Iterable<{ readonly text: string; readonly scene: Pick<Scene, "objects"> }>): HallucinationMetrics {
   const c = { mentions: 0, hallucinated: 0, answersWithHallucination: 0, sceneKinds: 0, covered: 0, attributePairs: 0, attributeWrong: 0, attributePairsOnPresent: 0, attributeWrongOnPresent: 0, relations: 0, relationWrong: 0 };
   let answers = 0;

@@ -16,7 +16,10 @@ import type { Rng } from "../util/rng.ts";
  * @example
  * const c = captionScene(scene);
  * hardNegatives(scene, c.plan, new Rng(1)); // [{ type: "swap-colour", text: "…" }, …]
+ *
+ * @packageDocumentation
  */
+
 export type HardNegativeType = "swap-colour" | "add-object" | "replace-kind" | "flip-relation";
 
 export interface HardNegative {
@@ -27,7 +30,11 @@ export interface HardNegative {
 
 const FLIP: Record<Relation, Relation> = { "left of": "right of", "right of": "left of", above: "below", below: "above" };
 
-/** Every applicable hard negative of a (truthful) plan, one per type. */
+/**
+ * Every applicable hard negative of a (truthful) plan, one per type.
+ * @example
+ * hardNegatives(scene, captionScene(scene).plan, new Rng(0)).map((h) => h.type);
+ */
 export function hardNegatives(scene: Scene, plan: CaptionPlan, rng: Rng): HardNegative[] {
   const out: HardNegative[] = [];
   const push = (type: HardNegativeType, p: CaptionPlan): void => void out.push({ type, plan: p, text: realiseCaption(p) });

@@ -5,7 +5,10 @@
  * @example
  * mixSeed(1, 2, 3) === mixSeed(1, 2, 3); // true
  * fnv1a64("abc"); // "e71fa2190541574b"
+ *
+ * @packageDocumentation
  */
+
 
 /** Mix any number of 32-bit integers into one well-scrambled uint32 (murmur3 fmix per step). */
 export function mixSeed(...parts: number[]): number {

@@ -7,7 +7,10 @@
  * const scene = sceneAt("sft", 0, { seed: 1 });
  * const png = await renderScene(scene);
  * const { text } = captionScene(scene, captionDefaultsFor("sft"));
+ *
+ * @packageDocumentation
  */
+
 export {
   SHAPE_KINDS, COLOURS, SIZES, COUNT_WORDS, KIND_NOUNS, EXTRA_KIND_SYNONYMS, EXTRA_COLOUR_SYNONYMS, EXTRA_SIZE_SYNONYMS,
   BACKGROUND_RGB, colourRgb, sizeRadius, kindNoun, pluralOf,

@@ -19,7 +19,10 @@ import { worldTokenize } from "./tokenize.ts";
  * @example
  * parseCaption("There are two red balls. The box is left of the blue star.");
  * // mentions: circle(red, count 2), square, star(blue); relations: square left of star
+ *
+ * @packageDocumentation
  */
+
 export interface ObjectMention {
   readonly kind: ShapeKind;
   readonly colour: Colour | null;
@@ -61,7 +64,11 @@ const NEGATORS = new Set(["no", "not", "without", "zero"]);
 const COPULAS = new Set(["is", "are", "sits", "lies", "located", "placed", "positioned", "appears", "standing", "sitting"]);
 const CLAUSE_END = new Set([".", ",", "!", "?", ";", "and"]);
 
-/** Parse text into object and relation mentions (see the module doc for the exact rules). */
+/**
+ * Parse text into object and relation mentions (see the module doc for the exact rules).
+ * @example
+ * parseCaption("two red balls").mentions[0]; // { kind: "circle", colour: "red", count: 2, plural: true, … }
+ */
 export function parseCaption(text: string): ParsedCaption {
   const tokens = worldTokenize(text);
   const all: ObjectMention[] = [];

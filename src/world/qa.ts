@@ -15,7 +15,10 @@ import type { Rng } from "../util/rng.ts";
  * @example
  * const items = sceneQa(sceneAt("dpo", 0));
  * items[0]; // { type: "colour", question: "What colour is the star?", answer: "The star is red.", incorrect: ["The star is blue.", …] }
+ *
+ * @packageDocumentation
  */
+
 export type QaType = "exists" | "absent" | "wrong-colour" | "colour" | "count" | "shape" | "relation";
 
 export interface QaItem {

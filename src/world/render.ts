@@ -10,7 +10,10 @@ import { strokeTextPath } from "./stroke-font.ts";
  *
  * @example
  * const png = await renderScene(sceneAt("sft", 0), { size: 64 }); // Uint8Array, PNG bytes
+ *
+ * @packageDocumentation
  */
+
 export interface RenderOptions {
   /** Image side in pixels (square images). Default 64. */
   readonly size?: number;
@@ -89,7 +92,11 @@ function checkSize(size: number | undefined): number {
   return s;
 }
 
-/** Render a scene to PNG bytes. */
+/**
+ * Render a scene to PNG bytes.
+ * @example
+ * const png = await renderScene(sceneAt("sft", 0), { size: 64 });
+ */
 export async function renderScene(scene: Pick<Scene, "objects" | "text">, opts: RenderOptions = {}): Promise<Uint8Array> {
   const buf = await sharp(Buffer.from(sceneToSvg(scene, opts))).png({ compressionLevel: 1 }).toBuffer();
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -100,7 +107,11 @@ export function renderScenes(scenes: readonly Pick<Scene, "objects" | "text">[],
   return Promise.all(scenes.map((s) => renderScene(s, opts)));
 }
 
-/** Render a scene to raw interleaved RGB bytes, `[size, size, 3]`. */
+/**
+ * Render a scene to raw interleaved RGB bytes, `[size, size, 3]`.
+ * @example
+ * const { data, width } = await renderSceneRgb(scene); // data.length === width * width * 3
+ */
 export async function renderSceneRgb(scene: Pick<Scene, "objects" | "text">, opts: RenderOptions = {}): Promise<{ data: Uint8Array; width: number; height: number; channels: 3 }> {
   const { data, info } = await sharp(Buffer.from(sceneToSvg(scene, opts))).removeAlpha().raw().toBuffer({ resolveWithObject: true });
   if (info.channels !== 3) throw new Error(`renderSceneRgb: expected 3 channels, got ${info.channels}`);

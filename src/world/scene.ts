@@ -11,7 +11,10 @@ import type { Rng } from "../util/rng.ts";
  * @example
  * const layout = generateLayout(new Rng(1), DEFAULT_SCENE_CONFIG);
  * layout.objects[0]; // { kind: "star", colour: "red", size: "large", x: 0.33, y: 0.6, r: 0.18 }
+ *
+ * @packageDocumentation
  */
+
 
 /** One object: a filled shape inscribed in the circle of radius `r` around (x, y). */
 export interface SceneObject {

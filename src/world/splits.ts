@@ -14,7 +14,10 @@ import { Rng } from "../util/rng.ts";
  * const s = sceneAt("heldout", 7, { seed: 1 });
  * s.id; // "heldout/1/7"
  * sceneContentHash(s); // 16 hex digits, identical for identical content
+ *
+ * @packageDocumentation
  */
+
 export interface SceneOptions {
   /** Dataset seed (default 1). */
   readonly seed?: number;
@@ -45,7 +48,11 @@ function resolveConfig(opts: SceneOptions): SceneConfig {
   return config;
 }
 
-/** Scene `index` of `split` (deterministic, independent of any other scene). */
+/**
+ * Scene `index` of `split` (deterministic, independent of any other scene).
+ * @example
+ * sceneAt("heldout", 7, { seed: 1 }).id; // "heldout/1/7"
+ */
 export function sceneAt(split: Split, index: number, opts: SceneOptions = {}): Scene {
   const splitIndex = SPLITS.indexOf(split);
   if (splitIndex < 0) throw new Error(`sceneAt: unknown split "${split}" (expected one of ${SPLITS.join(", ")})`);
@@ -61,7 +68,11 @@ export function sceneAt(split: Split, index: number, opts: SceneOptions = {}): S
   }
 }
 
-/** Scenes `start … start+count-1` of a split. */
+/**
+ * Scenes `start … start+count-1` of a split.
+ * @example
+ * generateScenes("sft", 4, { seed: 1, start: 100 })[0]; // equals sceneAt("sft", 100, { seed: 1 })
+ */
 export function generateScenes(split: Split, count: number, opts: SceneOptions & { start?: number } = {}): Scene[] {
   if (!Number.isSafeInteger(count) || count < 0) throw new Error(`generateScenes: count must be a non-negative integer, got ${count}`);
   const start = opts.start ?? 0;

@@ -5,7 +5,10 @@
  *
  * @example
  * const d = strokeTextPath("STOP", 10, 50, 9); // SVG path data, 9 px tall, starting at (10, 50)
+ *
+ * @packageDocumentation
  */
+
 
 type Polyline = readonly (readonly [number, number])[];
 

@@ -7,7 +7,10 @@ import { SHAPE_KINDS, kindNoun, type ShapeKind } from "./attributes.ts";
  * @example
  * const prompts = zeroShotPrompts();              // one prompt per shape kind
  * zeroShotAccuracy(sim, labels, prompts.length);  // sim: Float32Array [images * classes], row-major
+ *
+ * @packageDocumentation
  */
+
 
 /** Zero-shot prompt template; `{a}` is the article and `{noun}` the class noun. */
 export const ZERO_SHOT_TEMPLATE = "A picture of {a} {noun}.";
