@@ -29,37 +29,71 @@ export interface Sample {
   finish: "stop" | "length";
 }
 
+/** One prompt of a batched call: its image [3, S, S], prompt, samples and seed. */
+export interface GenerateRequest {
+  pixels: Float32Array;
+  prompt: string | readonly number[];
+  /** Samples for this prompt (default: opts.n, else 1). */
+  n?: number;
+  /** Seed of this request (default: opts.seed, else 0); sample i uses sampleRng(seed, i). */
+  seed?: number;
+}
+
 /**
  * Generate `n` answers for one image (pixels [3, S, S]) and prompt.
  * @example
  * const [s] = await generate(model, pixels, "describe the image.", { maxNewTokens: 24, temperature: 0 });
  */
 export async function generate(model: LvlmModel, pixels: Float32Array, prompt: string | readonly number[], opts: GenerateOptions): Promise<Sample[]> {
-  const n = opts.n ?? 1;
-  if (!Number.isInteger(n) || n < 1) throw new Error(`generate: n must be a positive integer, got ${n}`);
+  return (await generateMany(model, [{ pixels, prompt }], opts))[0]!;
+}
+
+/**
+ * Static-batch generation for several prompts at once (one prefill for all of them, samples of a
+ * prompt sharing it, finished samples leaving the batch at once). Each sample draws from its own
+ * seeded stream, so results match {@link generate} per request (up to float rounding of batched
+ * matmuls, ~1e-6 on logits). Chunk long request lists: the KV cache grows with the batch.
+ * @example
+ * const captions = await generateMany(model, images.map((pixels) => ({ pixels, prompt })), { maxNewTokens: 32, temperature: 0 });
+ */
+export async function generateMany(model: LvlmModel, requests: readonly GenerateRequest[], opts: GenerateOptions): Promise<Sample[][]> {
+  if (requests.length === 0) return [];
   if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) throw new Error(`generate: maxNewTokens must be a positive integer, got ${opts.maxNewTokens}`);
   const stop = opts.stopToken === undefined ? model.cfg.eosTokenId : opts.stopToken;
-  const seed = opts.seed ?? 0;
-  const promptIds = typeof prompt === "string" ? model.promptIds(prompt) : [...prompt];
   const V = model.cfg.lm.vocabSize;
+  const img = 3 * model.cfg.vision.imageSize ** 2;
+  const pixels = new Float32Array(requests.length * img);
+  requests.forEach((r, i) => {
+    if (r.pixels.length !== img) throw new Error(`generate: request ${i} has ${r.pixels.length} pixel floats, expected ${img}`);
+    pixels.set(r.pixels, i * img);
+  });
+  const prompts = requests.map((r) => (typeof r.prompt === "string" ? model.promptIds(r.prompt) : [...r.prompt]));
+  const ns = requests.map((r, i) => {
+    const n = r.n ?? opts.n ?? 1;
+    if (!Number.isInteger(n) || n < 1) throw new Error(`generate: request ${i}: n must be a positive integer, got ${n}`);
+    return n;
+  });
 
-  const first = await model.prefill(pixels, [promptIds]);
-  let cache = first.cache.repeat(n);
-  let logits: Float32Array = new Float32Array(n * V);
-  for (let i = 0; i < n; i++) logits.set(first.logits.subarray(0, V), i * V);
+  const first = await model.prefill(pixels, prompts);
+  // one cache row per sample: request r's row repeated n_r times
+  const owner: { req: number; sample: number }[] = [];
+  ns.forEach((n, req) => { for (let i = 0; i < n; i++) owner.push({ req, sample: i }); });
+  let cache = first.cache.select(owner.map((o) => o.req));
+  let logits: Float32Array = new Float32Array(owner.length * V);
+  owner.forEach((o, row) => logits.set(first.logits.subarray(o.req * V, (o.req + 1) * V), row * V));
 
-  const rngs = Array.from({ length: n }, (_, i) => sampleRng(seed, i));
-  const out = Array.from({ length: n }, () => ({ tokens: [] as number[], logp: 0, finish: "length" as Sample["finish"] }));
-  let active = Array.from({ length: n }, (_, i) => i); // sample index of each cache row
+  const rngs = owner.map((o) => sampleRng(requests[o.req]!.seed ?? opts.seed ?? 0, o.sample));
+  const out = owner.map(() => ({ tokens: [] as number[], logp: 0, finish: "length" as Sample["finish"] }));
+  let active = owner.map((_, i) => i); // sample slot of each cache row
   while (active.length > 0) {
     const next: number[] = [];
     const keepRows: number[] = [];
     active.forEach((s, row) => {
-      const row_ = logits.subarray(row * V, (row + 1) * V);
-      const tok = sampleToken(row_, opts, rngs[s]!);
+      const rowLogits = logits.subarray(row * V, (row + 1) * V);
+      const tok = sampleToken(rowLogits, opts, rngs[s]!);
       const o = out[s]!;
       o.tokens.push(tok);
-      o.logp += tokenLogProb(row_, tok);
+      o.logp += tokenLogProb(rowLogits, tok);
       if (tok === stop) o.finish = "stop";
       else if (o.tokens.length < opts.maxNewTokens && cache.lengths[row]! < model.cfg.lm.maxPositions) {
         // feeding `tok` writes it at position lengths[row]; the model has positions up to maxPositions - 1
@@ -76,11 +110,10 @@ export async function generate(model: LvlmModel, pixels: Float32Array, prompt: s
     cache = r.cache;
     logits = r.logits;
   }
-  return out.map((o) => ({
-    tokens: o.tokens,
-    text: model.tokenizer.decode(o.tokens),
-    logp: o.logp,
-    nTokens: o.tokens.length,
-    finish: o.finish,
-  }));
+  const result: Sample[][] = requests.map(() => []);
+  owner.forEach((o, i) => {
+    const x = out[i]!;
+    result[o.req]!.push({ tokens: x.tokens, text: model.tokenizer.decode(x.tokens), logp: x.logp, nTokens: x.tokens.length, finish: x.finish });
+  });
+  return result;
 }

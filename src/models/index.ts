@@ -44,5 +44,5 @@ export { LvlmModel, lvlmParamSpecs, type ScoredText } from "./lvlm-model.ts";
 export { exportLvlm, loadLvlm, LVLM_MODEL_TYPE } from "./lvlm-io.ts";
 export { KvCache } from "./kv-cache.ts";
 export { type SamplingOptions, sampleRng, sampleToken, samplingDistribution, tokenLogProb, argmax } from "./sampling.ts";
-export { generate, type GenerateOptions, type Sample } from "./generate.ts";
+export { generate, generateMany, type GenerateOptions, type GenerateRequest, type Sample } from "./generate.ts";
 export { padIds, type IdBatch } from "./text-batch.ts";

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { Rng } from "../../src/util/rng.ts";
-import { generate } from "../../src/models/generate.ts";
+import { generate, generateMany } from "../../src/models/generate.ts";
 import { lvlmPresets } from "../../src/models/lvlm-config.ts";
 import { LvlmModel } from "../../src/models/lvlm-model.ts";
 import { argmax } from "../../src/models/sampling.ts";
@@ -69,5 +69,24 @@ describe("generate (single-stream reference)", () => {
     // prefill fills positions 0..(4 image + 5 text - 1); fed tokens take the rest up to 31; one more is emitted
     expect(s!.tokens.length).toBe(32 - (4 + p.length) + 1);
     expect(s!.finish).toBe("length");
+  });
+
+  test("generateMany: one prefill for all prompts, per-request results equal generate()", async () => {
+    const r2 = new Rng(8);
+    const imgs = [px, Float32Array.from({ length: px.length }, () => r2.normal()), Float32Array.from({ length: px.length }, () => r2.normal())];
+    const reqs = [
+      { pixels: imgs[0]!, prompt: "describe the image .", seed: 1 },
+      { pixels: imgs[1]!, prompt: "a red", seed: 2, n: 3 },
+      { pixels: imgs[2]!, prompt: "two green stars", seed: 3 },
+    ];
+    const opts = { maxNewTokens: 6, temperature: 1.0, topK: 8, n: 2 };
+    const before = m.prefillRuns;
+    const many = await generateMany(m, reqs, opts);
+    expect(m.prefillRuns).toBe(before + 1);
+    expect(many.map((x) => x.length)).toEqual([2, 3, 2]);
+    for (let i = 0; i < 3; i++) {
+      const single = await generate(m, reqs[i]!.pixels, reqs[i]!.prompt, { ...opts, seed: reqs[i]!.seed, n: reqs[i]!.n ?? 2 });
+      expect(many[i]!.map((x) => x.tokens)).toEqual(single.map((x) => x.tokens));
+    }
   });
 });
