@@ -31,6 +31,16 @@ describe("HfTokenizer (tiny CLIP-style BPE tokenizer.json)", () => {
     expect(tok.decode(tok.encode("a reed").ids)).toBe("a reed");
   });
 
+  test("the real CLIP pre-tokenizer (Split regex + ByteLevel) and ByteLevel decoder give the same ids", () => {
+    const { tokenizerJson, tokenizerConfig } = tinyClipBpe({ realPipeline: true });
+    const real = HfTokenizer.fromJSON(tokenizerJson, tokenizerConfig);
+    const { tok } = load();
+    for (const s of ["A red  Circle.", "a reed", "red circles"]) {
+      expect(real.encode(s).ids).toEqual(tok.encode(s).ids);
+      expect(real.decode(real.encode(s).ids)).toBe(tok.decode(tok.encode(s).ids));
+    }
+  });
+
   test("over-long input keeps <|startoftext|> and <|endoftext|>, truncation counted", () => {
     const { tok, v } = load();
     const got: number[] = [];

@@ -3,7 +3,7 @@
  * openai/clip-vit-base-patch32 (NFC + whitespace Replace + Lowercase normalizer, whitespace split,
  * BPE with "</w>" end-of-word suffix, RobertaProcessing wrapper, BPEDecoder), but a 60-token vocab.
  */
-export function tinyClipBpe(): { tokenizerJson: Record<string, unknown>; tokenizerConfig: Record<string, unknown> } {
+export function tinyClipBpe(opts: { realPipeline?: boolean } = {}): { tokenizerJson: Record<string, unknown>; tokenizerConfig: Record<string, unknown> } {
   const vocab: Record<string, number> = {};
   let next = 0;
   const add = (t: string): void => {
@@ -30,9 +30,18 @@ export function tinyClipBpe(): { tokenizerJson: Record<string, unknown>; tokeniz
         type: "Sequence",
         normalizers: [{ type: "NFC" }, { type: "Replace", pattern: { Regex: "\\s+" }, content: " " }, { type: "Lowercase" }],
       },
-      pre_tokenizer: { type: "Split", pattern: { Regex: "[a-z]+|[^\\sa-z]" }, behavior: "Removed", invert: true },
+      // realPipeline: the pre-tokenizer and decoder of openai/clip-vit-base-patch32's tokenizer.json
+      pre_tokenizer: opts.realPipeline
+        ? {
+            type: "Sequence",
+            pretokenizers: [
+              { type: "Split", pattern: { Regex: "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+" }, behavior: "Removed", invert: true },
+              { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false },
+            ],
+          }
+        : { type: "Split", pattern: { Regex: "[a-z]+|[^\\sa-z]" }, behavior: "Removed", invert: true },
       post_processor: { type: "RobertaProcessing", sep: ["<|endoftext|>", eos], cls: ["<|startoftext|>", bos], trim_offsets: false, add_prefix_space: false },
-      decoder: { type: "BPEDecoder", suffix: "</w>" },
+      decoder: opts.realPipeline ? { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true } : { type: "BPEDecoder", suffix: "</w>" },
       model: {
         type: "BPE",
         dropout: null,
