@@ -29,7 +29,7 @@ const RGB: Record<Colour, readonly [number, number, number]> = {
   blue: [40, 80, 220],
   yellow: [240, 210, 40],
   purple: [140, 60, 190],
-  orange: [245, 140, 20],
+  orange: [245, 120, 0],
   white: [250, 250, 250],
   black: [15, 15, 15],
 };

@@ -61,11 +61,13 @@ export function sceneAt(split: Split, index: number, opts: SceneOptions = {}): S
   if (!Number.isSafeInteger(seed)) throw new Error(`sceneAt: seed must be an integer, got ${seed}`);
   const config = resolveConfig(opts);
   const root = new Rng(mixSeed(seed, splitIndex, index));
-  for (let attempt = 0; ; attempt++) {
+  // Each attempt lands in this split with probability 1/4; 1000 misses would mean a broken hash.
+  for (let attempt = 0; attempt < 1000; attempt++) {
     const layout = generateLayout(root.fork(attempt), config);
     if (splitOfContentHash(sceneContentHash(layout)) === split)
       return { id: `${split}/${seed}/${index}`, split, seed, index, objects: layout.objects, text: layout.text };
   }
+  throw new Error(`sceneAt: no layout of ${split} scene ${index} (seed ${seed}) hashed into its split after 1000 attempts`);
 }
 
 /**
