@@ -110,7 +110,7 @@ export function clipTextEmbeds(g: Graph, cfg: ClipConfig, ids: Tensor, mask: Ten
 export function clipInputs(g: Graph, cfg: ClipConfig): { pixels: Tensor; ids: Tensor; mask: Tensor } {
   const s = cfg.vision.imageSize;
   return {
-    pixels: g.input(CLIP_IO.pixelValues, "float32", ["batch", 3, s, s]),
+    pixels: g.input(CLIP_IO.pixelValues, g.floatType, ["batch", 3, s, s]),
     ids: g.input(CLIP_IO.inputIds, "int64", ["batch", "sequence"]),
     mask: g.input(CLIP_IO.attentionMask, "int64", ["batch", "sequence"]),
   };
@@ -151,8 +151,9 @@ export interface ClipLossGraph {
  * const store = ParamStore.fromSpecs(graph.params(), new Rng(0));
  * const step = await graph.compile({ outputs, grads: graph.grad(outputs.loss, store.trainableNames()), params: store });
  */
-export function clipLossGraph(cfg: ClipConfig): ClipLossGraph {
-  const g = new Graph({ name: "clip-loss" });
+export function clipLossGraph(cfg: ClipConfig, opts: { floatType?: "float32" | "float64" } = {}): ClipLossGraph {
+  // float64 is for gradient checks against finite differences
+  const g = new Graph({ name: "clip-loss", floatType: opts.floatType ?? "float32" });
   const { pixels, ids, mask } = clipInputs(g, cfg);
   const img = l2normalize(g, clipImageEmbeds(g, cfg, pixels)); // [B, E]
   const txt = l2normalize(g, clipTextEmbeds(g, cfg, ids, mask)); // [B, E]

@@ -15,6 +15,8 @@ export const LvlmConfigSchema = z.strictObject({
   visionFeatureLayers: z.number().int().positive().optional(),
   /** Projector hidden size (default: lm.width). */
   projectorHidden: z.number().int().positive().optional(),
+  /** Projector activation (LLaVA-1.5: GELU). */
+  projectorAct: z.enum(["gelu", "quick_gelu", "gelu_tanh"]).default("gelu"),
   lm: z.strictObject({
     vocabSize: z.number().int().positive(),
     width: z.number().int().positive(),

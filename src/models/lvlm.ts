@@ -61,15 +61,15 @@ export function imageInput(g: Graph, cfg: LvlmConfig, source: VisionInput): { in
   const s = cfg.vision.imageSize, np = imageTokens(cfg);
   const input =
     source === "pixels"
-      ? g.input(LVLM_IO.pixelValues, "float32", ["batch", 3, s, s])
-      : g.input(LVLM_IO.imageFeatures, "float32", ["batch", np, cfg.vision.width]);
+      ? g.input(LVLM_IO.pixelValues, g.floatType, ["batch", 3, s, s])
+      : g.input(LVLM_IO.imageFeatures, g.floatType, ["batch", np, cfg.vision.width]);
   const feats = source === "pixels" ? visionFeatures(g, cfg, input) : input;
   return { input, tokens: projector(g, cfg, feats) };
 }
 
 /** 2-layer MLP projector: [B, Np, Dv] -> [B, Np, D]. */
 export function projector(g: Graph, cfg: LvlmConfig, feats: Tensor): Tensor {
-  const h = activate(g, linear(g, feats, "projector.fc1", cfg.vision.width, cfg.projectorHidden), "gelu");
+  const h = activate(g, linear(g, feats, "projector.fc1", cfg.vision.width, cfg.projectorHidden), cfg.projectorAct);
   return linear(g, h, "projector.fc2", cfg.projectorHidden, cfg.lm.width);
 }
 
@@ -232,8 +232,9 @@ export function lvlmLogpsGraph(cfg: LvlmConfig, source: VisionInput = "pixels"):
  * const { graph, outputs } = lvlmSftGraph(cfg);
  * const grads = graph.grad(outputs.loss, store.trainableNames());
  */
-export function lvlmSftGraph(cfg: LvlmConfig, source: VisionInput = "pixels"): { graph: Graph; outputs: Record<string, Tensor> } {
-  const g = new Graph({ name: "lvlm-sft" });
+export function lvlmSftGraph(cfg: LvlmConfig, source: VisionInput = "pixels", opts: { floatType?: "float32" | "float64" } = {}): { graph: Graph; outputs: Record<string, Tensor> } {
+  // float64 is for gradient checks against finite differences
+  const g = new Graph({ name: "lvlm-sft", floatType: opts.floatType ?? "float32" });
   const { tokens } = imageInput(g, cfg, source);
   const { ids, mask } = textInputs(g);
   const answer = g.input(LVLM_IO.answerMask, "int64", ["batch", "text"]);
