@@ -11,6 +11,13 @@
 import type { TensorValue } from "../graph/index.ts";
 import { LVLM_IO } from "./lvlm.ts";
 
+/**
+ * @example
+ * const { cache } = await model.prefill(pixels, prompts);     // rows = prompts
+ * let c = cache.repeat(4);                                    // 4 samples per prompt share it
+ * const { logits } = await model.decode(c, nextTokens);        // writes the new slot, lengths + 1
+ * c = KvCache.concat([c.select(stillRunning), joining.cache]); // continuous batching between steps
+ */
 export class KvCache {
   private constructor(
     readonly layers: number,

@@ -25,12 +25,14 @@ export function linear(g: Graph, x: Tensor, name: string, din: number, dout: num
   return g.add(y, g.param(`${name}.b`, [dout], { init: { kind: "zeros" } }));
 }
 
+/** Layer norm over the last axis, params `<name>.g` (ones) and `<name>.b` (zeros). */
 export function layerNorm(g: Graph, x: Tensor, name: string, d: number, eps: number): Tensor {
   const s = g.param(`${name}.g`, [d], { init: { kind: "ones" } });
   const b = g.param(`${name}.b`, [d], { init: { kind: "zeros" } });
   return g.layerNorm(x, s, b, eps);
 }
 
+/** Apply an activation by name (quick_gelu = x·σ(1.702x), OpenAI CLIP's). */
 export function activate(g: Graph, x: Tensor, act: Activation): Tensor {
   switch (act) {
     case "gelu":
