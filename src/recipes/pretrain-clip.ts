@@ -1,0 +1,138 @@
+/**
+ * Recipe: pretrain the shapes-world CLIP contrastively on clean `clip-pretrain` captions, with
+ * hard negatives (an absent co-occurring object added, a wrong colour, a replaced kind, a
+ * flipped relation) in every batch, then evaluate on `heldout` and export the HF layout.
+ *
+ * @example
+ * const cfg = pretrainClipOptions.parse({ steps: 20, scenes: 64, batchSize: 16 });
+ * const { clip, metrics } = await pretrainClip(cfg);
+ */
+import { z } from "zod";
+import { applyCaptionNoise, captionDefaultsFor, captionScene, generateScenes, hardNegatives, realiseCaption, type Scene } from "../world/index.ts";
+import { ClipModel, clipConfig, padIds, type ClipConfig } from "../models/index.ts";
+import { Rng } from "../util/rng.ts";
+import { hardNegativeClipLoss } from "./clip-contrastive.ts";
+import { evaluateClip, type ClipMetrics } from "./clip-eval.ts";
+import { optimSchema } from "./options.ts";
+import { trainLoop, type StepLog } from "./train-loop.ts";
+import { pixelsOf, renderAll, worldTokenizer } from "./world-data.ts";
+
+const towerSchema = z.strictObject({
+  width: z.number().int().positive(),
+  layers: z.number().int().positive(),
+  heads: z.number().int().positive(),
+  mlp: z.number().int().positive(),
+});
+
+/** Options of the pretrainClip recipe (every default visible). */
+export const pretrainClipOptions = z.strictObject({
+  /** Seed of weight init, batch order, caption and negative choice. */
+  seed: z.number().int().default(1),
+  /** Seed of the shapes world (scene generation). */
+  worldSeed: z.number().int().default(1),
+  /** Training scenes, `clip-pretrain` split indices 0..scenes-1 (rendered once). */
+  scenes: z.number().int().positive().default(8000),
+  /** Distinct clean captions per scene to draw from (caption index 0..n-1). */
+  captionVariants: z.number().int().positive().default(8),
+  batchSize: z.number().int().min(2).default(64),
+  /** Hard negatives per image in a batch (the noise-style added object first, then random other types). */
+  negativesPerImage: z.number().int().nonnegative().default(2),
+  imageSize: z.number().int().positive().default(64),
+  patchSize: z.number().int().positive().default(8),
+  vision: towerSchema.default({ width: 128, layers: 4, heads: 4, mlp: 512 }),
+  text: towerSchema.default({ width: 128, layers: 3, heads: 4, mlp: 512 }),
+  embedDim: z.number().int().positive().default(128),
+  /** Text context (tokens incl. bos/eos); just above the longest world caption. */
+  contextLength: z.number().int().positive().default(48),
+  optim: optimSchema.default({ steps: 600, lr: 1e-3, warmupSteps: 40, minLr: 2e-5, weightDecay: 0.05, maxGradNorm: 1 }),
+  /** ORT intra-op threads of the training step. */
+  threads: z.number().int().positive().default(1),
+  eval: z
+    .strictObject({
+      /** Held-out scenes for every metric (retrieval in groups of `candidates`). */
+      scenes: z.number().int().positive().default(1000),
+      candidates: z.number().int().min(2).default(100),
+    })
+    .default({ scenes: 1000, candidates: 100 }),
+  logEvery: z.number().int().positive().default(20),
+});
+export type PretrainClipOptions = z.output<typeof pretrainClipOptions>;
+
+/** The CLIP config a recipe's options describe (vocabulary from the world tokenizer). */
+export function clipConfigOf(o: PretrainClipOptions): ClipConfig {
+  const tok = worldTokenizer(o.contextLength);
+  const act = "gelu" as const;
+  return clipConfig({
+    vision: { imageSize: o.imageSize, patchSize: o.patchSize, ...o.vision, act },
+    text: { vocabSize: tok.vocabSize, contextLength: o.contextLength, ...o.text, act, bosTokenId: tok.special.bos, eosTokenId: tok.special.eos, padTokenId: tok.special.pad },
+    embedDim: o.embedDim,
+  });
+}
+
+/** One training text: a clean caption (positive) or a false edit of it (negative). */
+export function trainingTexts(scene: Scene, rng: Rng, captionVariants: number, negatives: number): { positive: string; negatives: string[] } {
+  const cap = captionScene(scene, { ...captionDefaultsFor("clip-pretrain"), index: rng.int(captionVariants) });
+  if (negatives === 0) return { positive: cap.text, negatives: [] };
+  const pool: string[] = [];
+  // The SFT noise exactly (an absent co-occurring kind at a random place): what CLIP-DPO must detect.
+  const added = applyCaptionNoise(scene, cap.plan, rng.fork(rng.nextU32()), { noiseProb: 1, wrongAttributeProb: 0, sizeProb: 0.5, synonymProb: 0.15 });
+  const first = added.noise.addedKind ? realiseCaption(added.plan) : null;
+  const others = rng.shuffle(hardNegatives(scene, cap.plan, rng.fork(rng.nextU32())).map((h) => h.text));
+  if (first) pool.push(first);
+  for (const t of others) if (t !== cap.text && !pool.includes(t)) pool.push(t);
+  return { positive: cap.text, negatives: pool.slice(0, negatives) };
+}
+
+export interface PretrainClipResult {
+  clip: ClipModel;
+  metrics: ClipMetrics;
+  losses: number[];
+  trainSeconds: number;
+  totalSeconds: number;
+  params: number;
+}
+
+/**
+ * Train, evaluate and return the CLIP (export is the caller's: see cli.ts).
+ */
+export async function pretrainClip(o: PretrainClipOptions, log: (msg: string) => void = () => {}): Promise<PretrainClipResult> {
+  const t0 = performance.now();
+  const cfg = clipConfigOf(o);
+  const tok = worldTokenizer(o.contextLength);
+  const clip = ClipModel.create(cfg, tok, o.seed);
+  clip.store.trainOnly(["vision", "text", "logit_scale"]);
+  const scenes = generateScenes("clip-pretrain", o.scenes, { seed: o.worldSeed });
+  const rendered = await renderAll(scenes, o.imageSize);
+  log(`rendered ${scenes.length} clip-pretrain scenes in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${clip.store.numel()} params`);
+
+  const { graph, outputs } = hardNegativeClipLoss(cfg);
+  const step = await graph.compile({ outputs, grads: graph.grad(outputs.loss, clip.store.trainableNames()), params: clip.store, threads: o.threads });
+  const rng = new Rng(o.seed).fork(0xc11b);
+  let order: number[] = [];
+  const batch = (_i: number) => {
+    const rows: number[] = [];
+    while (rows.length < o.batchSize) {
+      if (order.length === 0) order = rng.shuffle(Array.from({ length: scenes.length }, (_, k) => k));
+      rows.push(order.pop()!);
+    }
+    const pos: string[] = [], neg: string[] = [];
+    for (const r of rows) {
+      const t = trainingTexts(scenes[r]!, rng, o.captionVariants, o.negativesPerImage);
+      pos.push(t.positive);
+      neg.push(...t.negatives);
+    }
+    const ids = [...pos, ...neg].map((t) => tok.encode(t, { maxLength: o.contextLength }).ids);
+    const b = padIds(ids, cfg.text.padTokenId);
+    return {
+      pixel_values: { dtype: "float32" as const, dims: [rows.length, 3, o.imageSize, o.imageSize], data: pixelsOf(rendered, rows, clip.preprocess) },
+      input_ids: b.ids,
+      attention_mask: b.mask,
+    };
+  };
+  const fmt = (l: StepLog) =>
+    `step ${l.step} loss ${l.loss.toFixed(4)} grad_norm ${l.gradNorm.toFixed(3)} lr ${l.lr.toExponential(2)} scale ${(l.extra.scale ?? 0).toFixed(1)} ${l.seconds.toFixed(0)} s`;
+  const r = await trainLoop({ store: clip.store, step, batch, config: o.optim, logEvery: o.logEvery, extraOutputs: ["scale"], log: (l) => log(fmt(l)) });
+  if (tok.truncations > 0) log(`warning: ${tok.truncations} training texts were truncated to ${o.contextLength} tokens`);
+  const metrics = await evaluateClip(clip, { seed: o.worldSeed, scenes: o.eval.scenes, candidates: o.eval.candidates, imageSize: o.imageSize });
+  return { clip, metrics, losses: r.losses, trainSeconds: r.seconds, totalSeconds: (performance.now() - t0) / 1000, params: clip.store.numel() };
+}
