@@ -1,0 +1,122 @@
+/**
+ * `refLogps`: pairs -> pairs + `ref_logp_chosen`, `ref_logp_rejected` (Σ log πref over each
+ * answer's tokens) under the frozen reference policy, precomputed so the trainer needs no
+ * reference model in memory. The reference's log-prob graph, with its weights baked in, is
+ * registered once on the inference scheduler, so chosen and rejected answers of every batch
+ * (and any other stream using it) are batched and padded together in a worker.
+ *
+ * A row whose image is not in the image store is rejected (dead letter under `onError: skip`).
+ *
+ * @example
+ * stages: [..., refLogps({ scheduler, model: reference, images: imageStore }), dpoTrain({...})]
+ */
+import type { RecordBatch } from "apache-arrow";
+import { batchFromColumns } from "../src/arrow/build.ts";
+import { refPairsSchema } from "../src/arrow/schemas.ts";
+import { takeRows } from "../src/arrow/take.ts";
+import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
+import { LVLM_IO, lvlmLogpsGraph } from "../src/models/lvlm.ts";
+import type { LvlmModel } from "../src/models/lvlm-model.ts";
+import { padIds } from "../src/models/text-batch.ts";
+import type { BatchedModel, BatchOptions, Scheduler } from "../src/scheduler/scheduler.ts";
+import { pixelLookup, type ImageStoreLike, type PixelLookup } from "../src/train/pixel-lookup.ts";
+
+export interface RefLogpsOptions {
+  scheduler: Scheduler;
+  /** The frozen reference policy (its current weights are baked into the registered graph). */
+  model: LvlmModel;
+  /** Where the pairs' images are (the flow's ImageStore, or any id -> pixels lookup). */
+  images: ImageStoreLike | PixelLookup;
+  /** Scheduler registration name (default "policy.ref.logps"); reused if already registered by this operator. */
+  modelName?: string;
+  /** Batching of the reference model (default maxBatch 32, maxDelayMs 4, priority 1). */
+  batching?: BatchOptions;
+  /** Scheduler stream of this stage (default the stage name). */
+  stream?: string;
+  /** Batches in flight at once (default 2, so one fills while the other runs). */
+  concurrency?: number;
+  name?: string;
+}
+
+/**
+ * Registers the reference log-prob model on `scheduler` (weights baked: workers get one
+ * self-contained ONNX file). Inputs are padded per batch on the text axis.
+ */
+export function registerRefLogps(scheduler: Scheduler, model: LvlmModel, name = "policy.ref.logps", batching: BatchOptions = {}): BatchedModel {
+  const { graph, outputs } = lvlmLogpsGraph(model.cfg, "pixels");
+  const bytes = graph.toOnnx({ outputs: { [LVLM_IO.logps]: outputs[LVLM_IO.logps]! }, bake: model.store }).bytes;
+  const pad = { variableAxis: 1, padValue: 0n };
+  return scheduler.register(
+    name,
+    {
+      model: bytes,
+      inputs: { [LVLM_IO.inputIds]: { variableAxis: 1, padValue: BigInt(model.cfg.padTokenId) }, [LVLM_IO.attentionMask]: pad, [LVLM_IO.answerMask]: pad },
+      outputNames: [LVLM_IO.logps],
+    },
+    { maxBatch: 32, maxDelayMs: 4, priority: 1, ...batching },
+  );
+}
+
+export function refLogps(opts: RefLogpsOptions): FlowOperator {
+  const name = opts.name ?? "refLogps";
+  const stream = opts.stream ?? name;
+  const ref = opts.model;
+  const pixels = pixelLookup(opts.images);
+  const S = ref.cfg.vision.imageSize;
+  const img = 3 * S * S;
+  let registered: BatchedModel | undefined;
+  const model = () => (registered ??= registerRefLogps(opts.scheduler, ref, opts.modelName, opts.batching));
+  return mapBatch(
+    name,
+    async (batch: RecordBatch, scope) => {
+      const col = (k: string) => {
+        const c = batch.getChild(k);
+        if (!c) throw new Error(`refLogps needs a '${k}' column (pairs schema)`);
+        return c;
+      };
+      const [ids, prompt, chosen, rejected] = [col("image_id"), col("prompt"), col("chosen"), col("rejected")];
+      const good: number[] = [];
+      const px: Float32Array[] = [];
+      for (let i = 0; i < batch.numRows; i++) {
+        const p = pixels.get(String(ids.get(i)));
+        if (!p) scope.reject(i, `image '${ids.get(i)}' is not in the image store (never decoded, or evicted: raise its capacity)`);
+        else if (p.length !== img) scope.reject(i, `image '${ids.get(i)}' has ${p.length} pixel values, the reference wants 3x${S}x${S}`);
+        else {
+          good.push(i);
+          px.push(p);
+        }
+      }
+      const n = good.length;
+      if (n === 0) return null;
+      // rows 0..n-1: chosen, n..2n-1: rejected; each pair's image twice
+      const texts = [...good.map((i) => ref.scoredText(String(prompt.get(i)), String(chosen.get(i)))), ...good.map((i) => ref.scoredText(String(prompt.get(i)), String(rejected.get(i))))];
+      const pixelData = new Float32Array(2 * n * img);
+      px.forEach((p, k) => {
+        pixelData.set(p, k * img);
+        pixelData.set(p, (n + k) * img);
+      });
+      const t = padIds(texts.map((x) => x.ids), ref.cfg.padTokenId);
+      const am = padIds(texts.map((x) => x.answerMask), 0);
+      const out = await model().run(
+        {
+          [LVLM_IO.pixelValues]: { dtype: "float32", dims: [2 * n, 3, S, S], data: pixelData },
+          [LVLM_IO.inputIds]: t.ids,
+          [LVLM_IO.attentionMask]: t.mask,
+          [LVLM_IO.answerMask]: am.ids,
+        },
+        { stream },
+      );
+      const lp = out[LVLM_IO.logps]!.data as Float32Array; // [2n]
+      const kept = n === batch.numRows ? batch : takeRows(batch, good);
+      const columns: Record<string, RecordBatch["data"]["children"][number] | Float32Array> = {};
+      for (const f of refPairsSchema.fields) {
+        const c = kept.getChild(f.name);
+        if (c) columns[f.name] = c.data[0]!;
+      }
+      columns.ref_logp_chosen = lp.slice(0, n);
+      columns.ref_logp_rejected = lp.slice(n, 2 * n);
+      return batchFromColumns(refPairsSchema, columns, "refLogps");
+    },
+    { concurrency: opts.concurrency ?? 2, idColumn: "image_id" },
+  );
+}
