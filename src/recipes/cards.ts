@@ -1,7 +1,9 @@
 /**
  * MODEL_CARD.md of the shipped shapes models, filled from the run that trained them.
  */
+import type { HallucinationMetrics } from "../world/index.ts";
 import type { PretrainClipOptions, PretrainClipResult } from "./pretrain-clip.ts";
+import type { SftPolicyOptions, SftPolicyResult } from "./sft-policy.ts";
 import { metricsTable, paramCount } from "./model-card.ts";
 
 /** The shapes-clip card. */
@@ -50,6 +52,63 @@ ${a.command}
 \`\`\`
 
 (recipe file \`${a.file}\`). Data order, caption and negative choice and initial weights all derive from the seeds;
+with one ORT thread a rerun is bit-identical, with more threads ORT's parallel reductions may differ in the last bits.
+`;
+}
+
+/** The shapes-lvlm card. */
+export function policyCard(a: { options: SftPolicyOptions; clipDir: string; result: SftPolicyResult; wallSeconds: number; command: string; file: string }): string {
+  const o = a.options, m = a.result.metrics, c = a.result.policy.cfg;
+  const row = (h: HallucinationMetrics, what: string) =>
+    `| ${what} | ${h.answers} | ${(100 * h.chairI).toFixed(1)}% | ${(100 * h.chairS).toFixed(1)}% | ${(100 * h.cover).toFixed(1)}% | ${(100 * h.attributeHallucination).toFixed(1)}% | ${(100 * h.attributeHallucinationOnPresent).toFixed(1)}% | ${(100 * h.relationHallucination).toFixed(1)}% |`;
+  const ex = m.examples.map((e) => `- scene: ${e.truth}\n  prompt: "${e.prompt}"\n  greedy: "${e.greedy}"\n  T=${m.temperature} sample: "${e.sample}"`).join("\n");
+  return `# shapes-lvlm
+
+The shapes-world captioning policy (LLaVA-style) that clipflow's embedded CLIP-DPO pipeline
+starts from. Trained with supervised fine-tuning on **noisy** captions, so it hallucinates
+co-occurring objects the way LVLMs do — the hallucination CLIP-DPO is meant to remove.
+Folder layout: src/models/lvlm-io.ts (\`config.json\`, \`model.safetensors\`,
+\`preprocessor_config.json\`, word tokenizer, \`onnx/prefill|decode|logps.onnx\` taking the weights
+as named inputs). Load with \`loadLvlm\` (src/models).
+
+## Architecture
+
+- Vision: the ViT of shapes-clip (\`${a.clipDir}\`), ${c.vision.imageSize}² images, patch ${c.vision.patchSize}, width ${c.vision.width}, frozen; patch features read after block ${c.visionFeatureLayers} of ${c.vision.layers} (class token dropped) → ${a.result.policy.imageTokens} image tokens.
+- Projector: 2-layer MLP ${c.vision.width} → ${c.projectorHidden} → ${c.lm.width} (GELU).
+- LM: decoder-only, width ${c.lm.width}, ${c.lm.layers} layers, ${c.lm.heads} heads, MLP ${c.lm.mlp}, learned positions (${c.lm.maxPositions} = image tokens + prompt + answer), word-level vocabulary of ${c.lm.vocabSize} tokens (the closed shapes-world vocabulary, shared with shapes-clip).
+- Parameters: ${paramCount(a.result.params)} (${paramCount(a.result.trainableParams)} trained: projector + LM; the vision tower stays frozen). Trainable patterns saved in the safetensors metadata.
+
+## Training data
+
+- Split \`sft\` of the shapes world (world seed ${o.worldSeed}), scenes 0..${o.scenes - 1}, ${o.captionVariants} caption variants per scene, each answering one of the five caption prompts.
+- Co-occurrence noise: with p = ${o.noiseProb} a caption also names an absent object drawn by co-occurrence with the scene's objects; wrong-colour noise p = ${o.wrongAttributeProb}. Measured share of noisy training captions: ${(100 * a.result.noisyShare).toFixed(1)}%.
+- Loss: mean token NLL of the answer (prompt tokens unscored). Batch ${o.batchSize}, ${o.optim.steps} steps of AdamW (weight decay ${o.optim.weightDecay}, clip ${o.optim.maxGradNorm}), lr ${o.optim.lr}, ${o.optim.warmupSteps} warmup steps, cosine to ${o.optim.minLr}. Seed ${o.seed}.
+- Loss: ${a.result.losses[0]?.toFixed(3)} (first step) → ${a.result.losses.at(-1)?.toFixed(3)} (last step).
+
+## Evaluation (held-out split, ${m.heldoutScenes} scenes, prompt i mod 5)
+
+| decoding | answers | CHAIR_i | CHAIR_s (Hal) | Cover | attribute hall. | attribute hall. (present kinds) | relation hall. |
+|---|---|---|---|---|---|---|---|
+${row(m.greedy, "greedy")}
+${row(m.sampled, `T = ${m.temperature}, ${m.samplesPerImage} samples/image`)}
+
+Sample diversity at T = ${m.temperature}: ${m.distinctPerImage.toFixed(2)} distinct captions of ${m.samplesPerImage} per image;
+${(100 * m.mixedHallucinationImages).toFixed(1)}% of images get both a caption with and one without a hallucinated object
+(CLIP-DPO needs such images to build pairs). Captions ended by the length limit: ${(100 * m.truncatedShare).toFixed(1)}%.
+
+Examples (held-out):
+
+${ex}
+
+## Reproduce
+
+Wall time of the run that produced these weights: ${(a.wallSeconds / 60).toFixed(1)} min (training ${(a.result.trainSeconds / 60).toFixed(1)} min) on a shared 2-core machine, ORT intra-op threads ${o.threads}.
+
+\`\`\`
+${a.command}
+\`\`\`
+
+(recipe file \`${a.file}\`; needs shapes-clip first). Seeds fix weights, data order, caption choice and noise;
 with one ORT thread a rerun is bit-identical, with more threads ORT's parallel reductions may differ in the last bits.
 `;
 }

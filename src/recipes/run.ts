@@ -6,13 +6,18 @@
 import { mkdirSync } from "node:fs";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { z } from "zod";
-import { exportClip } from "../models/index.ts";
-import { clipCard } from "./cards.ts";
-import { pretrainClip, pretrainClipOptions } from "./pretrain-clip.ts";
+import { exportClip, exportLvlm } from "../models/index.ts";
+import { clipCard, policyCard } from "./cards.ts";
+import { pretrainClip, pretrainClipOptions, type PretrainClipOptions } from "./pretrain-clip.ts";
+import { sftPolicy, sftPolicyOptions, type SftPolicyOptions } from "./sft-policy.ts";
 
-/** Recipe stages the runner knows, by name. */
-export const recipeStages = { pretrainClip: pretrainClipOptions } as const;
+/** Recipe stages the runner knows, by name, with their option schemas. */
+export const recipeStages = { pretrainClip: pretrainClipOptions, sftPolicy: sftPolicyOptions } as const;
 export type RecipeStageName = keyof typeof recipeStages;
+
+export type ParsedRecipe =
+  | { name: "pretrainClip"; options: PretrainClipOptions; modelDir: string }
+  | { name: "sftPolicy"; options: SftPolicyOptions; modelDir: string };
 
 const fileSchema = z.strictObject({
   description: z.string().optional(),
@@ -24,22 +29,35 @@ function issues(where: string, e: z.ZodError): string {
   return `${where}: ${e.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")}`;
 }
 
-/** Validate a recipe file's content; returns the stage name and its parsed options. */
-export function parseRecipe(raw: unknown, where: string): { name: "pretrainClip"; options: z.output<typeof pretrainClipOptions>; modelDir: string } {
+/**
+ * Validate a recipe file's content: `stages` holds exactly one `pretrainClip` or `sftPolicy`
+ * entry whose `modelDir` names the output folder; relative paths (`modelDir`, `clip`) resolve
+ * against `baseDir`.
+ */
+export function parseRecipe(raw: unknown, where: string, baseDir = "."): ParsedRecipe {
   const f = fileSchema.safeParse(raw);
   if (!f.success) throw new Error(issues(where, f.error));
   const entry = f.data.stages[0]!;
   const keys = Object.keys(entry);
   if (keys.length !== 1) throw new Error(`${where}: stages[0] must have exactly one key (the stage name), got ${keys.join(", ") || "none"}`);
   const name = keys[0]!;
-  if (!(name in recipeStages)) throw new Error(`${where}: stages[0]: unknown recipe stage '${name}' (known: ${Object.keys(recipeStages).join(", ")})`);
-  const body = { ...(entry[name] as Record<string, unknown> | null ?? {}) };
+  const at = `${where}: stages[0].${name}`;
+  if (name !== "pretrainClip" && name !== "sftPolicy") throw new Error(`${where}: stages[0]: unknown recipe stage '${name}' (known: ${Object.keys(recipeStages).join(", ")})`);
+  const value = entry[name];
+  if (value !== null && value !== undefined && (typeof value !== "object" || Array.isArray(value))) throw new Error(`${at}: expected an options object`);
+  const body = { ...((value ?? {}) as Record<string, unknown>) };
   const modelDir = body.modelDir;
   delete body.modelDir;
-  if (typeof modelDir !== "string" || modelDir === "") throw new Error(`${where}: stages[0].${name}.modelDir: expected the output model folder (string)`);
-  const o = pretrainClipOptions.safeParse(body);
-  if (!o.success) throw new Error(issues(`${where}: stages[0].${name}`, o.error));
-  return { name: "pretrainClip", options: o.data, modelDir };
+  if (typeof modelDir !== "string" || modelDir === "") throw new Error(`${at}.modelDir: expected the output model folder (string)`);
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  if (name === "pretrainClip") {
+    const o = pretrainClipOptions.safeParse(body);
+    if (!o.success) throw new Error(issues(at, o.error));
+    return { name, options: o.data, modelDir: abs(modelDir) };
+  }
+  const o = sftPolicyOptions.safeParse(body);
+  if (!o.success) throw new Error(issues(at, o.error));
+  return { name, options: { ...o.data, clip: abs(o.data.clip) }, modelDir: abs(modelDir) };
 }
 
 export interface RunOptions {
@@ -53,18 +71,30 @@ export interface RunOptions {
   log: (msg: string) => void;
 }
 
-/** Parse, run and export one recipe file. */
+/** Parse, run and export one recipe file; returns the folder written and its metrics. */
 export async function runRecipeFile(raw: unknown, opts: RunOptions): Promise<{ dir: string; metrics: Record<string, unknown> }> {
-  const r = parseRecipe(raw, opts.file);
-  const dir = opts.out ? resolve(opts.out) : isAbsolute(r.modelDir) ? r.modelDir : resolve(opts.baseDir, r.modelDir);
+  const r = parseRecipe(raw, opts.file, opts.baseDir);
+  const dir = opts.out ? resolve(opts.out) : r.modelDir;
   const t0 = performance.now();
-  const res = await pretrainClip(r.options, opts.log);
-  mkdirSync(dir, { recursive: true });
-  await exportClip(res.clip, dir);
-  const wall = (performance.now() - t0) / 1000;
-  const metrics = { recipe: r.name, ...res.metrics, params: res.params, trainSeconds: res.trainSeconds, wallSeconds: wall, firstLoss: res.losses[0], lastLoss: res.losses.at(-1), options: r.options };
+  const file = relative(process.cwd(), opts.file);
+  let metrics: Record<string, unknown>;
+  if (r.name === "pretrainClip") {
+    const res = await pretrainClip(r.options, opts.log);
+    mkdirSync(dir, { recursive: true });
+    await exportClip(res.clip, dir);
+    const wall = (performance.now() - t0) / 1000;
+    metrics = { recipe: r.name, ...res.metrics, params: res.params, trainSeconds: res.trainSeconds, wallSeconds: wall, firstLoss: res.losses[0], lastLoss: res.losses.at(-1), options: r.options };
+    await Bun.write(join(dir, "MODEL_CARD.md"), clipCard({ options: r.options, result: res, wallSeconds: wall, command: opts.command, file }));
+  } else {
+    const res = await sftPolicy(r.options, opts.log);
+    mkdirSync(dir, { recursive: true });
+    await exportLvlm(res.policy, dir, { metadata: { recipe: "sftPolicy", seed: String(r.options.seed) } });
+    const wall = (performance.now() - t0) / 1000;
+    const options = { ...r.options, clip: relative(dir, r.options.clip) };
+    metrics = { recipe: r.name, ...res.metrics, params: res.params, trainableParams: res.trainableParams, noisyShare: res.noisyShare, trainSeconds: res.trainSeconds, wallSeconds: wall, firstLoss: res.losses[0], lastLoss: res.losses.at(-1), options };
+    await Bun.write(join(dir, "MODEL_CARD.md"), policyCard({ options: r.options, clipDir: relative(dir, r.options.clip), result: res, wallSeconds: wall, command: opts.command, file }));
+  }
   await Bun.write(join(dir, "metrics.json"), JSON.stringify(metrics, null, 2) + "\n");
-  await Bun.write(join(dir, "MODEL_CARD.md"), clipCard({ options: r.options, result: res, wallSeconds: wall, command: opts.command, file: relative(process.cwd(), opts.file) }));
-  opts.log(`wrote ${dir} in ${wall.toFixed(0)} s: ${JSON.stringify(res.metrics)}`);
+  opts.log(`wrote ${dir} in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   return { dir, metrics };
 }

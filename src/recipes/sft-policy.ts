@@ -1,0 +1,153 @@
+/**
+ * Recipe: supervised fine-tuning of the shapes-world LLaVA-style policy. The vision tower is
+ * copied from the trained shapes-clip and frozen; its patch features are computed once per
+ * scene, so each step trains only the MLP projector and the decoder LM (graph `lvlmSftGraph` in
+ * `features` mode). Data: the `sft` split with its noisy captions (an absent co-occurring object
+ * added with probability `noiseProb`) answering the five caption prompts.
+ *
+ * @example
+ * const o = sftPolicyOptions.parse({ clip: "models/shapes-clip", scenes: 32, optim: { ... } });
+ * const { policy, metrics } = await sftPolicy(o);
+ */
+import { z } from "zod";
+import { captionDefaultsFor, captionScene, generateScenes } from "../world/index.ts";
+import { LvlmModel, loadClipModel, lvlmConfig, lvlmSftGraph, lvlmVisionGraph, padIds, LVLM_IO, type LvlmConfig } from "../models/index.ts";
+import { Rng } from "../util/rng.ts";
+import { evaluatePolicy, type PolicyMetrics } from "./lvlm-eval.ts";
+import { optimSchema } from "./options.ts";
+import { trainLoop, type StepLog } from "./train-loop.ts";
+import { pixelsOf, renderAll, worldTokenizer, type RenderedScenes } from "./world-data.ts";
+
+/** Options of the sftPolicy recipe (every default visible). */
+export const sftPolicyOptions = z.strictObject({
+  /** Folder of the trained CLIP (src/models layout with model.safetensors) whose vision tower is adopted. */
+  clip: z.string().min(1),
+  seed: z.number().int().default(1),
+  worldSeed: z.number().int().default(1),
+  /** Training scenes: `sft` split indices 0..scenes-1. */
+  scenes: z.number().int().positive().default(6000),
+  /** Distinct captions per scene to draw from (each with its own prompt and noise roll). */
+  captionVariants: z.number().int().positive().default(8),
+  /** Probability that an SFT caption names an absent, co-occurring object (the hallucination source). */
+  noiseProb: z.number().min(0).max(1).default(0.3),
+  /** Probability that an SFT caption gives one real object a wrong colour. */
+  wrongAttributeProb: z.number().min(0).max(1).default(0),
+  lm: z
+    .strictObject({
+      width: z.number().int().positive(),
+      layers: z.number().int().positive(),
+      heads: z.number().int().positive(),
+      mlp: z.number().int().positive(),
+      maxPositions: z.number().int().positive(),
+    })
+    .default({ width: 128, layers: 3, heads: 4, mlp: 512, maxPositions: 128 }),
+  /** Vision blocks before the patch features are read (LLaVA: the penultimate layer). */
+  visionFeatureLayers: z.number().int().positive().optional(),
+  batchSize: z.number().int().positive().default(32),
+  optim: optimSchema.default({ steps: 800, lr: 1e-3, warmupSteps: 40, minLr: 2e-5, weightDecay: 0.05, maxGradNorm: 1 }),
+  threads: z.number().int().positive().default(1),
+  eval: z
+    .strictObject({
+      scenes: z.number().int().positive().default(300),
+      samples: z.number().int().positive().default(4),
+      temperature: z.number().nonnegative().default(1),
+      maxNewTokens: z.number().int().positive().default(56),
+    })
+    .default({ scenes: 300, samples: 4, temperature: 1, maxNewTokens: 56 }),
+  logEvery: z.number().int().positive().default(20),
+});
+export type SftPolicyOptions = z.output<typeof sftPolicyOptions>;
+
+export interface SftPolicyResult {
+  policy: LvlmModel;
+  metrics: PolicyMetrics;
+  losses: number[];
+  trainSeconds: number;
+  totalSeconds: number;
+  params: number;
+  trainableParams: number;
+  /** Share of training captions that carried an added absent object (measured on the drawn batches). */
+  noisyShare: number;
+}
+
+/** Frozen vision features of rendered scenes, [n, Np, Dv] (one ORT call per chunk). */
+async function visionFeatures(model: LvlmModel, r: RenderedScenes, threads: number, chunk = 64): Promise<Float32Array> {
+  const { graph, outputs } = lvlmVisionGraph(model.cfg);
+  const run = await graph.compile({ outputs, params: model.store, threads });
+  const per = model.imageTokens * model.cfg.vision.width;
+  const out = new Float32Array(r.scenes.length * per);
+  const s = model.cfg.vision.imageSize;
+  for (let i = 0; i < r.scenes.length; i += chunk) {
+    const rows = Array.from({ length: Math.min(chunk, r.scenes.length - i) }, (_, k) => i + k);
+    const res = await run.run({ [LVLM_IO.pixelValues]: { dtype: "float32", dims: [rows.length, 3, s, s], data: pixelsOf(r, rows, model.preprocess) } });
+    out.set(res[LVLM_IO.imageFeatures]!.data as Float32Array, i * per);
+  }
+  return out;
+}
+
+/** The LVLM config of a recipe for a given CLIP vision tower. */
+export function policyConfigOf(o: SftPolicyOptions, vision: LvlmConfig["vision"], vocab: { size: number; bos: number; eos: number; pad: number }): LvlmConfig {
+  return lvlmConfig({
+    vision,
+    ...(o.visionFeatureLayers !== undefined ? { visionFeatureLayers: o.visionFeatureLayers } : {}),
+    lm: { vocabSize: vocab.size, ...o.lm, act: "gelu" },
+    bosTokenId: vocab.bos,
+    eosTokenId: vocab.eos,
+    padTokenId: vocab.pad,
+  });
+}
+
+/** Train and evaluate the policy (export is the caller's). */
+export async function sftPolicy(o: SftPolicyOptions, log: (msg: string) => void = () => {}): Promise<SftPolicyResult> {
+  const t0 = performance.now();
+  const clip = await loadClipModel(o.clip);
+  const tok = worldTokenizer();
+  const cfg = policyConfigOf(o, clip.cfg.vision, { size: tok.vocabSize, bos: tok.special.bos, eos: tok.special.eos, pad: tok.special.pad });
+  const policy = LvlmModel.create(cfg, tok, o.seed, clip.preprocess);
+  const adopted = policy.adoptVision(clip.store);
+  const scenes = generateScenes("sft", o.scenes, { seed: o.worldSeed });
+  const rendered = await renderAll(scenes, cfg.vision.imageSize);
+  const feats = await visionFeatures(policy, rendered, o.threads);
+  const np = policy.imageTokens, dv = cfg.vision.width, per = np * dv;
+  log(`adopted ${adopted.length} vision weights from ${o.clip}; ${scenes.length} sft scenes rendered and encoded in ${((performance.now() - t0) / 1000).toFixed(1)} s; ` +
+    `${policy.store.numel()} params, ${policy.store.numel(true)} trainable`);
+
+  const { graph, outputs } = lvlmSftGraph(cfg, "features");
+  const names = policy.store.trainableNames();
+  const step = await graph.compile({ outputs, grads: graph.grad(outputs.loss!, names), params: policy.store, threads: o.threads });
+  const rng = new Rng(o.seed).fork(0x5f7);
+  const capOpts = { ...captionDefaultsFor("sft"), noiseProb: o.noiseProb, wrongAttributeProb: o.wrongAttributeProb };
+  let order: number[] = [];
+  let drawn = 0, noisy = 0;
+  const batch = (_i: number) => {
+    const rows: number[] = [];
+    while (rows.length < o.batchSize) {
+      if (order.length === 0) order = rng.shuffle(Array.from({ length: scenes.length }, (_, k) => k));
+      rows.push(order.pop()!);
+    }
+    const items = rows.map((r) => {
+      const c = captionScene(scenes[r]!, { ...capOpts, index: rng.int(o.captionVariants) });
+      drawn++;
+      if (c.noise.addedKind) noisy++;
+      return policy.scoredText(c.prompt, c.text);
+    });
+    const f = new Float32Array(rows.length * per);
+    rows.forEach((r, k) => f.set(feats.subarray(r * per, (r + 1) * per), k * per));
+    const b = padIds(items.map((it) => it.ids), cfg.padTokenId);
+    const am = padIds(items.map((it) => it.answerMask), 0);
+    return {
+      [LVLM_IO.imageFeatures]: { dtype: "float32" as const, dims: [rows.length, np, dv], data: f },
+      [LVLM_IO.inputIds]: b.ids,
+      [LVLM_IO.attentionMask]: b.mask,
+      [LVLM_IO.answerMask]: am.ids,
+    };
+  };
+  const fmt = (l: StepLog) => `step ${l.step} loss ${l.loss.toFixed(4)} grad_norm ${l.gradNorm.toFixed(3)} lr ${l.lr.toExponential(2)} ${l.seconds.toFixed(0)} s`;
+  const r = await trainLoop({ store: policy.store, step, batch, config: o.optim, logEvery: o.logEvery, log: (l) => log(fmt(l)) });
+  if (tok.truncations > 0) log(`warning: ${tok.truncations} texts were truncated`);
+  const metrics = await evaluatePolicy(policy, { seed: o.worldSeed, scenes: o.eval.scenes, samples: o.eval.samples, temperature: o.eval.temperature, maxNewTokens: o.eval.maxNewTokens });
+  return {
+    policy, metrics, losses: r.losses, trainSeconds: r.seconds, totalSeconds: (performance.now() - t0) / 1000,
+    params: policy.store.numel(), trainableParams: policy.store.numel(true), noisyShare: drawn ? noisy / drawn : 0,
+  };
+}
