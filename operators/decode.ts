@@ -1,0 +1,71 @@
+/**
+ * `decode`: `images` -> `pixels`. Each encoded image is decoded and preprocessed with the CLIP
+ * model's preprocessor config (src/models/image-preprocess.ts: resize, centre crop, normalise)
+ * into one `[rows, 3, H, W]` Float32Array that becomes the `pixels` column without a copy.
+ * A corrupt, empty or unsupported image rejects its row (dead letter under `onError: skip`).
+ *
+ * With a `store`, every decoded image (bytes + its own copy of the pixels) is also put in the
+ * flow's ImageStore, for the stages downstream of generation that see only `image_id`.
+ *
+ * @example
+ * fromSource(batches, ctx).pipe(decode({ preprocess: clipImageConfig(224), store }), …)
+ */
+import type { RecordBatch } from "apache-arrow";
+import { batchFromColumns } from "../src/arrow/build.ts";
+import { pixelsSchema } from "../src/arrow/schemas.ts";
+import { takeRows } from "../src/arrow/take.ts";
+import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
+import type { ImageStore } from "../src/io/image-store.ts";
+import { preprocessBatch } from "../src/models/image-preprocess.ts";
+import { pixelShape, type ImageProcessorConfig } from "../src/models/preprocessor-config.ts";
+
+export interface DecodeOptions {
+  /** The CLIP model's image preprocessing (e.g. `clip.preprocess`). */
+  preprocess: ImageProcessorConfig;
+  /** Put each decoded image in this store (keyed by its `id`). */
+  store?: ImageStore;
+  /** Batches decoded at once (default 2: sharp already decodes a batch's images in parallel). */
+  concurrency?: number;
+  name?: string;
+}
+
+export function decode(opts: DecodeOptions): FlowOperator {
+  const [c, h, w] = pixelShape(opts.preprocess);
+  const per = c * h * w;
+  const schema = pixelsSchema(c, h, w);
+  return mapBatch(
+    opts.name ?? "decode",
+    async (batch, scope) => {
+      const n = batch.numRows;
+      if (n === 0) return null;
+      const imageCol = batch.getChild("image");
+      if (!imageCol) throw new Error("decode needs an 'image' column (images schema)");
+      const images = new Array<Uint8Array>(n);
+      for (let i = 0; i < n; i++) images[i] = imageCol.get(i) as Uint8Array;
+      const { pixels, errors } = await preprocessBatch(images, opts.preprocess); // [n, 3, H, W]
+      const good: number[] = [];
+      errors.forEach((e, i) => {
+        if (e) scope.reject(i, `image ${e.reason}: ${e.message}`);
+        else good.push(i);
+      });
+      if (good.length === 0) return null;
+      let rows: RecordBatch = batch;
+      let px = pixels;
+      if (good.length < n) {
+        rows = takeRows(batch, good);
+        px = new Float32Array(good.length * per);
+        good.forEach((i, k) => px.set(pixels.subarray(i * per, (i + 1) * per), k * per));
+      }
+      if (opts.store) {
+        const ids = rows.getChild("id")!;
+        for (let k = 0; k < rows.numRows; k++) {
+          opts.store.put(String(ids.get(k)), { bytes: images[good[k]!]!.slice(), pixels: px.slice(k * per, (k + 1) * per) });
+        }
+      }
+      const cols: Record<string, unknown> = { pixels: px };
+      for (const f of schema.fields) if (f.name !== "pixels") cols[f.name] = rows.getChild(f.name) ?? undefined;
+      return batchFromColumns(schema, cols as never, "pixels");
+    },
+    { concurrency: opts.concurrency ?? 2 },
+  );
+}

@@ -1,0 +1,120 @@
+/**
+ * `filter`: the paper's global rules on `scored` rows (METHOD.md step 4), each a parameter,
+ * each drop counted by reason (`op.counts`, for the run report). A row is counted under the
+ * first rule that drops it, in this order:
+ *
+ * - `text-in-image`: its image contains rendered text (such images inflate CLIP scores). CLIP
+ *   zero-shot per image: the best CLIPScore against `textPrompts` must reach `textThreshold`
+ *   and beat the best against `noTextPrompts` (when given). Decided once per image (cached in
+ *   the ImageStore entry), from the image embedding `clipScore` already stored.
+ * - `min-score`: `clip_score` < `minScore`.
+ * - `max-words`: more than `maxWords` words (runs of letters/digits).
+ * - `max-tokens`: more than `maxTokens` CLIP tokens (special tokens included; CLIP sees ≤ 77).
+ *
+ * `null`/absent disables a rule. Rows of a batch pass through in order; a batch where every row
+ * passes is forwarded unchanged.
+ *
+ * @example
+ * const f = filter({ minScore: 20, maxWords: 40 });
+ * scored$.pipe(f); … f.counts; // { "text-in-image": 0, "min-score": 12, "max-words": 3, "max-tokens": 0 }
+ */
+import { takeRows } from "../src/arrow/take.ts";
+import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
+import type { ImageStore } from "../src/io/image-store.ts";
+import { clipScoreOf, imageEmbeddings } from "./clip-score.ts";
+import type { ScheduledClip } from "./scheduled-clip.ts";
+
+export const FILTER_REASONS = ["text-in-image", "min-score", "max-words", "max-tokens"] as const;
+export type FilterReason = (typeof FILTER_REASONS)[number];
+export type FilterCounts = Record<FilterReason, number>;
+
+export interface FilterOptions {
+  minScore?: number | null;
+  maxWords?: number | null;
+  maxTokens?: number | null;
+  dropTextImages?: boolean;
+  /** Needed for `dropTextImages` and `maxTokens`. */
+  clip?: ScheduledClip;
+  /** Needed for `dropTextImages` (image embeddings by image_id). */
+  store?: ImageStore;
+  textThreshold?: number;
+  textPrompts?: readonly string[];
+  /** Competing prompts for images without text; empty: threshold only. */
+  noTextPrompts?: readonly string[];
+  stream?: string;
+  name?: string;
+}
+
+export const DEFAULT_TEXT_PROMPTS = ["an image with text", "a picture of written words", "a screenshot of a document"];
+
+/** Words of a text: runs of letters or digits. */
+export function countWords(text: string): number {
+  return text.match(/[\p{L}\p{N}]+/gu)?.length ?? 0;
+}
+
+export function filter(opts: FilterOptions = {}): FlowOperator & { readonly counts: FilterCounts } {
+  const name = opts.name ?? "filter";
+  const stream = opts.stream ?? name;
+  const { minScore = null, maxWords = null, maxTokens = null, dropTextImages = false, clip, store } = opts;
+  const textThreshold = opts.textThreshold ?? 25;
+  const textPrompts = opts.textPrompts ?? DEFAULT_TEXT_PROMPTS;
+  const noTextPrompts = opts.noTextPrompts ?? [];
+  if (dropTextImages && (!clip || !store)) throw new Error(`${name}: dropTextImages needs a clip model and the image store`);
+  if (dropTextImages && textPrompts.length === 0) throw new Error(`${name}: dropTextImages needs at least one text prompt`);
+  if (maxTokens !== null && !clip) throw new Error(`${name}: maxTokens needs the clip model (its tokenizer)`);
+  const counts: FilterCounts = { "text-in-image": 0, "min-score": 0, "max-words": 0, "max-tokens": 0 };
+  let prompts: Promise<Float32Array> | null = null; // [textPrompts + noTextPrompts, E] unit rows
+
+  /** Per image: does it contain rendered text? */
+  const textVerdicts = async (ids: string[], scope: Parameters<typeof imageEmbeddings>[3]): Promise<Map<string, boolean>> => {
+    const emb = await imageEmbeddings(ids, clip!, store!, scope, stream);
+    prompts ??= clip!.embedTexts([...textPrompts, ...noTextPrompts], stream);
+    const p = await prompts;
+    const e = clip!.embedDim;
+    const out = new Map<string, boolean>();
+    for (const [id, v] of emb) {
+      const entry = store!.get(id);
+      if (entry?.hasText !== undefined) {
+        out.set(id, entry.hasText);
+        continue;
+      }
+      let bestText = -Infinity, bestPlain = -Infinity;
+      for (let j = 0; j < textPrompts.length + noTextPrompts.length; j++) {
+        let cos = 0;
+        for (let k = 0; k < e; k++) cos += v[k]! * p[j * e + k]!;
+        const s = clipScoreOf(cos, 1);
+        if (j < textPrompts.length) bestText = Math.max(bestText, s);
+        else bestPlain = Math.max(bestPlain, s);
+      }
+      const has = bestText >= textThreshold && bestText > bestPlain;
+      if (entry) entry.hasText = has;
+      out.set(id, has);
+    }
+    return out;
+  };
+
+  const op = mapBatch(name, async (batch, scope) => {
+    const n = batch.numRows;
+    if (n === 0) return null;
+    const textCol = batch.getChild("text");
+    const scoreCol = batch.getChild("clip_score");
+    const idCol = batch.getChild("image_id");
+    if ((maxWords !== null || maxTokens !== null) && !textCol) throw new Error("filter: word/token limits need a 'text' column");
+    if (minScore !== null && !scoreCol) throw new Error("filter: minScore needs a 'clip_score' column (put clipScore before filter)");
+    if (dropTextImages && !idCol) throw new Error("filter: dropTextImages needs an 'image_id' column");
+    const verdicts = dropTextImages ? await textVerdicts(Array.from({ length: n }, (_, i) => String(idCol!.get(i))), scope) : null;
+    const keep: number[] = [];
+    for (let i = 0; i < n; i++) {
+      if (scope.isRejected(i)) continue;
+      let reason: FilterReason | null = null;
+      if (verdicts && verdicts.get(String(idCol!.get(i))) === true) reason = "text-in-image";
+      else if (minScore !== null && !((scoreCol!.get(i) as number) >= minScore)) reason = "min-score";
+      else if (maxWords !== null && countWords(String(textCol!.get(i))) > maxWords) reason = "max-words";
+      else if (maxTokens !== null && clip!.tokenizer.encode(String(textCol!.get(i)), { maxLength: Infinity }).fullLength > maxTokens) reason = "max-tokens";
+      if (reason) counts[reason]++;
+      else keep.push(i);
+    }
+    return keep.length === 0 ? null : takeRows(batch, keep);
+  });
+  return Object.assign(op, { counts });
+}

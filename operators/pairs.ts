@@ -1,0 +1,181 @@
+/**
+ * `pairs`: `scored` -> `pairs` (METHOD.md step 5). Per (image_id, prompt) group, chosen =
+ * higher-scored and rejected = lower-scored candidate, kept only when
+ * `chosen_score − rejected_score ≥ minMargin` and longer/shorter word count ≤ `maxLengthRatio`.
+ * Only `clip_score` and `text` decide: the stage never reads ground truth (`meta` is not even
+ * in its input schema).
+ *
+ * Strategies, per group (candidates sorted by score, best first, ties by row order):
+ * - `best-vs-worst`: the best candidate is paired with the lowest-scored one that satisfies both
+ *   rules, then the next best unused with the lowest unused, …; each candidate is used at most once.
+ * - `all-over-margin`: every satisfying (higher, lower) combination, largest margin first.
+ * At most `maxPairsPerImage` pairs per image, taken round-robin over its prompt groups.
+ *
+ * Groups never span batches: the stage upstream (generate) emits all candidates of an image in
+ * one batch, and filters keep them there. A group key seen again in a later batch is an error
+ * naming it (checked over the last 65,536 groups), rather than silently producing pairs from a
+ * partial group. `op.counts` reports groups and why groups gave no pair.
+ *
+ * @example
+ * scored$.pipe(pairs({ minMargin: 2, maxLengthRatio: 1.5, maxPairsPerImage: 2 }))
+ */
+import { buildPairs } from "../src/arrow/build.ts";
+import type { PairRow } from "../src/arrow/schemas.ts";
+import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
+import { countWords } from "./filter.ts";
+
+export type PairStrategy = "best-vs-worst" | "all-over-margin";
+
+export interface PairsOptions {
+  minMargin?: number;
+  maxPairsPerImage?: number;
+  maxLengthRatio?: number;
+  strategy?: PairStrategy;
+  name?: string;
+}
+
+export interface PairsCounts {
+  groups: number;
+  pairs: number;
+  /** Groups without a pair because they had one candidate. */
+  singleCandidate: number;
+  /** … because no two candidates were `minMargin` apart. */
+  margin: number;
+  /** … because every pair over the margin failed the length ratio. */
+  lengthRatio: number;
+  /** Valid pairs left out by `maxPairsPerImage`. */
+  capped: number;
+}
+
+interface Cand {
+  row: number;
+  score: number;
+  words: number;
+}
+
+/** Longer / shorter word count (a zero-word text counts as one word). */
+export function lengthRatio(a: number, b: number): number {
+  return Math.max(a, b, 1) / Math.max(Math.min(a, b), 1);
+}
+
+/**
+ * Pairs of one group under a strategy: `[chosen, rejected]` candidates, in preference order.
+ * Also says why there is none (for the counts).
+ */
+export function groupPairs(
+  cands: readonly Cand[],
+  strategy: PairStrategy,
+  minMargin: number,
+  maxRatio: number,
+): { pairs: [Cand, Cand][]; why: "single" | "margin" | "length" | null } {
+  const sorted = [...cands].sort((a, b) => b.score - a.score || a.row - b.row);
+  if (sorted.length < 2) return { pairs: [], why: "single" };
+  let overMargin = false;
+  const ok = (c: Cand, r: Cand): boolean => {
+    if (c.score - r.score < minMargin) return false;
+    overMargin = true;
+    return lengthRatio(c.words, r.words) <= maxRatio;
+  };
+  const pairs: [Cand, Cand][] = [];
+  if (strategy === "best-vs-worst") {
+    const used = new Set<number>();
+    for (let i = 0; i < sorted.length; i++) {
+      const c = sorted[i]!;
+      if (used.has(c.row)) continue;
+      for (let j = sorted.length - 1; j > i; j--) {
+        const r = sorted[j]!;
+        if (used.has(r.row) || !ok(c, r)) continue;
+        pairs.push([c, r]);
+        used.add(c.row).add(r.row);
+        break;
+      }
+    }
+  } else {
+    for (let i = 0; i < sorted.length; i++) for (let j = i + 1; j < sorted.length; j++) if (ok(sorted[i]!, sorted[j]!)) pairs.push([sorted[i]!, sorted[j]!]);
+    pairs.sort((a, b) => b[0].score - b[1].score - (a[0].score - a[1].score) || a[0].row - b[0].row || a[1].row - b[1].row);
+  }
+  return { pairs, why: pairs.length > 0 ? null : overMargin ? "length" : "margin" };
+}
+
+const SEEN_WINDOW = 65_536;
+
+export function pairs(opts: PairsOptions = {}): FlowOperator & { readonly counts: PairsCounts } {
+  const name = opts.name ?? "pairs";
+  const minMargin = opts.minMargin ?? 2;
+  const maxPerImage = opts.maxPairsPerImage ?? 2;
+  const maxRatio = opts.maxLengthRatio ?? 1.5;
+  const strategy = opts.strategy ?? "best-vs-worst";
+  if (!(minMargin >= 0)) throw new Error(`${name}: minMargin must be >= 0, got ${minMargin}`);
+  if (!Number.isInteger(maxPerImage) || maxPerImage < 1) throw new Error(`${name}: maxPairsPerImage must be a positive integer, got ${maxPerImage}`);
+  if (!(maxRatio >= 1)) throw new Error(`${name}: maxLengthRatio must be >= 1, got ${maxRatio}`);
+  if (strategy !== "best-vs-worst" && strategy !== "all-over-margin") throw new Error(`${name}: unknown strategy "${String(strategy)}"`);
+  const counts: PairsCounts = { groups: 0, pairs: 0, singleCandidate: 0, margin: 0, lengthRatio: 0, capped: 0 };
+  const seen = new Set<string>(); // insertion-ordered: oldest first
+
+  const op = mapBatch(name, (batch, scope) => {
+    const n = batch.numRows;
+    if (n === 0) return null;
+    const col = (c: string) => {
+      const v = batch.getChild(c);
+      if (!v) throw new Error(`pairs needs a '${c}' column (scored schema)`);
+      return v;
+    };
+    const imageId = col("image_id"), prompt = col("prompt"), text = col("text"), score = col("clip_score");
+    // image -> prompt -> candidates, in first-appearance order.
+    const images = new Map<string, Map<string, Cand[]>>();
+    for (let i = 0; i < n; i++) {
+      const s = score.get(i) as number;
+      if (!Number.isFinite(s)) {
+        scope.reject(i, `clip_score is ${s}`);
+        continue;
+      }
+      const img = String(imageId.get(i));
+      let groups = images.get(img);
+      if (!groups) images.set(img, (groups = new Map()));
+      const p = String(prompt.get(i));
+      let g = groups.get(p);
+      if (!g) groups.set(p, (g = []));
+      g.push({ row: i, score: s, words: countWords(String(text.get(i))) });
+    }
+    const out: PairRow[] = [];
+    for (const [img, groups] of images) {
+      const lists: [Cand, Cand][][] = [];
+      for (const [p, cands] of groups) {
+        const key = JSON.stringify([img, p]);
+        if (seen.has(key)) throw new Error(`group (image_id ${JSON.stringify(img)}, prompt ${JSON.stringify(p)}) arrived in two batches; keep an image's candidates in one batch`);
+        seen.add(key);
+        if (seen.size > SEEN_WINDOW) seen.delete(seen.values().next().value as string);
+        counts.groups++;
+        const r = groupPairs(cands, strategy, minMargin, maxRatio);
+        if (r.why === "single") counts.singleCandidate++;
+        else if (r.why === "margin") counts.margin++;
+        else if (r.why === "length") counts.lengthRatio++;
+        lists.push(r.pairs);
+      }
+      // Round-robin over the image's prompt groups up to the per-image cap.
+      let taken = 0;
+      const total = lists.reduce((a, l) => a + l.length, 0);
+      for (let k = 0; taken < maxPerImage && taken < total; k++) {
+        for (const l of lists) {
+          const pr = l[k];
+          if (!pr || taken >= maxPerImage) continue;
+          const [c, r] = pr;
+          out.push({
+            image_id: img,
+            prompt: String(prompt.get(c.row)),
+            chosen: String(text.get(c.row)),
+            rejected: String(text.get(r.row)),
+            chosen_score: c.score,
+            rejected_score: r.score,
+            margin: c.score - r.score,
+          });
+          taken++;
+        }
+      }
+      counts.capped += total - taken;
+      counts.pairs += taken;
+    }
+    return out.length === 0 ? null : buildPairs(out);
+  });
+  return Object.assign(op, { counts });
+}

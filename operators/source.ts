@@ -1,0 +1,94 @@
+/**
+ * `source`: where image rows enter a flow, as `images` batches — the shapes world (rendered on
+ * the fly, deterministic), an Arrow IPC file or stream, Parquet, LLaVA JSONL with its image
+ * folder, or an Arrow IPC stream on stdin.
+ *
+ * `sourceBatches(opts)` is a lazy async iterable: nothing is read or rendered until the
+ * credit-gated `fromSource` pulls the next batch, so a source never runs ahead of its credits.
+ * `source(opts, ctx)` wires it to a flow context: bad rows (a missing image file, a bad JSON
+ * line, a null image) go to the dead-letter file under `onError: skip` and stop the run under
+ * `fail`, and are counted as the source's `deadLettered` rows.
+ *
+ * @example
+ * const ctx = createFlowContext({ maxInFlight: 4, onError: "skip" });
+ * source({ kind: "shapes-world", split: "dpo", count: 64, seed: 1, batchSize: 16 }, ctx)
+ *   .pipe(decode({ preprocess }), consume("sink", (b) => {}))
+ *   .subscribe();
+ */
+import { dirname } from "node:path";
+import type { RecordBatch } from "apache-arrow";
+import type { Observable } from "rxjs";
+import { buildImages } from "../src/arrow/build.ts";
+import type { FlowBatch, FlowContext } from "../src/flow/index.ts";
+import { fromSource } from "../src/flow/index.ts";
+import { readArrowImages, readArrowStream } from "../src/io/arrow-ipc.ts";
+import { failOnBadRow, type BadRowHandler } from "../src/io/image-rows.ts";
+import { readLlavaJsonl } from "../src/io/jsonl.ts";
+import { readParquetImages } from "../src/io/parquet.ts";
+import type { SourceOptions } from "../src/pipeline/schema.ts";
+import { renderScene, sceneExample, type Split } from "../src/world/index.ts";
+
+/** Source options as in pipeline files (src/pipeline/schema.ts), defaults optional here. */
+export type SourceSpec =
+  | { kind: "shapes-world"; split?: Split; count?: number; seed?: number; batchSize?: number; imageSize?: number }
+  | { kind: "arrow"; path: string; count?: number | null; batchSize?: number }
+  | { kind: "parquet"; path: string; count?: number | null; batchSize?: number }
+  | { kind: "jsonl-llava"; path: string; images?: string | null; count?: number | null; batchSize?: number }
+  | { kind: "stdin"; count?: number | null; batchSize?: number; input?: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array> };
+
+/** Shapes-world scenes `0 … count-1` of a split as `images` batches (PNG rendered per pull). */
+async function* shapesWorld(spec: Extract<SourceSpec, { kind: "shapes-world" }>): AsyncGenerator<RecordBatch> {
+  const split = spec.split ?? "dpo";
+  const count = spec.count ?? 1000;
+  const seed = spec.seed ?? 0;
+  const batchSize = spec.batchSize ?? 32;
+  const size = spec.imageSize ?? 64;
+  for (let start = 0; start < count; start += batchSize) {
+    const n = Math.min(batchSize, count - start);
+    const ex = Array.from({ length: n }, (_, i) => sceneExample(split, start + i, { seed }));
+    // Rendering runs in libvips on libuv's pool: the batch's images render concurrently.
+    const pngs = await Promise.all(ex.map((e) => renderScene(e.scene, { size })));
+    yield buildImages(ex.map((e, i) => ({ id: e.id, image: pngs[i]!, prompt: e.prompt, reference: e.reference, meta: e.meta })));
+  }
+}
+
+/**
+ * The batches of a source, lazily. `onBadRow` receives rows that cannot be used (default: throw).
+ * @example for await (const b of sourceBatches({ kind: "parquet", path: "x.parquet" })) …
+ */
+export function sourceBatches(spec: SourceSpec | SourceOptions, onBadRow: BadRowHandler = failOnBadRow): AsyncIterable<RecordBatch> {
+  switch (spec.kind) {
+    case "shapes-world":
+      return shapesWorld(spec);
+    case "arrow":
+      return readArrowImages(spec.path, { batchSize: spec.batchSize, count: spec.count, onBadRow });
+    case "parquet":
+      return readParquetImages(spec.path, { batchSize: spec.batchSize, count: spec.count, onBadRow });
+    case "jsonl-llava": {
+      return readLlavaJsonl(spec.path, spec.images ?? dirname(spec.path), { batchSize: spec.batchSize, count: spec.count, onBadRow });
+    }
+    case "stdin": {
+      const s = spec as Extract<SourceSpec, { kind: "stdin" }>;
+      return readArrowStream(s.input, { batchSize: s.batchSize, count: s.count, onBadRow });
+    }
+  }
+}
+
+/**
+ * The bad-row hook of a flow's source: dead-letter (skip) or throw (fail), counted in the
+ * stage's metrics so `rowsIn = rowsOut + deadLettered` holds for the source too.
+ */
+export function sourceBadRows(ctx: FlowContext, name = "source"): BadRowHandler {
+  return (id, reason) => {
+    if (ctx.onError === "fail") throw new Error(reason);
+    ctx.deadLetter.add(id, name, reason);
+    const m = ctx.metrics(name);
+    m.rowsIn++;
+    m.deadLettered++;
+  };
+}
+
+/** A credit-gated source observable of `images` FlowBatches. */
+export function source(spec: SourceSpec | SourceOptions, ctx: FlowContext, name = "source"): Observable<FlowBatch> {
+  return fromSource(sourceBatches(spec, sourceBadRows(ctx, name)), ctx, name);
+}

@@ -1,0 +1,191 @@
+/**
+ * Parquet in and out (hyparquet / hyparquet-writer). Reading `images` rows a row range at a
+ * time (only the needed column chunks are fetched); writing buffered row groups through an
+ * atomic temp file, with explicit (possibly nested) Parquet schemas.
+ *
+ * @example
+ * for await (const b of readParquetImages("data/images.parquet", { batchSize: 32 })) …
+ * const w = new ParquetBatchWriter("out/pairs.parquet", plainParquetSchema(pairsSchema), (b) => columnsOf(b));
+ */
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, type SchemaElement } from "hyparquet";
+import { ByteWriter, ParquetWriter } from "hyparquet-writer";
+import { DataType, type RecordBatch, type Schema } from "apache-arrow";
+import { buildImages } from "../arrow/build.ts";
+import type { ImageRow } from "../arrow/schemas.ts";
+import type { BatchWriter } from "./arrow-ipc.ts";
+import { AtomicFile } from "./atomic-file.ts";
+import { failOnBadRow, type ReaderOptions } from "./image-rows.ts";
+
+const asString = (v: unknown): string | null => (typeof v === "string" ? v : v instanceof Uint8Array ? new TextDecoder().decode(v) : null);
+
+/** `images` batches from a Parquet file with columns id, image (binary), prompt, reference?, meta?. */
+export async function* readParquetImages(path: string, opts: ReaderOptions = {}): AsyncGenerator<RecordBatch> {
+  const batchSize = opts.batchSize ?? 32;
+  const onBad = opts.onBadRow ?? failOnBadRow;
+  let file;
+  let meta;
+  try {
+    file = await asyncBufferFromFile(path);
+    meta = await parquetMetadataAsync(file);
+  } catch (e) {
+    throw new Error(`${path}: not a readable Parquet file (${(e as Error).message.split("\n")[0]})`);
+  }
+  const names = new Set(meta.schema.slice(1).map((s) => s.name));
+  for (const c of ["id", "image", "prompt"]) if (!names.has(c)) throw new Error(`${path}: missing column '${c}' (has ${[...names].join(", ")})`);
+  const columns = ["id", "image", "prompt", ...["reference", "meta"].filter((c) => names.has(c))];
+  const total = Math.min(Number(meta.num_rows), opts.count ?? Infinity);
+  for (let start = 0; start < total; start += batchSize) {
+    const end = Math.min(total, start + batchSize);
+    const objs = (await parquetReadObjects({ file, metadata: meta, columns, rowStart: start, rowEnd: end, utf8: false })) as Record<string, unknown>[];
+    const rows: ImageRow[] = [];
+    objs.forEach((o, i) => {
+      const id = asString(o.id);
+      const image = o.image instanceof Uint8Array ? o.image : null;
+      const prompt = asString(o.prompt);
+      const at = `${path}#${start + i}`;
+      if (!id) return onBad(at, `${at}: id is null`);
+      if (!image || image.byteLength === 0) return onBad(id, `${at}: image is ${image ? "empty" : "null or not binary"}`);
+      if (prompt === null) return onBad(id, `${at}: prompt is null`);
+      rows.push({ id, image, prompt, reference: asString(o.reference), meta: asString(o.meta) });
+    });
+    if (rows.length > 0) yield buildImages(rows);
+  }
+}
+
+/** A flat Parquet schema for an Arrow schema of scalar columns (+ List<Float32>). */
+export function plainParquetSchema(schema: Schema): SchemaElement[] {
+  const out: SchemaElement[] = [{ name: "root", num_children: schema.fields.length }];
+  for (const f of schema.fields) {
+    const t = f.type as DataType;
+    const rep = f.nullable ? "OPTIONAL" : "REQUIRED";
+    if (DataType.isUtf8(t)) out.push({ name: f.name, repetition_type: rep, type: "BYTE_ARRAY", converted_type: "UTF8" });
+    else if (DataType.isBinary(t)) out.push({ name: f.name, repetition_type: rep, type: "BYTE_ARRAY" });
+    else if (DataType.isFloat(t) && t.precision === 1) out.push({ name: f.name, repetition_type: rep, type: "FLOAT" });
+    else if (DataType.isFloat(t) && t.precision === 2) out.push({ name: f.name, repetition_type: rep, type: "DOUBLE" });
+    else if (DataType.isInt(t) && t.bitWidth === 32) out.push({ name: f.name, repetition_type: rep, type: "INT32" });
+    else if ((DataType.isList(t) || DataType.isFixedSizeList(t)) && DataType.isFloat(t.children[0]!.type)) {
+      out.push(
+        { name: f.name, repetition_type: rep, num_children: 1, converted_type: "LIST" },
+        { name: "list", repetition_type: "REPEATED", num_children: 1 },
+        { name: "element", repetition_type: "REQUIRED", type: "FLOAT" },
+      );
+    } else throw new Error(`parquet: column '${f.name}' of type ${t} is not supported by the plain layout`);
+  }
+  return out;
+}
+
+/** The columns of a batch as plain JS arrays in the shape hyparquet-writer takes. */
+export function plainColumns(batch: RecordBatch): Record<string, unknown[]> {
+  const out: Record<string, unknown[]> = {};
+  batch.schema.fields.forEach((f, j) => {
+    const v = batch.getChildAt(j)!;
+    const t = f.type as DataType;
+    const col = new Array<unknown>(batch.numRows);
+    for (let i = 0; i < batch.numRows; i++) {
+      const x = v.get(i) as unknown;
+      col[i] = x != null && (DataType.isList(t) || DataType.isFixedSizeList(t)) ? Array.from((x as { toArray(): Float32Array }).toArray()) : x;
+    }
+    out[f.name] = col;
+  });
+  return out;
+}
+
+/** A ByteWriter that spills to an AtomicFile every ~1 MB instead of growing one buffer. */
+class SpillWriter extends ByteWriter {
+  constructor(private readonly file: AtomicFile) {
+    super();
+  }
+  private spill(): void {
+    if (this.index > 0) this.file.write(new Uint8Array(this.buffer, 0, this.index).slice());
+    this.index = 0;
+  }
+  override ensure(size: number): void {
+    if (this.index > 1 << 20) this.spill();
+    super.ensure(size);
+  }
+  override finish(): void {
+    this.spill();
+  }
+}
+
+/**
+ * Parquet output through row groups of `rowGroupRows` (buffered), committed atomically.
+ * `toColumns` turns a batch into column arrays named as in `schema`'s top level.
+ */
+export class ParquetBatchWriter implements BatchWriter {
+  private readonly file: AtomicFile;
+  private readonly writer: ParquetWriter;
+  private readonly names: string[];
+  private buf: Record<string, unknown[]>;
+  private buffered = 0;
+  rows = 0;
+
+  constructor(
+    readonly path: string,
+    schema: SchemaElement[],
+    private readonly toColumns: (batch: RecordBatch) => Record<string, unknown[]>,
+    private readonly rowGroupRows = 1024,
+  ) {
+    this.file = new AtomicFile(path);
+    this.writer = new ParquetWriter({ writer: new SpillWriter(this.file), schema: schema as never, createdBy: "clipflow" });
+    this.names = topLevelNames(schema);
+    this.buf = this.empty();
+  }
+
+  private empty(): Record<string, unknown[]> {
+    return Object.fromEntries(this.names.map((n) => [n, []]));
+  }
+
+  write(batch: RecordBatch): void {
+    this.writeColumns(this.toColumns(batch), batch.numRows);
+  }
+
+  /** Append `rows` rows given as column arrays named like the schema's top level. */
+  writeColumns(cols: Record<string, readonly unknown[]>, rows: number): void {
+    if (!this.file.open) throw new Error(`${this.path}: write after close`);
+    for (const n of this.names) {
+      const c = cols[n];
+      if (!c || c.length !== rows) throw new Error(`${this.path}: column '${n}' missing or of the wrong length`);
+      for (const v of c) this.buf[n]!.push(v);
+    }
+    this.buffered += rows;
+    this.rows += rows;
+    if (this.buffered >= this.rowGroupRows) this.flushGroup();
+  }
+
+  private flushGroup(): void {
+    if (this.buffered === 0) return;
+    const columnData = this.names.map((name) => ({ name, data: this.buf[name]! }));
+    void this.writer.write({ columnData: columnData as never, rowGroupSize: this.buffered });
+    this.buf = this.empty();
+    this.buffered = 0;
+  }
+
+  commit(): void {
+    if (!this.file.open) return;
+    this.flushGroup();
+    this.writer.finish();
+    this.file.commit();
+  }
+
+  abort(): void {
+    this.file.abort();
+  }
+}
+
+/** Names of the root's direct children in a flattened Parquet schema. */
+function topLevelNames(schema: SchemaElement[]): string[] {
+  const names: string[] = [];
+  let i = 1;
+  const skip = (k: number): number => {
+    const n = schema[k]!.num_children ?? 0;
+    let j = k + 1;
+    for (let c = 0; c < n; c++) j = skip(j);
+    return j;
+  };
+  while (i < schema.length) {
+    names.push(schema[i]!.name);
+    i = skip(i);
+  }
+  return names;
+}
