@@ -8,9 +8,11 @@ import type { SchedulerLike, Subscription } from "rxjs";
 import type { Device } from "../graph/runtime.ts";
 import { BatchedModel, resolveOptions, SchedulerError, type BatchOptions, type ModelSpec } from "./batched-model.ts";
 import { preciseAsyncScheduler } from "./clock.ts";
+import { Decoder, type DecoderOptions } from "./decoder.ts";
 import { pickWork, type Executor, type WorkSource } from "./executor.ts";
 import type { ModelStats } from "./metrics.ts";
 import { WorkerHost, type ModelHost } from "./model-host.ts";
+import type { LvlmModel } from "../models/lvlm-model.ts";
 
 // The scheduler's public surface, importable from this one file.
 export { BatchedModel, SchedulerError, abortError } from "./batched-model.ts";
@@ -19,6 +21,8 @@ export type { InputBatching, OutputBatching } from "./batch-tensors.ts";
 export type { Executor, ReadyWork, WorkSource } from "./executor.ts";
 export type { ModelStats, StreamStats } from "./metrics.ts";
 export { WorkerHost } from "./model-host.ts";
+export { Decoder } from "./decoder.ts";
+export type { DecodeOptions, DecodeRequest, DecoderOptions, DecoderStats, FinishedSequence } from "./decoder.ts";
 export type { ModelHost, SessionInfo } from "./model-host.ts";
 export { preciseAsyncScheduler } from "./clock.ts";
 
@@ -86,6 +90,15 @@ export class Scheduler {
     this.models.set(name, m);
     m.load(this.executorsFor(o.device, o.replicas));
     return m;
+  }
+
+  /**
+   * A continuous-batching decoder for an LVLM (decoder.ts): its prefill and decode graphs load
+   * on `replicas` executors of its device, its vision model registers as `{name}.vision`.
+   */
+  decoder(name: string, lvlm: LvlmModel, opts: DecoderOptions = {}): Decoder {
+    if (this.closed) throw new SchedulerError(`cannot create decoder '${name}': scheduler is closed`);
+    return new Decoder(this, name, lvlm, { ...opts, device: opts.device ?? this.devices[0]! });
   }
 
   /**

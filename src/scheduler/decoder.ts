@@ -1,0 +1,756 @@
+/**
+ * Continuous (iteration-level) batching of LVLM generation, as a work source of the Scheduler.
+ *
+ * A decoder owns `replicas` lanes; a lane is one running batch with its own KV pool
+ * (kv-pool.ts, the layout and the copy costs are documented there). Whenever a lane is idle and
+ * an executor is free, the scheduler lets it do one thing, in one worker call:
+ *
+ * - prefill: prompts waiting in the fair queue (round-robin over streams) run through the
+ *   prefill graph together, once per prompt however many samples it asks for; each sample then
+ *   copies its prompt's K/V rows into a free row of the lane and draws its first token;
+ * - decode: one step for every running sequence of the lane; finished sequences (stop token,
+ *   max new tokens, last position) leave at once and the rows compact.
+ *
+ * New prompts join a running batch whenever it has `minJoin` free rows (continuous), or only
+ * once it has drained (`batching: "static"`, the baseline of bench/scheduler.ts).
+ *
+ * Memory bound: each admitted sample reserves min(maxPositions, image tokens + prompt +
+ * maxNewTokens) KV slots until it leaves; the sum of reservations over all lanes never exceeds
+ * `maxTokensInFlight`. Samples that do not fit wait (admission waits, never rejects); samples of
+ * an already prefilled prompt go first. Submissions beyond `maxQueue` waiting samples await
+ * admission to the queue (backpressure).
+ *
+ * Sampling reproduces src/models/generate.ts exactly: sample i of a request seeded s draws from
+ * sampleRng(s, i), one uniform per token, from its own logits; logp is Σ log p under the model
+ * itself (temperature 1, no top-k/top-p), as in the reference.
+ *
+ * Both graphs run in the model-host worker: `{name}.prefill` (image features + prompt) and
+ * `{name}.decode`, with weights baked from the LVLM's store when the decoder is created.
+ * Image features come from `{name}.vision`, a dynamically batched model on the same
+ * executors; requests may pass `pixels` (the decoder runs the vision model) or `features`.
+ */
+import type { Device, TensorValue } from "../graph/runtime.ts";
+import type { Sample } from "../models/generate.ts";
+import { imageTokens, maxTextTokens } from "../models/lvlm-config.ts";
+import type { LvlmModel } from "../models/lvlm-model.ts";
+import { LVLM_IO, lvlmDecodeGraph, lvlmPrefillGraph, lvlmVisionGraph } from "../models/lvlm.ts";
+import { sampleRng, sampleToken, tokenLogProb, type SamplingOptions } from "../models/sampling.ts";
+import { padIds } from "../models/text-batch.ts";
+import type { Rng } from "../util/rng.ts";
+import { abortError, SchedulerError, type BatchedModel } from "./batched-model.ts";
+import type { Executor, ReadyWork, WorkSource } from "./executor.ts";
+import { FairQueue, type QueueItem } from "./fair-queue.ts";
+import { KvPool, type KvShape } from "./kv-pool.ts";
+
+/** The scheduler surface a decoder needs (Scheduler implements it). */
+export interface DecoderHost {
+  now(): number;
+  pump(): void;
+  register(name: string, spec: { model: Uint8Array }, opts: { maxBatch: number; maxDelayMs: number; priority: number; replicas: number; intraOpThreads: number; device: Device }): BatchedModel;
+  addSource(source: WorkSource, device: Device, replicas: number, load: (executors: Executor[]) => void): void;
+}
+
+export interface DecoderOptions {
+  /** Most sequences in one decode step, per replica (default 32). */
+  maxBatch?: number;
+  /** KV slots reserved by admitted samples, summed over replicas (default 8192). */
+  maxTokensInFlight?: number;
+  /** Samples queued for prefill; beyond it submissions await admission (default 4 × maxBatch). */
+  maxQueue?: number;
+  /** Higher runs first when sources compete for an executor (default 0). */
+  priority?: number;
+  /** Replicas = running batches, one executor each at a time (default 1). */
+  replicas?: number;
+  /** ORT intra-op threads per replica (default 1). */
+  intraOpThreads?: number;
+  /** Device of the replicas (Scheduler.decoder: the scheduler's first device; else cpu). */
+  device?: Device;
+  /** Free rows a running batch needs before new prompts are prefilled into it (default maxBatch / 8). */
+  minJoin?: number;
+  /** `continuous` (default), or `static`: a batch takes new prompts only once it has drained. */
+  batching?: "continuous" | "static";
+  /** Batching of the `{name}.vision` model (defaults: maxBatch 32, maxDelayMs 2). */
+  vision?: { maxBatch?: number; maxDelayMs?: number };
+}
+
+/** One prompt to answer: its image (features [Np, Dv] or pixels [3, S, S]) and prompt. */
+export interface DecodeRequest {
+  prompt: string | readonly number[];
+  features?: Float32Array;
+  pixels?: Float32Array;
+  /** Samples, sharing one prefill (default: the call's n, else 1). */
+  n?: number;
+  /** Seed; sample i draws from sampleRng(seed, i) (default: the call's seed, else 0). */
+  seed?: number;
+}
+
+/** Sampling and submission options (the reference's GenerateOptions plus stream and signal). */
+export interface DecodeOptions extends SamplingOptions {
+  /** Most tokens generated per sample (the stop token counts). */
+  maxNewTokens: number;
+  n?: number;
+  seed?: number;
+  /** Token that ends a sample (default: the model's eos); null = never stop early. */
+  stopToken?: number | null;
+  /** Submitting stream, for fair service (default "default"). */
+  stream?: string;
+  /** Aborting drops the request wherever it is (queued or running); it rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+/** A finished sequence from `generate`: the sample, its request (input order) and sample index. */
+export interface FinishedSequence extends Sample {
+  request: number;
+  sample: number;
+}
+
+/** Counters for tests, the bench and the run report. */
+export interface DecoderStats {
+  prefillCalls: number;
+  /** Prompts prefilled (each once, whatever its n). */
+  prefillPrompts: number;
+  decodeSteps: number;
+  /** Σ batch size over decode steps. */
+  decodeRows: number;
+  /** Tokens sampled (prefill first tokens included). */
+  tokens: number;
+  finished: number;
+  /** Samples that joined a batch which had already stepped (joined mid-run). */
+  joinedRunning: number;
+  /** KV slots reserved now / at most so far. */
+  reservedTokens: number;
+  peakReservedTokens: number;
+  /** KV slots actually filled by running sequences now / at most so far (≤ reserved). */
+  liveTokens: number;
+  peakLiveTokens: number;
+  /** Running sequences now / at most so far. */
+  running: number;
+  peakRunning: number;
+  /** Samples queued for prefill / prefilled but waiting for a row. */
+  queuedSamples: number;
+  pendingSamples: number;
+  /** Floats copied into or within the KV pools (joins and compaction). */
+  kvCopiedFloats: number;
+  kvBytes: number;
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (v: T) => void;
+  reject: (e: unknown) => void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
+interface Prefilled {
+  /** Next-token logits of this prompt [V] (a view of the prefill output). */
+  logits: Float32Array;
+  present: Record<string, TensorValue>;
+  srcRow: number;
+  srcSlots: number;
+  /** Image tokens + prompt tokens. */
+  length: number;
+}
+
+class Req implements QueueItem {
+  readonly bucket = "";
+  enqueuedAt = Number.NaN;
+  readonly samples: (Sample | undefined)[];
+  remaining: number;
+  /** Next sample index to start. */
+  nextSample = 0;
+  prefilled: Prefilled | undefined;
+  settled = false;
+  readonly live = new Set<Seq>();
+  readonly admitted = deferred<void>();
+  readonly done = deferred<Sample[]>();
+  detach: () => void = () => {};
+
+  constructor(
+    readonly stream: string,
+    readonly rows: number,
+    readonly priority: number,
+    readonly ids: number[],
+    readonly features: Float32Array,
+    readonly sampling: SamplingOptions,
+    readonly maxNewTokens: number,
+    readonly stop: number | null,
+    readonly seed: number,
+    /** KV slots each sample reserves. */
+    readonly reserve: number,
+    readonly onSample: ((index: number, s: Sample) => void) | undefined,
+  ) {
+    this.samples = new Array<Sample | undefined>(rows);
+    this.remaining = rows;
+  }
+}
+
+interface Seq {
+  readonly req: Req;
+  readonly index: number;
+  readonly rng: Rng;
+  readonly tokens: number[];
+  logp: number;
+  /** Tokens in the cache = the position the last token is fed at. */
+  length: number;
+}
+
+interface Lane {
+  readonly pool: KvPool;
+  /** Running sequences; index = KV row. */
+  readonly seqs: Seq[];
+  running: boolean;
+  /** Static batching: the batch has not stepped yet since it was last empty. */
+  forming: boolean;
+  since: number;
+}
+
+/**
+ * @example
+ * const gen = s.decoder("policy", lvlm, { maxBatch: 64, maxTokensInFlight: 8192 });
+ * const samples = await gen.run({ pixels, prompt: "Describe the image." }, { n: 8, maxNewTokens: 32, temperature: 1, topP: 0.95 });
+ * for await (const seq of gen.generate(requests, { maxNewTokens: 32, seed: 1 })) console.log(seq.request, seq.sample, seq.text);
+ */
+export class Decoder implements WorkSource {
+  /** The LVLM's vision features model, `{name}.vision` (pixel_values -> image_features). */
+  readonly vision: BatchedModel;
+  /** Resolves once the prefill and decode graphs are loaded on every replica. */
+  readonly ready: Promise<void>;
+  private readonly readyD = deferred<void>();
+  readonly options: Required<Omit<DecoderOptions, "vision">>;
+  private readonly lanes: Lane[] = [];
+  private readonly queue: FairQueue<Req>;
+  /** Prefilled requests with samples still to start, oldest first. */
+  private readonly pending: Req[] = [];
+  private readonly loadedOn = new Set<Executor>();
+  private readonly shape: KvShape;
+  private readonly np: number;
+  private readonly featureFloats: number;
+  private reserved = 0;
+  private failure: Error | undefined;
+  private closed = false;
+  private readonly counters = {
+    prefillCalls: 0,
+    prefillPrompts: 0,
+    decodeSteps: 0,
+    decodeRows: 0,
+    tokens: 0,
+    finished: 0,
+    joinedRunning: 0,
+    peakReservedTokens: 0,
+    peakLiveTokens: 0,
+    peakRunning: 0,
+  };
+
+  constructor(
+    private readonly host: DecoderHost,
+    readonly name: string,
+    readonly lvlm: LvlmModel,
+    opts: DecoderOptions = {},
+  ) {
+    const maxBatch = opts.maxBatch ?? 32;
+    this.options = {
+      maxBatch,
+      maxTokensInFlight: opts.maxTokensInFlight ?? 8192,
+      maxQueue: opts.maxQueue ?? 4 * maxBatch,
+      priority: opts.priority ?? 0,
+      replicas: opts.replicas ?? 1,
+      intraOpThreads: opts.intraOpThreads ?? 1,
+      device: opts.device ?? "cpu",
+      minJoin: opts.minJoin ?? Math.max(1, Math.floor(maxBatch / 8)),
+      batching: opts.batching ?? "continuous",
+    };
+    const o = this.options;
+    const bad = (what: string) => new SchedulerError(`decoder '${name}': ${what}`);
+    const posInt = (k: keyof typeof o) => {
+      const v = o[k] as number;
+      if (!Number.isInteger(v) || v < 1) throw bad(`${k} must be an integer >= 1 (got ${v})`);
+    };
+    (["maxBatch", "maxTokensInFlight", "maxQueue", "replicas", "intraOpThreads", "minJoin"] as const).forEach(posInt);
+    if (!Number.isFinite(o.priority)) throw bad(`priority must be a finite number (got ${o.priority})`);
+    if (o.batching !== "continuous" && o.batching !== "static") throw bad(`batching must be "continuous" or "static" (got ${String(o.batching)})`);
+    const cfg = lvlm.cfg;
+    this.np = imageTokens(cfg);
+    this.featureFloats = this.np * cfg.vision.width;
+    this.shape = { layers: cfg.lm.layers, heads: cfg.lm.heads, headDim: cfg.lm.width / cfg.lm.heads, capacity: cfg.lm.maxPositions };
+    this.queue = new FairQueue<Req>(o.maxQueue);
+    for (let i = 0; i < o.replicas; i++) {
+      this.lanes.push({ pool: new KvPool(this.shape, o.maxBatch), seqs: [], running: false, forming: true, since: host.now() });
+    }
+    this.ready = this.readyD.promise;
+
+    // Weights are baked now: the decoder generates from a snapshot of the policy.
+    const bake = (g: ReturnType<typeof lvlmPrefillGraph>) => g.graph.toOnnx({ outputs: g.outputs, bake: lvlm.store }).bytes;
+    const prefill = bake(lvlmPrefillGraph(cfg, "features"));
+    const decode = bake(lvlmDecodeGraph(cfg));
+    const vision = bake(lvlmVisionGraph(cfg));
+    this.vision = host.register(`${name}.vision`, { model: vision }, {
+      maxBatch: opts.vision?.maxBatch ?? 32,
+      maxDelayMs: opts.vision?.maxDelayMs ?? 2,
+      priority: o.priority,
+      replicas: o.replicas,
+      intraOpThreads: o.intraOpThreads,
+      device: o.device,
+    });
+    host.addSource(this, o.device, o.replicas, (executors) => {
+      const sessionOpts = { intraOpThreads: o.intraOpThreads };
+      Promise.all(
+        executors.map(async (ex) => {
+          await ex.host.load(this.prefillSession, prefill, sessionOpts);
+          await ex.host.load(this.decodeSession, decode, sessionOpts);
+          this.loadedOn.add(ex);
+          this.host.pump();
+        }),
+      ).then(
+        () => this.readyD.resolve(),
+        (e: unknown) => {
+          this.failure = bad((e as Error).message ?? String(e));
+          this.readyD.reject(this.failure);
+          this.failAll(this.failure);
+        },
+      );
+    });
+  }
+
+  private get prefillSession(): string {
+    return `${this.name}.prefill`;
+  }
+  private get decodeSession(): string {
+    return `${this.name}.decode`;
+  }
+
+  /** Generate the samples of one request; resolves with all of them (sample order). */
+  async run(request: DecodeRequest, opts: DecodeOptions): Promise<Sample[]> {
+    const t = await this.enqueue(request, opts);
+    return t.result;
+  }
+
+  /**
+   * Submit one request; resolves once it is admitted to the queue (backpressure) with its
+   * `result`. `onSample` sees each sample as it finishes.
+   */
+  async enqueue(request: DecodeRequest, opts: DecodeOptions, onSample?: (index: number, s: Sample) => void): Promise<{ result: Promise<Sample[]> }> {
+    const stream = opts.stream ?? "default";
+    const where = `decoder '${this.name}'`;
+    if (this.closed) throw new SchedulerError(`${where}: scheduler is closed`);
+    if (this.failure) throw this.failure;
+    if (opts.signal?.aborted) throw abortError(`${where}: stream '${stream}' aborted before submitting`);
+    const r = this.describe(request, opts);
+    let features = request.features;
+    if (!features) {
+      const px = request.pixels!;
+      const s = this.lvlm.cfg.vision.imageSize;
+      const out = await this.vision.run({ [LVLM_IO.pixelValues]: { dtype: "float32", dims: [1, 3, s, s], data: px } }, { stream, ...(opts.signal ? { signal: opts.signal } : {}) });
+      features = out[LVLM_IO.imageFeatures]!.data as Float32Array;
+      if (this.closed) throw new SchedulerError(`${where}: scheduler is closed`);
+      if (opts.signal?.aborted) throw abortError(`${where}: stream '${stream}' aborted`);
+    }
+    const req = new Req(stream, r.n, this.options.priority, r.ids, features, r.sampling, opts.maxNewTokens, r.stop, r.seed, r.reserve, onSample);
+    if (r.n > this.options.maxQueue) throw new SchedulerError(`${where}: a request of ${r.n} samples can never fit maxQueue ${this.options.maxQueue}`);
+    const signal = opts.signal;
+    if (signal) {
+      const onAbort = () => this.cancel(req, abortError(`${where}: stream '${stream}' aborted`));
+      signal.addEventListener("abort", onAbort, { once: true });
+      req.detach = () => signal.removeEventListener("abort", onAbort);
+    }
+    if (this.queue.offer(req, this.host.now(), () => req.admitted.resolve())) req.admitted.resolve();
+    this.host.pump();
+    await req.admitted.promise;
+    return { result: req.done.promise };
+  }
+
+  /**
+   * Generate for a stream of requests; yields each sequence as soon as it finishes (any order).
+   * Pulls the next request only once the previous one was admitted to the queue. Breaking out
+   * of the loop cancels what is still running.
+   */
+  async *generate(requests: Iterable<DecodeRequest> | AsyncIterable<DecodeRequest>, opts: DecodeOptions): AsyncGenerator<FinishedSequence> {
+    const ac = new AbortController();
+    const outer = opts.signal;
+    const onOuter = () => ac.abort(outer?.reason);
+    if (outer?.aborted) ac.abort(outer.reason);
+    else outer?.addEventListener("abort", onOuter, { once: true });
+    const ready: FinishedSequence[] = [];
+    let wake: (() => void) | undefined;
+    const notify = () => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    let error: unknown;
+    let outstanding = 0;
+    let feeding = true;
+    const feed = async () => {
+      let i = 0;
+      for await (const r of requests) {
+        if (ac.signal.aborted) break;
+        const request = i++;
+        outstanding++;
+        const t = await this.enqueue(r, { ...opts, signal: ac.signal }, (sample, s) => {
+          ready.push({ ...s, request, sample });
+          notify();
+        });
+        t.result.then(
+          () => {
+            outstanding--;
+            notify();
+          },
+          (e: unknown) => {
+            outstanding--;
+            error ??= e;
+            notify();
+          },
+        );
+      }
+    };
+    feed().then(
+      () => {
+        feeding = false;
+        notify();
+      },
+      (e: unknown) => {
+        feeding = false;
+        error ??= e;
+        notify();
+      },
+    );
+    try {
+      for (;;) {
+        const next = ready.shift();
+        if (next) {
+          yield next;
+          continue;
+        }
+        if (error !== undefined) throw error;
+        if (!feeding && outstanding === 0) return;
+        await new Promise<void>((res) => (wake = res));
+      }
+    } finally {
+      outer?.removeEventListener("abort", onOuter);
+      ac.abort();
+    }
+  }
+
+  stats(): DecoderStats {
+    let live = 0;
+    let running = 0;
+    for (const l of this.lanes) {
+      running += l.seqs.length;
+      for (const s of l.seqs) live += s.length;
+    }
+    let pendingSamples = 0;
+    for (const r of this.pending) pendingSamples += r.rows - r.nextSample;
+    return {
+      ...this.counters,
+      reservedTokens: this.reserved,
+      liveTokens: live,
+      running,
+      queuedSamples: this.queue.queuedRows,
+      pendingSamples,
+      kvCopiedFloats: this.lanes.reduce((a, l) => a + l.pool.copiedFloats, 0),
+      kvBytes: this.lanes.reduce((a, l) => a + l.pool.bytes, 0),
+    };
+  }
+
+  // ---- WorkSource ----
+
+  servesOn(executor: Executor): boolean {
+    return this.loadedOn.has(executor);
+  }
+
+  readyWork(now: number): ReadyWork | undefined {
+    if (this.closed) return undefined;
+    let since = Number.POSITIVE_INFINITY;
+    for (const lane of this.lanes) if (!lane.running && this.plan(lane) && lane.since < since) since = lane.since;
+    if (since === Number.POSITIVE_INFINITY) return undefined;
+    const q = this.queue.oldestEnqueuedAt();
+    return { priority: this.options.priority, since: Math.min(since, q ?? now, now) };
+  }
+
+  nextDeadline(): number | undefined {
+    return undefined; // work is ready at once or waits for an event, never for a timeout
+  }
+
+  async dispatch(executor: Executor, _now: number): Promise<void> {
+    const lane = this.lanes.find((l) => !l.running && this.plan(l) !== undefined);
+    if (!lane) return;
+    lane.running = true;
+    try {
+      this.joinPending(lane);
+      if (this.canPrefill(lane)) await this.prefill(lane, executor);
+      else if (lane.seqs.length > 0) await this.step(lane, executor);
+    } catch (e) {
+      const err = e instanceof Error ? e : new Error(String(e));
+      const failed = err.message.includes(`'${this.name}`) ? err : new SchedulerError(`decoder '${this.name}': ${err.message}`);
+      for (const s of [...lane.seqs]) this.settleFailed(s.req, failed);
+    } finally {
+      lane.running = false;
+      this.dropSettled(lane);
+      lane.since = this.host.now();
+    }
+  }
+
+  close(reason: Error): void {
+    this.closed = true;
+    this.failAll(reason);
+  }
+
+  // ---- scheduling ----
+
+  /** What the lane would do if dispatched now. */
+  private plan(lane: Lane): "prefill" | "decode" | undefined {
+    if (this.canPrefill(lane)) return "prefill";
+    if (lane.seqs.length > 0) return "decode";
+    if (this.canJoin(lane) && this.nextPendingFits()) return "decode";
+    return undefined;
+  }
+
+  private canJoin(lane: Lane): boolean {
+    if (lane.seqs.length >= this.options.maxBatch) return false;
+    return this.options.batching === "continuous" || lane.forming;
+  }
+
+  private nextPendingFits(): boolean {
+    const r = this.pending.find((p) => !p.settled);
+    return r !== undefined && this.reserved + r.reserve <= this.options.maxTokensInFlight;
+  }
+
+  private canPrefill(lane: Lane): boolean {
+    if (this.queue.queuedRows === 0 || this.pending.some((p) => !p.settled)) return false;
+    if (!this.canJoin(lane)) return false;
+    const room = this.options.maxBatch - lane.seqs.length;
+    if (lane.seqs.length > 0 && this.options.batching === "continuous" && room < this.options.minJoin) return false;
+    // Room for at least one more sample of the longest kind; requests are checked exactly on joining.
+    const free = this.options.maxTokensInFlight - this.reserved;
+    return free >= Math.min(this.shape.capacity, this.options.maxTokensInFlight);
+  }
+
+  /** Start pending samples in `lane` while it has rows and the token budget allows. */
+  private joinPending(lane: Lane): void {
+    while (this.pending.length > 0 && this.canJoin(lane)) {
+      const req = this.pending[0]!;
+      if (req.settled || req.nextSample >= req.rows) {
+        this.pending.shift();
+        req.prefilled = undefined;
+        continue;
+      }
+      if (this.reserved + req.reserve > this.options.maxTokensInFlight) break;
+      this.start(lane, req, req.nextSample++);
+    }
+  }
+
+  /** Draw a sample's first token from its prompt's prefill logits; give it a row unless done. */
+  private start(lane: Lane, req: Req, index: number): void {
+    const p = req.prefilled!;
+    const seq: Seq = { req, index, rng: sampleRng(req.seed, index), tokens: [], logp: 0, length: p.length };
+    if (this.advance(seq, p.logits)) return;
+    const row = lane.seqs.length;
+    if (row > 0 && !lane.forming) this.counters.joinedRunning++;
+    lane.pool.load(row, p.present, p.srcRow, p.srcSlots, p.length);
+    lane.seqs.push(seq);
+    req.live.add(seq);
+    this.reserved += req.reserve;
+    const c = this.counters;
+    c.peakReservedTokens = Math.max(c.peakReservedTokens, this.reserved);
+    let running = 0;
+    for (const l of this.lanes) running += l.seqs.length;
+    c.peakRunning = Math.max(c.peakRunning, running);
+  }
+
+  /** Sample the next token from `logits` [V]; true (and the sample is delivered) if the sequence is done. */
+  private advance(seq: Seq, logits: Float32Array): boolean {
+    const req = seq.req;
+    const tok = sampleToken(logits, req.sampling, seq.rng);
+    seq.tokens.push(tok);
+    seq.logp += tokenLogProb(logits, tok);
+    this.counters.tokens++;
+    let finish: Sample["finish"] | undefined;
+    if (tok === req.stop) finish = "stop";
+    // feeding `tok` writes it at position `length`; the model has positions up to maxPositions - 1
+    else if (seq.tokens.length >= req.maxNewTokens || seq.length >= this.lvlm.cfg.lm.maxPositions) finish = "length";
+    if (!finish) return false;
+    this.deliver(seq, finish);
+    return true;
+  }
+
+  private deliver(seq: Seq, finish: Sample["finish"]): void {
+    const req = seq.req;
+    if (req.settled) return;
+    const s: Sample = { tokens: seq.tokens, text: this.lvlm.tokenizer.decode(seq.tokens), logp: seq.logp, nTokens: seq.tokens.length, finish };
+    req.samples[seq.index] = s;
+    this.counters.finished++;
+    req.onSample?.(seq.index, s);
+    if (--req.remaining === 0) {
+      req.settled = true;
+      req.detach();
+      req.done.resolve(req.samples as Sample[]);
+    }
+  }
+
+  /** One prefill call for prompts taken fairly from the queue, then their samples join `lane`. */
+  private async prefill(lane: Lane, ex: Executor): Promise<void> {
+    const o = this.options;
+    const room = Math.max(1, o.maxBatch - lane.seqs.length);
+    const reqs = this.queue.take(room).filter((r) => !r.settled);
+    this.queue.admitWaiting(this.host.now());
+    if (reqs.length === 0) return;
+    const R = reqs.length;
+    const feats = new Float32Array(R * this.featureFloats);
+    reqs.forEach((r, i) => feats.set(r.features, i * this.featureFloats));
+    const b = padIds(
+      reqs.map((r) => r.ids),
+      this.lvlm.cfg.padTokenId,
+    );
+    const cfg = this.lvlm.cfg;
+    let out: Record<string, TensorValue>;
+    try {
+      out = await ex.host.run(this.prefillSession, {
+        [LVLM_IO.imageFeatures]: { dtype: "float32", dims: [R, this.np, cfg.vision.width], data: feats },
+        [LVLM_IO.inputIds]: b.ids,
+        [LVLM_IO.attentionMask]: b.mask,
+      });
+    } catch (e) {
+      const err = new SchedulerError(`decoder '${this.name}': prefill failed: ${(e as Error).message}`);
+      for (const r of reqs) this.settleFailed(r, err);
+      return;
+    }
+    this.counters.prefillCalls++;
+    this.counters.prefillPrompts += R;
+    const V = cfg.lm.vocabSize;
+    const logits = out[LVLM_IO.logits]!.data as Float32Array;
+    const srcSlots = out[LVLM_IO.presentKey(0)]!.dims[2]!;
+    reqs.forEach((r, i) => {
+      if (r.settled) return;
+      r.prefilled = { logits: logits.subarray(i * V, (i + 1) * V), present: out, srcRow: i, srcSlots, length: this.np + r.ids.length };
+      this.pending.push(r);
+    });
+    this.joinPending(lane);
+  }
+
+  /** One decode step of every sequence in `lane`; finished ones leave and the rows compact. */
+  private async step(lane: Lane, ex: Executor): Promise<void> {
+    const seqs = lane.seqs;
+    const B = seqs.length;
+    const ids = new BigInt64Array(B);
+    const positions = new BigInt64Array(B);
+    const slots: number[] = new Array<number>(B);
+    seqs.forEach((s, b) => {
+      ids[b] = BigInt(s.tokens[s.tokens.length - 1]!);
+      positions[b] = BigInt(s.length);
+      slots[b] = s.length;
+    });
+    const out = await ex.host.run(this.decodeSession, {
+      [LVLM_IO.inputIds]: { dtype: "int64", dims: [B, 1], data: ids },
+      [LVLM_IO.positions]: { dtype: "int64", dims: [B], data: positions },
+      ...lane.pool.feeds(B),
+    });
+    this.counters.decodeSteps++;
+    this.counters.decodeRows += B;
+    lane.pool.append(out, slots);
+    const V = this.lvlm.cfg.lm.vocabSize;
+    const logits = out[LVLM_IO.logits]!.data as Float32Array;
+    const leaving: number[] = [];
+    let live = 0;
+    seqs.forEach((s, b) => {
+      s.length++;
+      if (s.req.settled || this.advance(s, logits.subarray(b * V, (b + 1) * V))) leaving.push(b);
+      else live += s.length;
+    });
+    for (const l of this.lanes) if (l !== lane) for (const s of l.seqs) live += s.length;
+    this.counters.peakLiveTokens = Math.max(this.counters.peakLiveTokens, live);
+    for (let i = leaving.length - 1; i >= 0; i--) this.leave(lane, leaving[i]!);
+    if (seqs.length === 0) lane.forming = true;
+    else lane.forming = false;
+  }
+
+  /** Remove row `row` of `lane`: the last row moves into it (dense rows). */
+  private leave(lane: Lane, row: number): void {
+    const seqs = lane.seqs;
+    const seq = seqs[row]!;
+    const last = seqs.length - 1;
+    if (row !== last) {
+      const moved = seqs[last]!;
+      lane.pool.move(last, row, moved.length);
+      seqs[row] = moved;
+    }
+    seqs.pop();
+    seq.req.live.delete(seq);
+    this.reserved -= seq.req.reserve;
+    if (seqs.length === 0) lane.forming = true;
+  }
+
+  /** Drop rows of cancelled or failed requests from an idle lane. */
+  private dropSettled(lane: Lane): void {
+    if (lane.running) return;
+    for (let i = lane.seqs.length - 1; i >= 0; i--) if (lane.seqs[i]!.req.settled) this.leave(lane, i);
+  }
+
+  // ---- requests ----
+
+  private describe(request: DecodeRequest, opts: DecodeOptions) {
+    const where = `decoder '${this.name}'`;
+    const cfg = this.lvlm.cfg;
+    if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) throw new SchedulerError(`${where}: maxNewTokens must be a positive integer, got ${opts.maxNewTokens}`);
+    const n = request.n ?? opts.n ?? 1;
+    if (!Number.isInteger(n) || n < 1) throw new SchedulerError(`${where}: n must be a positive integer, got ${n}`);
+    const seed = request.seed ?? opts.seed ?? 0;
+    const t = opts.temperature ?? 1;
+    if (!(t >= 0)) throw new SchedulerError(`${where}: temperature must be >= 0, got ${t}`);
+    const topK = opts.topK ?? 0;
+    if (!Number.isInteger(topK) || topK < 0) throw new SchedulerError(`${where}: topK must be a non-negative integer, got ${topK}`);
+    const topP = opts.topP ?? 1;
+    if (!(topP > 0 && topP <= 1)) throw new SchedulerError(`${where}: topP must be in (0, 1], got ${topP}`);
+    if (request.features) {
+      if (request.features.length !== this.featureFloats) {
+        throw new SchedulerError(`${where}: features have ${request.features.length} floats, expected [${this.np}, ${cfg.vision.width}] = ${this.featureFloats}`);
+      }
+    } else if (request.pixels) {
+      const s = cfg.vision.imageSize;
+      if (request.pixels.length !== 3 * s * s) throw new SchedulerError(`${where}: pixels have ${request.pixels.length} floats, expected [3, ${s}, ${s}]`);
+    } else throw new SchedulerError(`${where}: a request needs features or pixels`);
+    const ids = typeof request.prompt === "string" ? this.lvlm.promptIds(request.prompt) : [...request.prompt];
+    if (ids.length < 1) throw new SchedulerError(`${where}: empty prompt`);
+    if (ids.length >= maxTextTokens(cfg)) throw new SchedulerError(`${where}: prompt of ${ids.length} tokens leaves no room in ${maxTextTokens(cfg)} text positions`);
+    const reserve = Math.min(cfg.lm.maxPositions, this.np + ids.length + opts.maxNewTokens);
+    if (reserve > this.options.maxTokensInFlight) {
+      throw new SchedulerError(`${where}: one sample needs ${reserve} KV slots, more than maxTokensInFlight ${this.options.maxTokensInFlight}`);
+    }
+    const stop = opts.stopToken === undefined ? cfg.eosTokenId : opts.stopToken;
+    const sampling: SamplingOptions = { temperature: t, topK, topP };
+    return { n, seed, ids, reserve, stop, sampling };
+  }
+
+  private cancel(req: Req, err: Error): void {
+    if (req.settled) return;
+    this.settleFailed(req, err);
+    this.host.pump();
+  }
+
+  /** Reject a request and drop it from the queue, the pending list and idle lanes. */
+  private settleFailed(req: Req, err: Error): void {
+    if (req.settled) return;
+    req.settled = true;
+    req.detach();
+    if (this.queue.remove((r) => r === req).length > 0) this.queue.admitWaiting(this.host.now());
+    req.prefilled = undefined;
+    for (const lane of this.lanes) this.dropSettled(lane);
+    req.admitted.reject(err);
+    req.done.reject(err);
+  }
+
+  private failAll(err: Error): void {
+    for (const r of this.queue.remove(() => true)) this.settleFailed(r, err);
+    for (const r of this.pending) this.settleFailed(r, err);
+    this.pending.length = 0;
+    for (const lane of this.lanes) for (const s of [...lane.seqs]) this.settleFailed(s.req, err);
+  }
+}
