@@ -7,55 +7,18 @@
  * const cfg = pretrainClipOptions.parse({ steps: 20, scenes: 64, batchSize: 16 });
  * const { clip, metrics } = await pretrainClip(cfg);
  */
-import { z } from "zod";
+import type { z } from "zod";
 import { applyCaptionNoise, captionDefaultsFor, captionScene, generateScenes, hardNegatives, realiseCaption, type Scene } from "../world/index.ts";
 import { ClipModel, clipConfig, padIds, type ClipConfig } from "../models/index.ts";
 import { Rng } from "../util/rng.ts";
 import { hardNegativeClipLoss } from "./clip-contrastive.ts";
 import { evaluateClip, type ClipMetrics } from "./clip-eval.ts";
-import { optimSchema } from "./options.ts";
+import { pretrainClipOptions } from "./options.ts";
 import { trainLoop, type StepLog } from "./train-loop.ts";
+
+export { pretrainClipOptions };
 import { pixelsOf, renderAll, worldTokenizer } from "./world-data.ts";
 
-const towerSchema = z.strictObject({
-  width: z.number().int().positive(),
-  layers: z.number().int().positive(),
-  heads: z.number().int().positive(),
-  mlp: z.number().int().positive(),
-});
-
-/** Options of the pretrainClip recipe (every default visible). */
-export const pretrainClipOptions = z.strictObject({
-  /** Seed of weight init, batch order, caption and negative choice. */
-  seed: z.number().int().default(1),
-  /** Seed of the shapes world (scene generation). */
-  worldSeed: z.number().int().default(1),
-  /** Training scenes, `clip-pretrain` split indices 0..scenes-1 (rendered once). */
-  scenes: z.number().int().positive().default(8000),
-  /** Distinct clean captions per scene to draw from (caption index 0..n-1). */
-  captionVariants: z.number().int().positive().default(8),
-  batchSize: z.number().int().min(2).default(64),
-  /** Hard negatives per image in a batch (the noise-style added object first, then random other types). */
-  negativesPerImage: z.number().int().nonnegative().default(2),
-  imageSize: z.number().int().positive().default(64),
-  patchSize: z.number().int().positive().default(8),
-  vision: towerSchema.default({ width: 128, layers: 4, heads: 4, mlp: 512 }),
-  text: towerSchema.default({ width: 128, layers: 3, heads: 4, mlp: 512 }),
-  embedDim: z.number().int().positive().default(128),
-  /** Text context (tokens incl. bos/eos); just above the longest world caption. */
-  contextLength: z.number().int().positive().default(48),
-  optim: optimSchema.default({ steps: 600, lr: 1e-3, warmupSteps: 40, minLr: 2e-5, weightDecay: 0.05, maxGradNorm: 1 }),
-  /** ORT intra-op threads of the training step. */
-  threads: z.number().int().positive().default(1),
-  eval: z
-    .strictObject({
-      /** Held-out scenes for every metric (retrieval in groups of `candidates`). */
-      scenes: z.number().int().positive().default(1000),
-      candidates: z.number().int().min(2).default(100),
-    })
-    .default({ scenes: 1000, candidates: 100 }),
-  logEvery: z.number().int().positive().default(20),
-});
 export type PretrainClipOptions = z.output<typeof pretrainClipOptions>;
 
 /** The CLIP config a recipe's options describe (vocabulary from the world tokenizer). */

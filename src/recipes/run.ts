@@ -4,15 +4,16 @@
  * `MODEL_CARD.md` next to the weights.
  */
 import { mkdirSync } from "node:fs";
-import { isAbsolute, join, relative, resolve } from "node:path";
+import { basename, extname, join, relative, resolve } from "node:path";
 import { z } from "zod";
 import { exportClip, exportLvlm } from "../models/index.ts";
 import { clipCard, policyCard } from "./cards.ts";
-import { pretrainClip, pretrainClipOptions, type PretrainClipOptions } from "./pretrain-clip.ts";
-import { sftPolicy, sftPolicyOptions, type SftPolicyOptions } from "./sft-policy.ts";
+import { pretrainClipStageOptions, sftPolicyStageOptions } from "./options.ts";
+import { pretrainClip, type PretrainClipOptions } from "./pretrain-clip.ts";
+import { sftPolicy, type SftPolicyOptions } from "./sft-policy.ts";
 
 /** Recipe stages the runner knows, by name, with their option schemas. */
-export const recipeStages = { pretrainClip: pretrainClipOptions, sftPolicy: sftPolicyOptions } as const;
+export const recipeStages = { pretrainClip: pretrainClipStageOptions, sftPolicy: sftPolicyStageOptions } as const;
 export type RecipeStageName = keyof typeof recipeStages;
 
 export type ParsedRecipe =
@@ -21,6 +22,8 @@ export type ParsedRecipe =
 
 const fileSchema = z.strictObject({
   description: z.string().optional(),
+  /** Output folder the stage's `modelDir` is relative to (itself relative to the file). */
+  out: z.strictObject({ dir: z.string().min(1).optional() }).optional(),
   stages: z.array(z.record(z.string(), z.unknown())).length(1),
 });
 
@@ -31,8 +34,8 @@ function issues(where: string, e: z.ZodError): string {
 
 /**
  * Validate a recipe file's content: `stages` holds exactly one `pretrainClip` or `sftPolicy`
- * entry whose `modelDir` names the output folder; relative paths (`modelDir`, `clip`) resolve
- * against `baseDir`.
+ * entry. Paths follow the pipeline rules: inputs (`clip`) resolve against `baseDir` (the file's
+ * folder), the output `modelDir` against `out.dir` (default `runs/<file name>` under the cwd).
  */
 export function parseRecipe(raw: unknown, where: string, baseDir = "."): ParsedRecipe {
   const f = fileSchema.safeParse(raw);
@@ -43,21 +46,18 @@ export function parseRecipe(raw: unknown, where: string, baseDir = "."): ParsedR
   const name = keys[0]!;
   const at = `${where}: stages[0].${name}`;
   if (name !== "pretrainClip" && name !== "sftPolicy") throw new Error(`${where}: stages[0]: unknown recipe stage '${name}' (known: ${Object.keys(recipeStages).join(", ")})`);
-  const value = entry[name];
-  if (value !== null && value !== undefined && (typeof value !== "object" || Array.isArray(value))) throw new Error(`${at}: expected an options object`);
-  const body = { ...((value ?? {}) as Record<string, unknown>) };
-  const modelDir = body.modelDir;
-  delete body.modelDir;
-  if (typeof modelDir !== "string" || modelDir === "") throw new Error(`${at}.modelDir: expected the output model folder (string)`);
-  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const outDir = f.data.out?.dir !== undefined ? resolve(baseDir, f.data.out.dir) : resolve(`runs/${basename(where, extname(where))}`);
+  const value = entry[name] ?? {};
   if (name === "pretrainClip") {
-    const o = pretrainClipOptions.safeParse(body);
+    const o = pretrainClipStageOptions.safeParse(value);
     if (!o.success) throw new Error(issues(at, o.error));
-    return { name, options: o.data, modelDir: abs(modelDir) };
+    const { modelDir, ...options } = o.data;
+    return { name, options, modelDir: resolve(outDir, modelDir) };
   }
-  const o = sftPolicyOptions.safeParse(body);
+  const o = sftPolicyStageOptions.safeParse(value);
   if (!o.success) throw new Error(issues(at, o.error));
-  return { name, options: { ...o.data, clip: abs(o.data.clip) }, modelDir: abs(modelDir) };
+  const { modelDir, ...options } = o.data;
+  return { name, options: { ...options, clip: resolve(baseDir, options.clip) }, modelDir: resolve(outDir, modelDir) };
 }
 
 export interface RunOptions {

@@ -9,53 +9,17 @@
  * const o = sftPolicyOptions.parse({ clip: "models/shapes-clip", scenes: 32, optim: { ... } });
  * const { policy, metrics } = await sftPolicy(o);
  */
-import { z } from "zod";
+import type { z } from "zod";
 import { captionDefaultsFor, captionScene, generateScenes } from "../world/index.ts";
 import { LvlmModel, loadClipModel, lvlmConfig, lvlmSftGraph, lvlmVisionGraph, padIds, LVLM_IO, type LvlmConfig } from "../models/index.ts";
 import { Rng } from "../util/rng.ts";
 import { evaluatePolicy, type PolicyMetrics } from "./lvlm-eval.ts";
-import { optimSchema } from "./options.ts";
+import { sftPolicyOptions } from "./options.ts";
 import { trainLoop, type StepLog } from "./train-loop.ts";
 import { pixelsOf, renderAll, worldTokenizer, type RenderedScenes } from "./world-data.ts";
 
-/** Options of the sftPolicy recipe (every default visible). */
-export const sftPolicyOptions = z.strictObject({
-  /** Folder of the trained CLIP (src/models layout with model.safetensors) whose vision tower is adopted. */
-  clip: z.string().min(1),
-  seed: z.number().int().default(1),
-  worldSeed: z.number().int().default(1),
-  /** Training scenes: `sft` split indices 0..scenes-1. */
-  scenes: z.number().int().positive().default(6000),
-  /** Distinct captions per scene to draw from (each with its own prompt and noise roll). */
-  captionVariants: z.number().int().positive().default(8),
-  /** Probability that an SFT caption names an absent, co-occurring object (the hallucination source). */
-  noiseProb: z.number().min(0).max(1).default(0.3),
-  /** Probability that an SFT caption gives one real object a wrong colour. */
-  wrongAttributeProb: z.number().min(0).max(1).default(0),
-  lm: z
-    .strictObject({
-      width: z.number().int().positive(),
-      layers: z.number().int().positive(),
-      heads: z.number().int().positive(),
-      mlp: z.number().int().positive(),
-      maxPositions: z.number().int().positive(),
-    })
-    .default({ width: 128, layers: 3, heads: 4, mlp: 512, maxPositions: 128 }),
-  /** Vision blocks before the patch features are read (LLaVA: the penultimate layer). */
-  visionFeatureLayers: z.number().int().positive().optional(),
-  batchSize: z.number().int().positive().default(32),
-  optim: optimSchema.default({ steps: 800, lr: 1e-3, warmupSteps: 40, minLr: 2e-5, weightDecay: 0.05, maxGradNorm: 1 }),
-  threads: z.number().int().positive().default(1),
-  eval: z
-    .strictObject({
-      scenes: z.number().int().positive().default(300),
-      samples: z.number().int().positive().default(4),
-      temperature: z.number().nonnegative().default(1),
-      maxNewTokens: z.number().int().positive().default(56),
-    })
-    .default({ scenes: 300, samples: 4, temperature: 1, maxNewTokens: 56 }),
-  logEvery: z.number().int().positive().default(20),
-});
+export { sftPolicyOptions };
+
 export type SftPolicyOptions = z.output<typeof sftPolicyOptions>;
 
 export interface SftPolicyResult {

@@ -25,7 +25,8 @@ describe("recipe files", () => {
   test("bad files give one line naming the key", () => {
     expect(() => parseRecipe({ stages: [{ pretrainClip: { modelDir: "x", batchsize: 3 } }] }, "f.yaml")).toThrow(/^f\.yaml: stages\[0\]\.pretrainClip: .*batchsize/);
     expect(() => parseRecipe({ stages: [{ train: {} }] }, "f.yaml")).toThrow("unknown recipe stage 'train'");
-    expect(() => parseRecipe({ stages: [{ sftPolicy: { clip: "c" } }] }, "f.yaml")).toThrow("stages[0].sftPolicy.modelDir");
+    expect(parseRecipe({ stages: [{ sftPolicy: { clip: "c" } }] }, "f.yaml", "/base").modelDir).toBe(resolve("runs/f/shapes-lvlm"));
+    expect(parseRecipe({ out: { dir: "o" }, stages: [{ sftPolicy: { clip: "c" } }] }, "f.yaml", "/base").modelDir).toBe("/base/o/shapes-lvlm");
     expect(() => parseRecipe({ stages: [{ sftPolicy: { modelDir: "m", clip: "c", optim: { steps: 0 } } }] }, "f.yaml")).toThrow("optim.steps");
     expect(() => parseRecipe({ stages: [] }, "f.yaml")).toThrow("f.yaml: stages");
     expect(() => parseRecipe({ stage: [] }, "f.yaml")).toThrow("f.yaml:");
