@@ -1,0 +1,145 @@
+/**
+ * `report.html`: one self-contained page (inline CSS, inline SVG, images as `data:` URIs, no
+ * scripts, no external references) so it renders in a browser with no network.
+ *
+ * Sections carry stable ids for tests and links: `#evaluation` (the result table), `#training`
+ * (`#loss-curve`, `#reward-curve`, `#accuracy-curve`), `#samples`, `#eval-examples`, `#stages`,
+ * `#scheduler`, `#config`.
+ *
+ * @example
+ * writeFileSync("report.html", renderReportHtml(report));
+ */
+import type { EvalReport, RunReport, SampleReport, StageReport, TrainingReport } from "./report.ts";
+import { escapeHtml as esc, lineChart } from "./report-svg.ts";
+
+const pct = (v: number): string => (Number.isFinite(v) ? `${(100 * v).toFixed(1)}` : "–");
+const num = (v: number | null | undefined, digits = 2): string => (v === null || v === undefined || !Number.isFinite(v) ? "–" : v.toFixed(digits));
+const int = (v: number): string => (Number.isFinite(v) ? Math.round(v).toLocaleString("en-US") : "–");
+
+/** Only inline images: anything but a base64 data URI of an image is dropped. */
+function img(src: string | null, alt: string): string {
+  if (src === null || !/^data:image\/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=]+$/.test(src)) return `<div class="noimg">no image</div>`;
+  return `<img src="${src}" alt="${esc(alt)}">`;
+}
+
+const STYLE = `
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1100px;padding:0 16px;color:#222}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+table{border-collapse:collapse;margin:6px 0} th,td{border:1px solid #ddd;padding:4px 8px;text-align:right} th{background:#f5f5f5}
+td:first-child,th:first-child{text-align:left} .meta{color:#555;font-size:13px} code,pre{font:12px ui-monospace,Menlo,monospace}
+pre{background:#f7f7f7;padding:8px;overflow:auto;max-height:480px} .status-completed{color:#1a7f37} .status-interrupted,.status-not-implemented{color:#9a6700} .status-failed{color:#cf222e}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:12px} .card{border:1px solid #ddd;border-radius:6px;padding:8px}
+.card img,.noimg{width:128px;height:128px;image-rendering:pixelated;display:block;margin-bottom:6px;background:#eee} .noimg{font-size:11px;color:#888;text-align:center;line-height:128px}
+.chosen{color:#1a7f37} .rejected{color:#cf222e} .score{color:#555;font-size:12px} .charts{display:flex;flex-wrap:wrap;gap:8px} .drops{font-size:12px;color:#555;text-align:left}
+`;
+
+function header(r: RunReport): string {
+  const rows: string[] = [
+    `<div class="meta">pipeline <code>${esc(r.file)}</code>${r.description ? ` — ${esc(r.description)}` : ""}</div>`,
+    `<div class="meta">status <b class="status-${esc(r.status)}" id="status">${esc(r.status)}</b>; started ${esc(r.startedAt)}${r.finishedAt ? `, finished ${esc(r.finishedAt)}` : ""}; total ${num(r.timings.totalMs / 1000, 1)} s (setup ${num(r.timings.setupMs / 1000, 1)} s, flow ${num(r.timings.flowMs / 1000, 1)} s, evaluation ${num(r.timings.evalMs / 1000, 1)} s)</div>`,
+    `<div class="meta">command <code>${esc(r.command)}</code></div>`,
+  ];
+  if (r.error) rows.push(`<div class="meta">error: <code id="error">${esc(r.error)}</code></div>`);
+  if (r.resumeCommand) rows.push(`<div class="meta">resume with <code id="resume">${esc(r.resumeCommand)}</code></div>`);
+  return `<h1>clipflow run report</h1>${rows.join("\n")}`;
+}
+
+function evaluation(e: EvalReport | null): string {
+  if (!e) return `<h2 id="evaluation-none">Evaluation</h2><p>No evaluation in this pipeline.</p>`;
+  const relation = e.metrics.includes("rel");
+  const head = ["policy", "CHAIR<sub>i</sub> %", "CHAIR<sub>s</sub> %", "Cover %", "attribute hal. %", ...(relation ? ["relation hal. %"] : []), "pairs", "answers"];
+  const body = e.rows.map(
+    (row) =>
+      `<tr data-row="${esc(row.name)}"><td>${esc(row.name)}</td><td data-metric="chairI">${pct(row.chairI)}</td><td data-metric="chairS">${pct(row.chairS)}</td><td data-metric="cover">${pct(row.cover)}</td><td data-metric="attr">${pct(row.attributeHallucination)}</td>${relation ? `<td data-metric="rel">${pct(row.relationHallucination)}</td>` : ""}<td data-metric="pairs">${row.pairs === null ? "–" : int(row.pairs)}</td><td>${int(row.answers)}</td></tr>`,
+  );
+  return `<h2>Evaluation</h2>
+<p class="meta">${int(e.count)} scenes of the <b>${esc(e.split)}</b> split (seed ${e.seed}), prompt “${esc(e.prompt)}”. Lower is better for hallucination rates, higher for Cover. Ground truth is used only to measure.</p>
+<table id="evaluation"><thead><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr></thead><tbody>${body.join("")}</tbody></table>`;
+}
+
+function training(t: TrainingReport | null): string {
+  if (!t) return "";
+  const s = t.steps;
+  const series = (key: string, name = key) => ({ name, points: s.filter((x) => typeof x[key] === "number").map((x) => [x.step, x[key]!] as const) });
+  const charts = [
+    lineChart({ title: "DPO loss", xLabel: "step", series: [series("loss")] }).replace("<svg ", `<svg id="loss-curve" `),
+    lineChart({ title: "rewards", xLabel: "step", series: [series("rewards/chosen", "chosen"), series("rewards/rejected", "rejected"), series("rewards/margins", "margin")] }).replace("<svg ", `<svg id="reward-curve" `),
+    lineChart({ title: "reward accuracy", xLabel: "step", series: [series("rewards/accuracies", "accuracy")] }).replace("<svg ", `<svg id="accuracy-curve" `),
+  ];
+  const last = s[s.length - 1];
+  const summary = last
+    ? `${int(s.length)} steps on ${int(t.pairs)} pairs; last step ${last.step}: loss ${num(last.loss, 4)}, margin ${num(last["rewards/margins"], 4)}, accuracy ${num(last["rewards/accuracies"], 3)}`
+    : `no optimiser step (${int(t.pairs)} pairs)`;
+  return `<h2 id="training">Training</h2><p class="meta">${summary}${t.checkpoint ? `; checkpoint <code>${esc(t.checkpoint)}</code>` : ""}${t.resumedFrom ? `; resumed from <code>${esc(t.resumedFrom)}</code>` : ""}</p><div class="charts">${charts.join("")}</div>`;
+}
+
+function samples(list: readonly SampleReport[]): string {
+  if (list.length === 0) return "";
+  const cards = list.map(
+    (p) => `<div class="card sample">${img(p.image, p.imageId)}<div class="score">${esc(p.imageId)} — ${esc(p.prompt)}</div>
+<div class="chosen">✓ ${esc(p.chosen)} <span class="score">(${num(p.chosenScore)})</span></div>
+<div class="rejected">✗ ${esc(p.rejected)} <span class="score">(${num(p.rejectedScore)})</span></div>
+<div class="score">margin ${num(p.margin)}</div></div>`,
+  );
+  return `<h2>Preference pairs (samples)</h2><div class="cards" id="samples">${cards.join("")}</div>`;
+}
+
+function evalExamples(e: EvalReport | null): string {
+  if (!e || e.examples.length === 0) return "";
+  const cards = e.examples.map(
+    (x) => `<div class="card example">${img(x.image, x.sceneId)}<div class="score">${esc(x.sceneId)} — truth: ${esc(x.truth)}</div>
+${x.answers.map((a, i) => `<div><b>${esc(e.rows[i]?.name ?? `#${i}`)}:</b> ${esc(a)}</div>`).join("")}</div>`,
+  );
+  return `<h2>Evaluation answers (samples)</h2><div class="cards" id="eval-examples">${cards.join("")}</div>`;
+}
+
+function stages(list: readonly StageReport[], r: RunReport): string {
+  if (list.length === 0) return "";
+  const drops = (d: Record<string, number>): string =>
+    Object.entries(d)
+      .map(([k, v]) => `${esc(k)}: ${int(v)}`)
+      .join("<br>");
+  const rows = list.map(
+    (s) =>
+      `<tr data-stage="${esc(s.stage)}"><td>${esc(s.stage)}</td><td>${int(s.rowsIn)}</td><td>${int(s.rowsOut)}</td><td>${int(s.expanded)}</td><td>${int(s.filtered)}</td><td>${int(s.deadLettered)}</td><td>${s.rowsPerSec > 0 ? int(s.rowsPerSec) : "–"}</td><td>${num(s.activeMs / 1000, 1)}</td><td>${int(s.maxInFlight)}</td><td class="drops">${drops(s.drops)}</td></tr>`,
+  );
+  const rec = r.reconciliation;
+  const recLine = rec
+    ? `<p class="meta" id="reconciliation">source ${int(rec.sourceRows)} + expanded ${int(rec.expanded)} = sink ${int(rec.sinkRows)} + filtered ${int(rec.filtered)} + dead-lettered ${int(rec.deadLettered)}${rec.inside ? ` + inside at interrupt ${int(rec.inside)}` : ""} — ${rec.balanced ? "balanced" : "MISMATCH"}</p>`
+    : "";
+  const c = r.credits;
+  const credits = c ? `<p class="meta">credits: maxInFlight ${c.maxInFlight}, issued ${c.issued}, returned ${c.returned}, max outstanding ${c.maxOutstanding}, stalls ${c.stalls}; dead-letter rows ${r.deadLetter.rows}${r.deadLetter.path ? ` in <code>${esc(r.deadLetter.path)}</code>` : ""}</p>` : "";
+  return `<h2>Stages</h2><table id="stages"><thead><tr><th>stage</th><th>rows in</th><th>rows out</th><th>expanded</th><th>filtered</th><th>dead-lettered</th><th>rows/s</th><th>active s</th><th>max in-flight</th><th>drops by reason</th></tr></thead><tbody>${rows.join("")}</tbody></table>${recLine}${credits}`;
+}
+
+function scheduler(r: RunReport): string {
+  const s = r.scheduler;
+  if (!s || Object.keys(s.models).length === 0) return "";
+  const rows = Object.entries(s.models).map(
+    ([name, m]) =>
+      `<tr><td>${esc(name)}</td><td>${esc(m.device)}</td><td>${int(m.batches)}</td><td>${int(m.items)}</td><td>${num(m.meanBatchRows, 1)}</td><td>${pct(m.fillRatio)}</td><td>${num(m.queueWaitP50Ms, 1)}</td><td>${num(m.queueWaitP95Ms, 1)}</td><td>${num(m.itemsPerSec, 1)}</td></tr>`,
+  );
+  return `<h2>Scheduler</h2><table id="scheduler"><thead><tr><th>model</th><th>device</th><th>batches</th><th>items</th><th>rows/batch</th><th>fill %</th><th>wait p50 ms</th><th>wait p95 ms</th><th>items/s</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+}
+
+/** The whole page. */
+export function renderReportHtml(r: RunReport): string {
+  const title = `clipflow — ${r.file.split("/").pop() ?? r.file}`;
+  const outputs = r.outputs.length > 0 ? `<h2>Outputs</h2><ul id="outputs">${r.outputs.map((o) => `<li><code>${esc(o)}</code></li>`).join("")}</ul>` : "";
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<title>${esc(title)}</title><style>${STYLE}</style></head>
+<body>
+${header(r)}
+${evaluation(r.evaluation)}
+${training(r.training)}
+${samples(r.samples)}
+${evalExamples(r.evaluation)}
+${stages(r.stages, r)}
+${scheduler(r)}
+${outputs}
+<h2>Resolved configuration</h2><details><summary>every default explicit${r.overrides.length ? `; overrides: ${r.overrides.map((o) => `<code>--set ${esc(o)}</code>`).join(" ")}` : ""}</summary><pre id="config">${esc(JSON.stringify(r.config, null, 2))}</pre></details>
+</body></html>
+`;
+}

@@ -1,0 +1,256 @@
+/**
+ * The run report: what a pipeline run did, as `report.json` (data) and `report.html` (the same
+ * data for people: samples, curves, the evaluation table), both written atomically into the
+ * run's output folder.
+ *
+ * Counts reconcile per stage (rowsIn + expanded = rowsOut + filtered + deadLettered + buffered)
+ * and across the flow (source rows + expanded = sink rows + filtered + dead-lettered + rows still
+ * inside at an interrupt); `drops` breaks filtered and dead-lettered rows down by reason.
+ *
+ * @example
+ * const report = emptyReport({ file: "pipelines/clip-dpo.yaml", command: "bun run pipeline", config: pipelineToData(p) });
+ * report.status = "completed";
+ * writeRunReport("runs/clip-dpo", report); // runs/clip-dpo/report.json + report.html
+ */
+import { join } from "node:path";
+import type { CreditStats, DeadRow, StageSnapshot } from "../flow/index.ts";
+import { writeFileAtomic } from "../io/atomic-file.ts";
+import type { SchedulerStats } from "../scheduler/scheduler.ts";
+import { renderReportHtml } from "./report-html.ts";
+
+export const REPORT_FORMAT = "clipflow-run-report";
+export const REPORT_JSON = "report.json";
+export const REPORT_HTML = "report.html";
+
+/** How a run ended. `not-implemented`: a stage of the pipeline has no operator yet. */
+export type RunStatus = "running" | "completed" | "interrupted" | "failed" | "not-implemented";
+
+/** One stage's counts (the flow's StageSnapshot) with its drops by reason. */
+export interface StageReport extends StageSnapshot {
+  /** Rows dropped by reason: rule drops reported by the stage plus dead-letter reasons. */
+  drops: Record<string, number>;
+}
+
+/** The flow-wide row reconciliation. */
+export interface Reconciliation {
+  sourceRows: number;
+  expanded: number;
+  sinkRows: number;
+  filtered: number;
+  deadLettered: number;
+  /** Rows still inside stages (non-zero only after an interrupt). */
+  inside: number;
+  balanced: boolean;
+}
+
+/** One logged optimiser step (TRL key names, as src/train's metrics log writes them). */
+export type TrainingStep = { step: number; loss: number } & Record<string, number>;
+
+export interface TrainingReport {
+  steps: TrainingStep[];
+  /** Pairs the trainer consumed. */
+  pairs: number;
+  /** Last checkpoint folder, kept on interrupt. */
+  checkpoint: string | null;
+  /** Checkpoint the run resumed from. */
+  resumedFrom: string | null;
+}
+
+/** One evaluated policy: a row of the result table. */
+export interface EvalRow {
+  /** e.g. "SFT policy", "CLIP-DPO", "DPO on random pairs". */
+  name: string;
+  /** The `models` entry (or checkpoint) evaluated. */
+  model: string;
+  /** Preference pairs this policy was trained on (null for the starting policy). */
+  pairs: number | null;
+  answers: number;
+  /** CHAIR_i. */
+  chairI: number;
+  /** CHAIR_s (AMBER "Hal"). */
+  chairS: number;
+  cover: number;
+  attributeHallucination: number;
+  relationHallucination: number;
+  counts: Record<string, number>;
+}
+
+/** A generated answer of the evaluation, for the report's examples. */
+export interface EvalExample {
+  sceneId: string;
+  image: string | null;
+  truth: string;
+  /** Answer per evaluated row, in `rows` order. */
+  answers: string[];
+}
+
+export interface EvalReport {
+  split: string;
+  count: number;
+  seed: number;
+  prompt: string;
+  metrics: string[];
+  rows: EvalRow[];
+  examples: EvalExample[];
+}
+
+/** A preference pair shown in the report. */
+export interface SampleReport {
+  imageId: string;
+  prompt: string;
+  /** The image as a `data:image/png;base64,…` URI (null when not available). */
+  image: string | null;
+  chosen: string;
+  rejected: string;
+  chosenScore: number;
+  rejectedScore: number;
+  margin: number;
+}
+
+export interface Timings {
+  totalMs: number;
+  /** Loading models, starting the scheduler. */
+  setupMs: number;
+  flowMs: number;
+  evalMs: number;
+}
+
+/** Everything `report.json` holds. */
+export interface RunReport {
+  format: typeof REPORT_FORMAT;
+  version: 1;
+  file: string;
+  description: string | null;
+  /** The command that ran (and, for an interrupted run, how to resume it). */
+  command: string;
+  resumeCommand: string | null;
+  status: RunStatus;
+  error: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+  /** The resolved pipeline, every default explicit. */
+  config: Record<string, unknown>;
+  overrides: string[];
+  stages: StageReport[];
+  reconciliation: Reconciliation | null;
+  credits: CreditStats | null;
+  deadLetter: { rows: number; path: string | null };
+  timings: Timings;
+  scheduler: SchedulerStats | null;
+  training: TrainingReport | null;
+  evaluation: EvalReport | null;
+  samples: SampleReport[];
+  /** Files the run wrote (absolute paths). */
+  outputs: string[];
+}
+
+/** A fresh report for a run that is about to start. */
+export function emptyReport(init: { file: string; description?: string | null; command: string; config: Record<string, unknown>; overrides?: readonly string[]; now?: Date }): RunReport {
+  return {
+    format: REPORT_FORMAT,
+    version: 1,
+    file: init.file,
+    description: init.description ?? null,
+    command: init.command,
+    resumeCommand: null,
+    status: "running",
+    error: null,
+    startedAt: (init.now ?? new Date()).toISOString(),
+    finishedAt: null,
+    config: init.config,
+    overrides: [...(init.overrides ?? [])],
+    stages: [],
+    reconciliation: null,
+    credits: null,
+    deadLetter: { rows: 0, path: null },
+    timings: { totalMs: 0, setupMs: 0, flowMs: 0, evalMs: 0 },
+    scheduler: null,
+    training: null,
+    evaluation: null,
+    samples: [],
+    outputs: [],
+  };
+}
+
+/**
+ * Per-stage reports: the flow's snapshots with drops by reason. `ruleDrops` are the reasons a
+ * stage gave for rows it filtered (stage name → reason → rows); dead-lettered rows are grouped by
+ * their dead-letter reason. Filtered rows without a stated reason appear as "filtered".
+ */
+export function stageReports(
+  snapshots: readonly StageSnapshot[],
+  deadRows: readonly DeadRow[],
+  ruleDrops: ReadonlyMap<string, ReadonlyMap<string, number>> = new Map(),
+): StageReport[] {
+  const dead = new Map<string, Map<string, number>>();
+  for (const r of deadRows) {
+    let m = dead.get(r.stage);
+    if (!m) dead.set(r.stage, (m = new Map()));
+    m.set(r.reason, (m.get(r.reason) ?? 0) + 1);
+  }
+  return snapshots.map((s) => {
+    const drops: Record<string, number> = {};
+    let stated = 0;
+    for (const [reason, n] of ruleDrops.get(s.stage) ?? []) {
+      drops[reason] = (drops[reason] ?? 0) + n;
+      stated += n;
+    }
+    if (s.filtered > stated) drops.filtered = (drops.filtered ?? 0) + s.filtered - stated;
+    for (const [reason, n] of dead.get(s.stage) ?? []) drops[`dead-letter: ${reason}`] = (drops[`dead-letter: ${reason}`] ?? 0) + n;
+    return { ...s, drops };
+  });
+}
+
+/**
+ * The flow-wide reconciliation from per-stage snapshots in flow order (the first is the source).
+ * Sink rows are rows a stage consumed without passing them on: a sink stage's rowsOut (e.g.
+ * the trainer) and the final consumer's. Balanced when
+ * source rows + expanded = sink rows + filtered + dead-lettered + inside.
+ */
+export function reconcile(stages: readonly StageSnapshot[], deadLettered: number): Reconciliation {
+  const source = stages[0];
+  const sum = (f: (s: StageSnapshot) => number): number => stages.reduce((a, s) => a + f(s), 0);
+  const filtered = sum((s) => s.filtered);
+  const expanded = sum((s) => s.expanded);
+  // Rows held inside stages (queued, running, buffered): non-zero only when interrupted.
+  const inside = sum((s) => s.rowsIn + s.expanded - s.rowsOut - s.filtered - s.deadLettered);
+  // The source counts its bad rows as rowsIn + deadLettered, so its rowsIn are all rows read.
+  const sourceRows = source?.rowsIn ?? 0;
+  let sinkRows = 0;
+  for (let i = 1; i < stages.length; i++) sinkRows += stages[i]!.rowsOut - (stages[i + 1]?.rowsIn ?? 0);
+  return {
+    sourceRows,
+    expanded,
+    sinkRows,
+    filtered,
+    deadLettered,
+    inside,
+    balanced: sourceRows + expanded === sinkRows + filtered + deadLettered + inside,
+  };
+}
+
+/** One line describing the reconciliation, e.g. `source 64 + expanded 448 = sink 20 + filtered 492 + dead-lettered 0  ok`. */
+export function reconciliationLine(r: Reconciliation): string {
+  return (
+    `reconcile: source ${r.sourceRows}${r.expanded ? ` + expanded ${r.expanded}` : ""} = sink ${r.sinkRows} + filtered ${r.filtered} + dead-lettered ${r.deadLettered}` +
+    (r.inside ? ` + dropped at interrupt ${r.inside}` : "") +
+    (r.balanced ? "  ok" : "  MISMATCH")
+  );
+}
+
+/** JSON with non-finite numbers written as null (JSON has no NaN/Infinity). */
+export function reportToJson(report: RunReport): string {
+  return `${JSON.stringify(report, (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2)}\n`;
+}
+
+/**
+ * Writes `report.json` and `report.html` into `dir` (each temp + fsync + rename, so a reader
+ * never sees half a report). Returns their paths.
+ */
+export function writeRunReport(dir: string, report: RunReport): { json: string; html: string } {
+  const json = join(dir, REPORT_JSON);
+  const html = join(dir, REPORT_HTML);
+  writeFileAtomic(json, reportToJson(report));
+  writeFileAtomic(html, renderReportHtml(report));
+  return { json, html };
+}

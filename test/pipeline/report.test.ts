@@ -1,0 +1,111 @@
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { renderReportHtml } from "../../src/pipeline/report-html.ts";
+import { lineChart, niceTicks } from "../../src/pipeline/report-svg.ts";
+import { reconcile, reconciliationLine, reportToJson, stageReports, writeRunReport } from "../../src/pipeline/report.ts";
+import { buildReport, snapshot, STAGES } from "./report-fixture.ts";
+
+describe("stage reports and reconciliation", () => {
+  test("drops by reason: stated rule drops, the unstated rest, dead-letter reasons", () => {
+    const [, , filter, pairs] = stageReports(
+      STAGES,
+      [
+        { id: "a", stage: "filter", reason: "empty text" },
+        { id: "b", stage: "pairs", reason: "bad" },
+        { id: "c", stage: "pairs", reason: "bad" },
+      ],
+      new Map([["filter", new Map([["minScore", 9], ["maxWords", 3]])]]),
+    );
+    expect(filter!.drops).toEqual({ minScore: 9, maxWords: 3, "dead-letter: empty text": 1 });
+    // pairs stated no reasons: its 13 filtered rows show as "filtered".
+    expect(pairs!.drops).toEqual({ filtered: 13, "dead-letter: bad": 2 });
+  });
+
+  test("a trainer that consumes its rows counts as the sink", () => {
+    const r = reconcile(STAGES, 1);
+    expect(r).toEqual({ sourceRows: 8, expanded: 24, sinkRows: 6, filtered: 25, deadLettered: 1, inside: 0, balanced: true });
+    expect(reconciliationLine(r)).toBe("reconcile: source 8 + expanded 24 = sink 6 + filtered 25 + dead-lettered 1  ok");
+  });
+
+  test("rows lost between stages are a mismatch; rows held at an interrupt are 'inside'", () => {
+    const lost = [snapshot("source", { rowsIn: 10, rowsOut: 10 }), snapshot("f", { rowsIn: 10, rowsOut: 7, filtered: 2 }), snapshot("sink", { rowsIn: 7, rowsOut: 7 })];
+    const r = reconcile(lost, 0);
+    expect(r.inside).toBe(1);
+    expect(r.balanced).toBe(true);
+    const bad = [snapshot("source", { rowsIn: 10, rowsOut: 10 }), snapshot("sink", { rowsIn: 9, rowsOut: 9 })];
+    expect(reconcile(bad, 0).balanced).toBe(false);
+  });
+});
+
+describe("report.json and report.html", () => {
+  test("written atomically into the folder; JSON has no NaN and reads back", async () => {
+    const r = await buildReport();
+    r.training!.steps[0]!.grad_norm = Number.NaN;
+    const dir = mkdtempSync(join(tmpdir(), "clipflow-report-"));
+    const paths = writeRunReport(join(dir, "out"), r);
+    expect(readdirSync(join(dir, "out")).sort()).toEqual(["report.html", "report.json"]); // no temp files left
+    const back = JSON.parse(readFileSync(paths.json, "utf8"));
+    expect(back.format).toBe("clipflow-run-report");
+    expect(back.training.steps[0].grad_norm).toBeNull();
+    expect(back.evaluation.rows.map((x: { name: string }) => x.name)).toEqual(["SFT policy", "CLIP-DPO"]);
+    expect(back.stages[2].drops).toEqual({ minScore: 9, maxWords: 3, "dead-letter: empty text": 1 });
+    expect(reportToJson(r).includes("NaN")).toBe(false);
+  });
+
+  test("the evaluation rows carry the world metrics: the noisy row hallucinates more", async () => {
+    const r = await buildReport();
+    const [sft, dpo] = r.evaluation!.rows;
+    // "hexagon and a star" adds two mentions per answer; the truthful answer names a present shape.
+    expect(dpo!.chairI).toBe(0);
+    expect(dpo!.chairS).toBe(0);
+    expect(sft!.chairI).toBeGreaterThan(0);
+    expect(sft!.counts.mentions).toBeGreaterThan(dpo!.counts.mentions);
+  });
+
+  test("HTML escapes text, inlines images and references nothing outside the page", async () => {
+    const r = await buildReport();
+    r.samples[0]!.chosen = `<script>alert("x")</script>`;
+    r.samples[1]!.image = "https://example.com/x.png"; // not inline: dropped
+    const html = renderReportHtml(r);
+    expect(html).not.toContain("<script");
+    expect(html).toContain("&lt;script&gt;");
+    expect(html).not.toContain("example.com");
+    expect(html).toContain("CLIP-DPO &lt;test&gt; &amp; co");
+    expect(html.match(/<img src="data:image\/png;base64,/g)?.length).toBe(2 + 3); // samples (one dropped) + eval examples
+    // No fetchable reference: the only URL is the SVG namespace.
+    const urls = [...html.matchAll(/(?:src|href)="([^"]*)"|url\(|@import/g)].map((m) => m[1] ?? m[0]).filter((u) => !u.startsWith("data:image/"));
+    expect(urls).toEqual([]);
+  });
+
+  test("an interrupted run shows its resume command; a run without evaluation says so", async () => {
+    const r = await buildReport();
+    r.status = "interrupted";
+    r.resumeCommand = "bun run pipeline x.yaml --out runs/x --resume";
+    r.evaluation = null;
+    const html = renderReportHtml(r);
+    expect(html).toContain(`<code id="resume">bun run pipeline x.yaml --out runs/x --resume</code>`);
+    expect(html).toContain("No evaluation in this pipeline.");
+    expect(html).toContain(`class="status-interrupted"`);
+  });
+});
+
+describe("SVG charts", () => {
+  test("one polyline per series with its points scaled into the plot box", () => {
+    const svg = lineChart({ title: "t", width: 200, height: 100, series: [{ name: "a", points: [[0, 0], [10, 1]] }, { name: "b", points: [[0, Number.NaN]] }] });
+    expect(svg).toContain(`data-series="1"`); // b has no finite point
+    const pts = / points="([^"]+)"/.exec(svg)![1]!.split(" ").map((p) => p.split(",").map(Number));
+    // margins l56 r12 t28 b40 → plot x in [56, 188], y in [28, 60]; (0,0) bottom-left, (10,1) top-right.
+    expect(pts).toEqual([[56, 60], [188, 28]]);
+  });
+
+  test("nice ticks cover the range with 1-2-5 steps", () => {
+    expect(niceTicks(0, 1)).toEqual([0, 0.2, 0.4, 0.6, 0.8, 1]);
+    expect(niceTicks(-0.5, 0.7)).toEqual([-0.5, 0, 0.5]); // range 1.2 / 5 = 0.24 → step 0.5
+  });
+
+  test("no data: a labelled empty chart", () => {
+    expect(lineChart({ title: "x", series: [] })).toContain("no data");
+  });
+});
