@@ -58,9 +58,13 @@ function dot(a: Float32Array, i: number, b: Float32Array, j: number, e: number):
   return s;
 }
 
+// Image embeddings being computed right now, per store: concurrent batches (and the filter
+// stage) sharing an image wait for the one computation instead of embedding it again.
+const inFlight = new WeakMap<ImageStore, Map<string, Promise<Float32Array>>>();
+
 /**
  * Unit embeddings of the batch's images, one per distinct image id, computed in one scheduler call
- * for those not embedded yet. Rows whose image is not in the store are rejected.
+ * for those not embedded yet (and cached in the store). Rows whose image is not in the store are rejected.
  */
 export async function imageEmbeddings(
   ids: readonly string[],
@@ -70,18 +74,27 @@ export async function imageEmbeddings(
   stream: string,
 ): Promise<Map<string, Float32Array>> {
   const e = clip.embedDim;
+  let pending = inFlight.get(store);
+  if (!pending) inFlight.set(store, (pending = new Map()));
   const out = new Map<string, Float32Array>();
+  const waits = new Map<string, Promise<Float32Array>>();
   const missing: string[] = [];
+  const missingSet = new Set<string>();
   ids.forEach((id, row) => {
-    if (out.has(id) || missing.includes(id)) return;
+    if (out.has(id) || waits.has(id) || missingSet.has(id)) return;
     const img = store.get(id);
-    if (!img) return scope.reject(row, `image '${id}' is not in the image store (never decoded, or evicted: raise its capacity)`);
-    if (img.embedding) out.set(id, img.embedding);
-    else missing.push(id);
+    const p = pending.get(id);
+    if (img?.embedding) out.set(id, img.embedding);
+    else if (p) waits.set(id, p);
+    else if (img) {
+      missing.push(id);
+      missingSet.add(id);
+    }
   });
-  // Rows of an image found missing later in the batch are rejected too.
   ids.forEach((id, row) => {
-    if (!out.has(id) && !missing.includes(id) && !scope.isRejected(row)) scope.reject(row, `image '${id}' is not in the image store`);
+    if (!out.has(id) && !waits.has(id) && !missingSet.has(id)) {
+      scope.reject(row, `image '${id}' is not in the image store (never decoded, or evicted: raise its capacity)`);
+    }
   });
   if (missing.length > 0) {
     const per = 3 * clip.imageSize * clip.imageSize;
@@ -91,14 +104,20 @@ export async function imageEmbeddings(
       if (p.length !== per) throw new Error(`image '${id}': stored pixels have ${p.length} values, the CLIP needs ${per}`);
       px.set(p, k * per);
     });
-    const emb = await clip.embedImages(px, missing.length, stream); // [m, E] unit rows
+    const all = clip.embedImages(px, missing.length, stream); // [m, E] unit rows
     missing.forEach((id, k) => {
-      const v = emb.slice(k * e, (k + 1) * e);
-      out.set(id, v);
-      const entry = store.get(id);
-      if (entry) entry.embedding = v;
+      const one = all.then((emb) => {
+        const v = emb.slice(k * e, (k + 1) * e);
+        const entry = store.get(id);
+        if (entry) entry.embedding = v;
+        return v;
+      });
+      one.catch(() => {}).finally(() => pending.delete(id));
+      pending.set(id, one);
+      waits.set(id, one);
     });
   }
+  for (const [id, p] of waits) out.set(id, await p);
   return out;
 }
 
