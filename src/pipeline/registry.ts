@@ -10,8 +10,8 @@
  * const opts: StageOptions<"pairs"> = def.optionsSchema.parse({ minMargin: 3 });
  */
 import type { RecordBatch } from "apache-arrow";
-import type { OperatorFunction } from "rxjs";
 import type { z } from "zod";
+import type { FlowContext, FlowOperator } from "../flow/index.ts";
 import {
   clipScoreOptions,
   decodeOptions,
@@ -24,7 +24,20 @@ import {
   writeOptions,
   type ModelKind,
 } from "./schema.ts";
+import { clipScore } from "../../operators/clip-score.ts";
+import { decode } from "../../operators/decode.ts";
+import { dpoTrain } from "../../operators/dpo-train.ts";
+import { filter } from "../../operators/filter.ts";
+import { pairs } from "../../operators/pairs.ts";
+import { refLogps } from "../../operators/ref-logps.ts";
+import { sourceBadRows, sourceBatches } from "../../operators/source.ts";
+import { write } from "../../operators/write.ts";
+import { join } from "node:path";
+import { ImageStore } from "../io/image-store.ts";
+import type { DpoLossTerm } from "../train/dpo-loss-config.ts";
 import type { ResolvedPipeline } from "./loader.ts";
+import { RUN_FILES } from "./run-files.ts";
+import type { PipelineResources } from "./resources.ts";
 
 /** What a stage factory receives besides its own options. */
 export interface StageContext {
@@ -32,10 +45,30 @@ export interface StageContext {
   readonly pipeline: ResolvedPipeline;
   /** Position of this stage in `pipeline.stages`. */
   readonly index: number;
+  /**
+   * The stage's unique name in the flow (metrics, dead-letter rows, errors): the stage name, or
+   * `write-2` for the second `write` stage. Pass it to the operator as its `name`.
+   */
+  readonly name: string;
+  /** The run's scheduler, models (loaded once) and shared objects (src/pipeline/resources.ts). */
+  readonly resources: PipelineResources;
+  /** The flow context; only callable once the flow has started (the source's iterator uses it). */
+  flow(): FlowContext;
+  /** Whether the run resumes from the newest checkpoint in `out.dir` (the CLI's --resume). */
+  readonly resume: boolean;
+  /** Fires on Ctrl-C; long-running stages stop at a clean point. */
+  readonly signal: AbortSignal;
 }
 
-/** Builds the RxJS operator of one stage from its validated options. */
-export type StageFactory<Options> = (options: Options, context: StageContext) => OperatorFunction<RecordBatch, RecordBatch>;
+/**
+ * What a factory builds: the `source` stage returns the batches (pulled only against credits by
+ * the runner), every other stage a FlowOperator (src/flow `operate`). An operator may carry
+ * `counts` (rows per reason, e.g. a filter's drops) that the run report shows.
+ */
+export type StageInstance = FlowOperator | AsyncIterable<RecordBatch>;
+
+/** Builds one stage from its validated options (async: it may load a model first). */
+export type StageFactory<Options> = (options: Options, context: StageContext) => StageInstance | Promise<StageInstance>;
 
 /** One registry entry. */
 export interface StageDefinition<Schema extends z.ZodType> {
@@ -58,17 +91,116 @@ function stage<Schema extends z.ZodType>(def: StageDefinition<Schema>): StageDef
   return def;
 }
 
+/**
+ * The run's bounded per-image store (decode fills it; clipScore, filter, write, refLogps and the
+ * trainer read it). Sized well above the images alive at once: maxInFlight source batches.
+ */
+function imageStore(ctx: StageContext): ImageStore {
+  const src = ctx.pipeline.stages[0];
+  const batch = src && "batchSize" in src.options ? src.options.batchSize : 32;
+  return ctx.resources.shared("images", () => new ImageStore({ capacity: Math.max(4096, 4 * ctx.pipeline.flow.maxInFlight * batch) }));
+}
+
+/** The CLIP a filter needs for maxTokens or dropTextImages: its own `model`, else the first CLIP stage's. */
+function filterClipName(ctx: StageContext, own: string | null): string | null {
+  if (own !== null) return own;
+  for (const s of ctx.pipeline.stages) if ((s.name === "clipScore" || s.name === "decode") && "model" in s.options) return s.options.model as string;
+  return null;
+}
+
 /** Every stage a pipeline file may name, in pipeline order. */
 export const stageRegistry = {
-  source: stage({ optionsSchema: sourceOptions, inputPaths: { path: "file", images: "folder" } }),
-  decode: stage({ optionsSchema: decodeOptions, modelRefs: { model: "clip" } }),
+  source: stage({
+    optionsSchema: sourceOptions,
+    inputPaths: { path: "file", images: "folder" },
+    // Bad rows are dead-lettered through the flow context, which exists once the flow starts.
+    create: (o, ctx) => sourceBatches(o, (id, reason) => sourceBadRows(ctx.flow(), ctx.name)(id, reason)),
+  }),
+  decode: stage({
+    optionsSchema: decodeOptions,
+    modelRefs: { model: "clip" },
+    create: async (o, ctx) => decode({ preprocess: (await ctx.resources.clip(o.model)).preprocess, store: imageStore(ctx), name: ctx.name }),
+  }),
   generate: stage({ optionsSchema: generateOptions, modelRefs: { model: "lvlm" } }),
-  clipScore: stage({ optionsSchema: clipScoreOptions, modelRefs: { model: "clip" } }),
-  filter: stage({ optionsSchema: filterOptions, modelRefs: { model: "clip" } }),
-  pairs: stage({ optionsSchema: pairsOptions }),
-  write: stage({ optionsSchema: writeOptions, outputPaths: ["path"] }),
-  refLogps: stage({ optionsSchema: refLogpsOptions, modelRefs: { model: "lvlm" } }),
-  dpoTrain: stage({ optionsSchema: dpoTrainOptions, modelRefs: { model: "lvlm" } }),
+  clipScore: stage({
+    optionsSchema: clipScoreOptions,
+    modelRefs: { model: "clip" },
+    create: async (o, ctx) => clipScore({ clip: await ctx.resources.clip(o.model), store: imageStore(ctx), w: o.w, sentences: o.sentences, name: ctx.name }),
+  }),
+  filter: stage({
+    optionsSchema: filterOptions,
+    modelRefs: { model: "clip" },
+    create: async (o, ctx) => {
+      const clipName = o.dropTextImages || o.maxTokens !== null ? filterClipName(ctx, o.model) : null;
+      if (o.maxTokens !== null && clipName === null) throw new Error(`stage ${ctx.name}: maxTokens needs a CLIP tokenizer; set filter.model`);
+      return filter({
+        minScore: o.minScore,
+        maxWords: o.maxWords,
+        maxTokens: o.maxTokens,
+        dropTextImages: o.dropTextImages,
+        ...(clipName !== null ? { clip: await ctx.resources.clip(clipName) } : {}),
+        store: imageStore(ctx),
+        textThreshold: o.textThreshold,
+        textPrompts: o.textPrompts,
+        name: ctx.name,
+      });
+    },
+  }),
+  pairs: stage({
+    optionsSchema: pairsOptions,
+    create: (o, ctx) => pairs({ minMargin: o.minMargin, maxPairsPerImage: o.maxPairsPerImage, maxLengthRatio: o.maxLengthRatio, strategy: o.strategy, name: ctx.name }),
+  }),
+  write: stage({
+    optionsSchema: writeOptions,
+    outputPaths: ["path"],
+    create: (o, ctx) => write({ path: o.path, stdout: o.stdout, format: o.format, layout: o.layout, store: imageStore(ctx), name: ctx.name }),
+  }),
+  refLogps: stage({
+    optionsSchema: refLogpsOptions,
+    modelRefs: { model: "lvlm" },
+    // Registered (weights baked) before any training step: the reference stays the starting policy.
+    create: async (o, ctx) =>
+      refLogps({
+        scheduler: ctx.resources.scheduler,
+        model: await ctx.resources.lvlm(o.model),
+        images: imageStore(ctx),
+        modelName: `${o.model}.ref.logps`,
+        batching: ctx.resources.batchOptions({ priority: 1 }),
+        name: ctx.name,
+      }),
+  }),
+  dpoTrain: stage({
+    optionsSchema: dpoTrainOptions,
+    modelRefs: { model: "lvlm" },
+    create: async (o, ctx) => {
+      const terms: DpoLossTerm[] = Object.entries(o.loss).map(([type, weight]) => ({ type: type as DpoLossTerm["type"], weight: weight! }));
+      if (o.sftWeight > 0) terms.push({ type: "sft", weight: o.sftWeight });
+      const out = ctx.pipeline.out.dir;
+      return dpoTrain({
+        policy: await ctx.resources.lvlm(o.model),
+        images: imageStore(ctx),
+        loss: { beta: o.beta, terms, labelSmoothing: o.labelSmoothing, ipoLengthNormalise: o.ipoLengthNormalise },
+        lr: o.lr,
+        weightDecay: o.weightDecay,
+        warmup: o.warmup,
+        schedule: o.schedule,
+        batchSize: o.batchSize,
+        gradAccum: o.gradAccum,
+        maxGradNorm: o.maxGradNorm,
+        epochs: o.epochs,
+        replayBuffer: o.replayBuffer,
+        checkpointEvery: o.checkpointEvery,
+        checkpointDir: join(out, RUN_FILES.checkpoints),
+        resume: ctx.resume,
+        metricsPath: join(out, RUN_FILES.metrics),
+        exportDir: join(out, RUN_FILES.policy),
+        trainable: [...o.trainable],
+        seed: o.seed,
+        threads: ctx.pipeline.scheduler.threads,
+        name: ctx.name,
+      });
+    },
+  }),
 } as const;
 
 export type StageRegistry = typeof stageRegistry;
