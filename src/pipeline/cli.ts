@@ -1,213 +1,231 @@
 /**
- * `bun run pipeline` — interim CLI (to be replaced by the YAML pipeline runner).
+ * `bun run pipeline [FILE] [--set key.path=value …] [--out DIR] [--resume]`
  *
- * Runs a real, small clipflow dataflow over generated data and reports what it did:
- * seeded candidate captions (`candidates` schema, several samples per image, a few of them
- * deliberately broken) -> validate (bad rows dead-lettered) -> drop over-long captions ->
- * drop low mean token log-prob -> re-batch -> a sink that counts candidates per image.
- * Prints the per-stage metrics, the credit statistics and the row reconciliation.
+ * Loads a pipeline file (default `pipelines/clip-dpo.yaml`), runs it with live progress on
+ * stderr, and writes `report.json` + `report.html` into the output folder.
  *
- * Usage: bun src/pipeline/cli.ts [--images N] [--samples K] [--batch R] [--max-in-flight M]
- *                                [--max-words W] [--min-logp L] [--seed S] [--dead-letter PATH]
+ * Exit codes: 0 done; 1 the run failed (a stage error, a count mismatch); 2 bad command line or
+ * bad pipeline file (one line per problem, naming file, line and key); 3 a stage of the
+ * pipeline has no operator yet; 130 interrupted (Ctrl-C: the flow stops cleanly, the trainer's
+ * last checkpoint is kept and the resume command is printed). A second Ctrl-C exits at once.
+ *
+ * @example
+ * bun run pipeline pipelines/clip-dpo.yaml --set stages.source.count=64 --out runs/try
  */
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { RecordBatch } from "apache-arrow";
-import { buildCandidates } from "../arrow/build.ts";
-import { takeRows } from "../arrow/take.ts";
-import type { CandidateRow } from "../arrow/schemas.ts";
-import { filterRows, mapBatch, rebatch, runFlow, type StageSnapshot } from "../flow/index.ts";
-import { Rng } from "../util/rng.ts";
+import { PipelineError } from "./issues.ts";
+import { loadPipeline } from "./loader.ts";
+import { Progress } from "./progress.ts";
+import { reconciliationLine, type RunReport } from "./report.ts";
+import { runPipeline } from "./run.ts";
 
-interface Options {
-  images: number;
-  samples: number;
-  batch: number;
-  maxInFlight: number;
-  maxWords: number;
-  minLogp: number;
-  seed: number;
-  deadLetter: string;
+export const DEFAULT_PIPELINE = "pipelines/clip-dpo.yaml";
+
+export const USAGE = `usage: bun run pipeline [FILE] [--set key.path=value ...] [--out DIR] [--resume]
+  FILE             pipeline YAML (default ${DEFAULT_PIPELINE})
+  --set k=v        override a value (e.g. --set stages.source.count=64, --set dpoTrain.lr=1e-5)
+  --out DIR        output folder (replaces out.dir; relative to the working directory)
+  --resume         continue training from the newest checkpoint in the output folder
+  --progress MODE  tty | plain | off (default: tty when stderr is a terminal, else plain)`;
+
+/** A bad command line (exit code 2). */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
 }
 
-const USAGE =
-  "usage: bun run pipeline [--images N] [--samples K] [--batch R] [--max-in-flight M] [--max-words W] [--min-logp L] [--seed S] [--dead-letter PATH]";
+export interface CliArgs {
+  file: string;
+  overrides: string[];
+  out: string | undefined;
+  resume: boolean;
+  progress: "tty" | "plain" | "off" | undefined;
+  help: boolean;
+}
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = {
-    images: 2000,
-    samples: 4,
-    batch: 256,
-    maxInFlight: 8,
-    maxWords: 12,
-    minLogp: -2.5,
-    seed: 1,
-    deadLetter: join(tmpdir(), `clipflow-${process.pid}`, "dead-letter.arrow"),
-  };
-  const num = (flag: string, v: string | undefined, int: boolean, min: number): number => {
-    const x = Number(v);
-    if (v === undefined || !Number.isFinite(x) || (int && !Number.isInteger(x)) || x < min) {
-      throw new Error(`${flag}: expected ${int ? "an integer" : "a number"} >= ${min}, got ${v ?? "nothing"}`);
-    }
-    return x;
-  };
+/**
+ * Parses the command line (without `bun` and the script).
+ * @example parseCliArgs(["x.yaml", "--set", "eval.count=8"]) // { file: "x.yaml", overrides: ["eval.count=8"], … }
+ */
+export function parseCliArgs(argv: readonly string[]): CliArgs {
+  const a: CliArgs = { file: DEFAULT_PIPELINE, overrides: [], out: undefined, resume: false, progress: undefined, help: false };
+  let file: string | undefined;
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const v = argv[i + 1];
-    switch (a) {
-      case "--images": o.images = num(a, v, true, 1); i++; break;
-      case "--samples": o.samples = num(a, v, true, 1); i++; break;
-      case "--batch": o.batch = num(a, v, true, 1); i++; break;
-      case "--max-in-flight": o.maxInFlight = num(a, v, true, 1); i++; break;
-      case "--max-words": o.maxWords = num(a, v, true, 1); i++; break;
-      case "--min-logp": o.minLogp = num(a, v, false, -Infinity); i++; break;
-      case "--seed": o.seed = num(a, v, true, 0); i++; break;
-      case "--dead-letter":
-        if (!v) throw new Error("--dead-letter: expected a path");
-        o.deadLetter = v; i++; break;
-      case "-h": case "--help":
-        console.log(USAGE);
-        process.exit(0);
-      default:
-        if (a.endsWith(".yaml") || a.endsWith(".yml")) {
-          throw new Error(`${a}: YAML pipelines are not wired into this CLI yet; run without a file for the built-in generated-data pipeline`);
-        }
-        throw new Error(`unknown argument '${a}'\n${USAGE}`);
-    }
-  }
-  return o;
-}
-
-const SHAPES = ["circle", "square", "triangle", "star", "hexagon"];
-const COLOURS = ["red", "green", "blue", "yellow", "purple"];
-const FILLER = ["small", "large", "next", "to", "above", "a", "the", "on", "left", "right", "of", "and"];
-
-/** Seeded candidate captions, `samples` per image, with ~1% broken rows (empty text, NaN logp). */
-async function* candidates(o: Options): AsyncGenerator<RecordBatch> {
-  const rng = new Rng(o.seed);
-  let rows: CandidateRow[] = [];
-  for (let img = 0; img < o.images; img++) {
-    for (let s = 0; s < o.samples; s++) {
-      const words = [rng.pick(COLOURS), rng.pick(SHAPES)];
-      const extra = rng.int(16);
-      for (let k = 0; k < extra; k++) words.push(rng.pick(rng.uniform() < 0.5 ? FILLER : [...SHAPES, ...COLOURS]));
-      const broken = rng.uniform();
-      const text = broken < 0.005 ? "" : words.join(" ");
-      const n = text === "" ? 0 : words.length + 1;
-      // Sum of token log-probs: mean around -2 per token, sd 0.6 per caption.
-      const logp = broken >= 0.005 && broken < 0.01 ? Number.NaN : n * (-2 + 0.6 * rng.normal());
-      rows.push({ id: `img${img}-s${s}`, image_id: `img${img}`, prompt: "Describe the image.", text, logp, n_tokens: n });
-      if (rows.length === o.batch) {
-        yield buildCandidates(rows);
-        rows = [];
+    const arg = argv[i]!;
+    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    const value = (): string => {
+      if (eq > 0) return arg.slice(eq + 1);
+      const v = argv[++i];
+      if (v === undefined) throw new UsageError(`${flag}: missing value`);
+      return v;
+    };
+    switch (flag) {
+      case "--set": {
+        const v = value();
+        if (!v.includes("=")) throw new UsageError(`--set ${v}: expected key.path=value`);
+        a.overrides.push(v);
+        break;
       }
+      case "--out":
+        a.out = value();
+        if (a.out === "") throw new UsageError("--out: empty folder name");
+        break;
+      case "--resume":
+        if (eq > 0) throw new UsageError("--resume takes no value");
+        a.resume = true;
+        break;
+      case "--progress": {
+        const v = value();
+        if (v !== "tty" && v !== "plain" && v !== "off") throw new UsageError(`--progress: expected tty, plain or off, got "${v}"`);
+        a.progress = v;
+        break;
+      }
+      case "-h":
+      case "--help":
+        a.help = true;
+        break;
+      default:
+        if (arg.startsWith("-")) throw new UsageError(`unknown option "${arg}"`);
+        if (file !== undefined) throw new UsageError(`one pipeline file expected, got "${file}" and "${arg}"`);
+        file = arg;
     }
   }
-  if (rows.length > 0) yield buildCandidates(rows);
+  if (file !== undefined) a.file = file;
+  return a;
 }
 
-function table(stages: StageSnapshot[]): string {
-  const cols: [string, (s: StageSnapshot) => string][] = [
-    ["stage", (s) => s.stage],
-    ["rows in", (s) => String(s.rowsIn)],
-    ["rows out", (s) => String(s.rowsOut)],
-    ["filtered", (s) => String(s.filtered)],
-    ["dead", (s) => String(s.deadLettered)],
-    ["batches in/out", (s) => `${s.batchesIn}/${s.batchesOut}`],
-    ["rows/s", (s) => (s.rowsPerSec > 0 ? Math.round(s.rowsPerSec).toLocaleString("en-US") : "-")],
-    ["max in-flight", (s) => String(s.maxInFlight)],
-  ];
-  const cells = [cols.map((c) => c[0]), ...stages.map((s) => cols.map((c) => c[1](s)))];
-  const w = cols.map((_, j) => Math.max(...cells.map((r) => r[j]!.length)));
+/** Quotes an argument for a POSIX shell when it needs it. */
+export function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_./:=@%+,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The command that reruns `args` (`--resume` added when asked). */
+export function commandLine(args: CliArgs, opts: { resume: boolean; out?: string }): string {
+  const parts = ["bun", "run", "pipeline", args.file, ...args.overrides.flatMap((o) => ["--set", o])];
+  const out = opts.out ?? args.out;
+  if (out !== undefined) parts.push("--out", out);
+  if (opts.resume) parts.push("--resume");
+  return parts.map(shellQuote).join(" ");
+}
+
+function pad(cells: string[][]): string {
+  const w = cells.reduce<number[]>((acc, r) => r.map((c, j) => Math.max(acc[j] ?? 0, c.length)), []);
   return cells.map((r) => r.map((c, j) => (j === 0 ? c.padEnd(w[j]!) : c.padStart(w[j]!))).join("  ")).join("\n");
 }
 
-async function main(): Promise<number> {
-  const o = parseArgs(process.argv.slice(2));
-  const perImage = new Map<string, number>();
-  let sunk = 0;
-
-  console.log("clipflow: built-in pipeline over generated data (no YAML file given)");
-  console.log(
-    `  source    ${o.images} images x ${o.samples} candidate captions (seed ${o.seed}), batches of ${o.batch} rows (schema: candidates)`,
-  );
-  console.log("  validate  reject empty text or non-finite logp -> dead-letter file (onError: skip)");
-  console.log(`  maxWords  drop captions longer than ${o.maxWords} words`);
-  console.log(`  minLogp   drop captions with mean token log-prob < ${o.minLogp}`);
-  console.log("  rebatch   regroup into batches of 64 rows");
-  console.log("  sink      count kept candidates per image");
-  console.log(`  flow      maxInFlight ${o.maxInFlight}\n`);
-
-  const report = await runFlow({
-    source: candidates(o),
-    maxInFlight: o.maxInFlight,
-    onError: "skip",
-    deadLetterPath: o.deadLetter,
-    stages: [
-      mapBatch("validate", (b, scope) => {
-        const text = b.getChild("text")!;
-        const logp = b.getChild("logp")!.toArray() as Float32Array;
-        const keep: number[] = [];
-        for (let i = 0; i < b.numRows; i++) {
-          if ((text.get(i) as string).trim() === "") scope.reject(i, "empty text");
-          else if (!Number.isFinite(logp[i]!)) scope.reject(i, `non-finite logp ${logp[i]}`);
-          else keep.push(i);
-        }
-        return takeRows(b, keep);
-      }),
-      filterRows("maxWords", (b) => {
-        const text = b.getChild("text")!;
-        return Array.from({ length: b.numRows }, (_, i) => ((text.get(i) as string).split(" ").length <= o.maxWords ? 1 : 0));
-      }),
-      filterRows("minLogp", (b) => {
-        const logp = b.getChild("logp")!.toArray() as Float32Array;
-        const n = b.getChild("n_tokens")!.toArray() as Int32Array;
-        return logp.map((l, i) => (l / n[i]! >= o.minLogp ? 1 : 0));
-      }),
-      rebatch("rebatch", { size: 64 }),
-    ],
-    sink: (b) => {
-      const ids = b.getChild("image_id")!;
-      for (let i = 0; i < b.numRows; i++) {
-        const k = ids.get(i) as string;
-        perImage.set(k, (perImage.get(k) ?? 0) + 1);
-      }
-      sunk += b.numRows;
-    },
-  });
-
-  console.log(table(report.stages));
-  const src = report.stages.find((s) => s.stage === "source")!;
-  const sum = (f: (s: StageSnapshot) => number) => report.stages.reduce((a, s) => a + f(s), 0);
-  const filtered = sum((s) => s.filtered);
-  const expanded = sum((s) => s.expanded);
-  // Rows still inside stages (queued, running, buffered) — non-zero only when interrupted.
-  const inside = sum((s) => s.rowsIn + s.expanded - s.rowsOut - s.filtered - s.deadLettered);
-  const balanced = src.rowsOut + expanded === sunk + filtered + report.deadLettered + inside;
-  const c = report.credits;
-  console.log(
-    `\ncredits: maxInFlight ${c.maxInFlight}, issued ${c.issued}, returned ${c.returned}, max outstanding ${c.maxOutstanding}, stalls ${c.stalls}`,
-  );
-  console.log(`dead-letter: ${report.deadLettered} rows -> ${report.deadLetterPath}`);
-  console.log(
-    `reconcile: source ${src.rowsOut}${expanded ? ` + expanded ${expanded}` : ""} = sink ${sunk} + filtered ${filtered} + dead-lettered ${report.deadLettered}` +
-      (inside ? ` + dropped at interrupt ${inside}` : "") +
-      (balanced ? "  ok" : "  MISMATCH"),
-  );
-  const counts = [...perImage.values()];
-  console.log(
-    `kept: ${sunk} candidates for ${perImage.size}/${o.images} images (` +
-      `${counts.filter((n) => n >= 2).length} images with >= 2 candidates, enough to form a pair)`,
-  );
-  console.log(`${report.interrupted ? "interrupted" : "done"} in ${(report.elapsedMs / 1000).toFixed(2)} s`);
-  if (report.interrupted) return 130;
-  return balanced && inside === 0 ? 0 : 1;
+/** The end-of-run summary printed on stdout: stages, reconciliation, evaluation, report paths. */
+export function summary(r: RunReport, paths: { json: string; html: string } | undefined): string {
+  const out: string[] = [];
+  if (r.stages.length > 0) {
+    out.push(
+      pad([
+        ["stage", "rows in", "rows out", "expanded", "filtered", "dead", "rows/s", "max in-flight"],
+        ...r.stages.map((s) => [s.stage, String(s.rowsIn), String(s.rowsOut), String(s.expanded), String(s.filtered), String(s.deadLettered), s.rowsPerSec > 0 ? s.rowsPerSec.toFixed(1) : "-", String(s.maxInFlight)]),
+      ]),
+    );
+    for (const s of r.stages) {
+      const d = Object.entries(s.drops);
+      if (d.length > 0) out.push(`  ${s.stage} drops: ${d.map(([k, v]) => `${k} ${v}`).join(", ")}`);
+    }
+  }
+  if (r.reconciliation) out.push(reconciliationLine(r.reconciliation));
+  if (r.training) {
+    const last = r.training.steps.at(-1);
+    out.push(`training: ${r.training.steps.length} steps on ${r.training.pairs} pairs${last ? `, last loss ${last.loss.toFixed(4)}, margin ${(last["rewards/margins"] ?? Number.NaN).toFixed(4)}, accuracy ${(last["rewards/accuracies"] ?? Number.NaN).toFixed(3)}` : ""}${r.training.checkpoint ? `; checkpoint ${r.training.checkpoint}` : ""}`);
+  }
+  if (r.evaluation) {
+    const e = r.evaluation;
+    const p = (v: number): string => (100 * v).toFixed(1);
+    out.push(`evaluation on ${e.count} ${e.split} scenes:`);
+    out.push(
+      pad([
+        ["policy", "CHAIR_i %", "CHAIR_s %", "Cover %", "attr hal %", "pairs"],
+        ...e.rows.map((row) => [row.name, p(row.chairI), p(row.chairS), p(row.cover), p(row.attributeHallucination), row.pairs === null ? "-" : String(row.pairs)]),
+      ]),
+    );
+  }
+  if (paths) out.push(`report: ${paths.json}\n        ${paths.html}`);
+  out.push(`${r.status} in ${(r.timings.totalMs / 1000).toFixed(1)} s`);
+  return out.join("\n");
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    console.error(`clipflow pipeline: ${e instanceof Error ? e.message : String(e)}`);
-    process.exit(2);
-  },
-);
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let args: CliArgs;
+  try {
+    args = parseCliArgs(argv);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`clipflow pipeline: ${e.message}\n${USAGE}\n`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+
+  let pipeline;
+  try {
+    pipeline = loadPipeline(args.file, { overrides: args.overrides, outDir: args.out });
+  } catch (e) {
+    if (!(e instanceof PipelineError)) throw e;
+    process.stderr.write(`${e.message}\n`);
+    return 2;
+  }
+
+  // Ctrl-C: stop cleanly (the flow drains its credits, the trainer keeps its checkpoint);
+  // a second Ctrl-C leaves at once.
+  const abort = new AbortController();
+  let sigints = 0;
+  const onSigint = (): void => {
+    if (++sigints > 1) {
+      process.stderr.write("\nclipflow pipeline: second Ctrl-C, exiting now\n");
+      process.exit(130);
+    }
+    process.stderr.write("\nclipflow pipeline: stopping (Ctrl-C again to exit at once)…\n");
+    abort.abort();
+  };
+  process.on("SIGINT", onSigint);
+
+  const mode = args.progress ?? (process.stderr.isTTY ? "tty" : "plain");
+  const makeProgress =
+    mode === "off"
+      ? undefined
+      : (totals: Record<string, number>) => new Progress({ out: process.stderr, tty: mode === "tty", totals });
+  try {
+    const outArg = args.out ?? pipeline.out.dir;
+    const { report, paths } = await runPipeline(pipeline, {
+      command: commandLine(args, { resume: args.resume }),
+      resumeCommand: commandLine(args, { resume: true, out: outArg }),
+      resume: args.resume,
+      signal: abort.signal,
+      progress: makeProgress,
+      log: (line) => process.stderr.write(`${line}\n`),
+    });
+    process.stdout.write(`${summary(report, paths)}\n`);
+    switch (report.status) {
+      case "completed":
+        return report.reconciliation && !report.reconciliation.balanced ? 1 : 0;
+      case "interrupted":
+        process.stdout.write(`interrupted${report.training?.checkpoint ? `; checkpoint kept: ${report.training.checkpoint}` : ""}\nresume with: ${report.resumeCommand}\n`);
+        return 130;
+      case "not-implemented":
+        process.stderr.write(`clipflow pipeline: ${report.error}\n`);
+        return 3;
+      default:
+        process.stderr.write(`clipflow pipeline: ${report.error ?? "failed"}\n`);
+        return 1;
+    }
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      process.stderr.write(`clipflow pipeline: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,154 @@
+/**
+ * What the stages of one pipeline run share: the process's one inference `Scheduler`, the
+ * models of the `models` section (each loaded once, on first use), and named shared objects
+ * (e.g. the pixel cache the decode stage fills and the trainer reads).
+ *
+ * Model folders: `{ builtin: shapes-clip }` is `models/shapes-clip/` of the clipflow checkout;
+ * `{ path, format }` is the folder given (already absolute after loading the pipeline). CLIPs are
+ * read in the Hugging Face ONNX layout (clipflow exports use it too) and run on the scheduler;
+ * LVLMs are clipflow policy folders (src/models/lvlm-io.ts).
+ *
+ * @example
+ * const r = new PipelineResources(pipeline);
+ * const clip = await r.clip("clip");          // ScheduledClip on r.scheduler
+ * const policy = await r.lvlm("policy");      // LvlmModel, shared by every stage asking for it
+ * await r.close();
+ */
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { ScheduledClip } from "../../operators/scheduled-clip.ts";
+import { loadLvlm } from "../models/lvlm-io.ts";
+import type { LvlmModel } from "../models/lvlm-model.ts";
+import { Scheduler, type BatchOptions } from "../scheduler/scheduler.ts";
+import type { ResolvedPipeline } from "./loader.ts";
+import { builtinModels, type ModelConfig, type ModelKind } from "./schema.ts";
+
+/** The folder holding the built-in models (`models/` at the repository root). */
+export const BUILTIN_MODELS_DIR = resolve(import.meta.dir, "../../models");
+
+/** A model that cannot be opened (missing folder, wrong kind or format): one line. */
+export class ModelLoadError extends Error {
+  override readonly name = "ModelLoadError";
+}
+
+export interface ResourcesOptions {
+  /** Use this scheduler (tests); default: a new one on `pipeline.scheduler.device`. */
+  scheduler?: Scheduler;
+  /** Folder of the builtin models (default BUILTIN_MODELS_DIR). */
+  builtinDir?: string;
+}
+
+export class PipelineResources {
+  readonly scheduler: Scheduler;
+  private readonly ownsScheduler: boolean;
+  private readonly builtinDir: string;
+  private readonly clips = new Map<string, Promise<ScheduledClip>>();
+  private readonly lvlms = new Map<string, Promise<LvlmModel>>();
+  private readonly sharedObjects = new Map<string, unknown>();
+  private readonly closers: (() => void | Promise<void>)[] = [];
+
+  constructor(
+    readonly pipeline: ResolvedPipeline,
+    opts: ResourcesOptions = {},
+  ) {
+    this.ownsScheduler = opts.scheduler === undefined;
+    this.scheduler = opts.scheduler ?? new Scheduler({ devices: [pipeline.scheduler.device as "cpu"] });
+    this.builtinDir = opts.builtinDir ?? BUILTIN_MODELS_DIR;
+  }
+
+  /** The `models` entry `name` (the loader checked every reference; this guards direct use). */
+  model(name: string): ModelConfig {
+    const m = this.pipeline.models[name];
+    if (!m) throw new ModelLoadError(`models.${name}: not defined in ${this.pipeline.file}`);
+    return m;
+  }
+
+  /** Kind of a models entry: known for builtins, else from how it is used (`undefined`). */
+  kindOf(name: string): ModelKind | undefined {
+    const m = this.model(name);
+    return "builtin" in m ? builtinModels[m.builtin] : undefined;
+  }
+
+  /** Absolute folder of a models entry; builtins must have been shipped in `models/`. */
+  modelDir(name: string): string {
+    const m = this.model(name);
+    if ("path" in m) return m.path;
+    const dir = join(this.builtinDir, m.builtin);
+    if (!existsSync(join(dir, "config.json")))
+      throw new ModelLoadError(`models.${name}: builtin ${m.builtin} is not in ${dir} (train it with pipelines/${m.builtin === "shapes-clip" ? "pretrain-clip" : "sft-policy"}.yaml)`);
+    return dir;
+  }
+
+  /** Scheduler batching options from the pipeline's `scheduler` section. */
+  batchOptions(extra: BatchOptions = {}): BatchOptions {
+    const s = this.pipeline.scheduler;
+    return { maxBatch: s.maxBatch, maxDelayMs: s.maxDelayMs, replicas: s.workers, intraOpThreads: s.threads, ...extra };
+  }
+
+  /** The CLIP of entry `name`, registered on the scheduler as `<name>.image` / `<name>.text` (once). */
+  clip(name: string): Promise<ScheduledClip> {
+    let p = this.clips.get(name);
+    if (!p) {
+      const m = this.model(name);
+      p = Promise.resolve().then(() => {
+        if (this.kindOf(name) === "lvlm") throw new ModelLoadError(`models.${name}: is an LVLM, a CLIP is needed here`);
+        return ScheduledClip.fromDir(this.scheduler, this.modelDir(name), name, this.batchOptions()).catch((e: unknown) => {
+          throw new ModelLoadError(`models.${name} (${"path" in m ? m.path : m.builtin}): ${(e as Error).message}`);
+        });
+      });
+      this.clips.set(name, p);
+    }
+    return p;
+  }
+
+  /**
+   * The policy of entry `name`, loaded once and shared: generation, reference log-probs and the
+   * trainer see the same object (the trainer writes its trained weights into it at export).
+   */
+  lvlm(name: string): Promise<LvlmModel> {
+    let p = this.lvlms.get(name);
+    if (!p) {
+      p = this.freshLvlm(name);
+      this.lvlms.set(name, p);
+    }
+    return p;
+  }
+
+  /** A separate copy of the policy of entry `name` as stored on disk (e.g. the untrained start, for evaluation). */
+  async freshLvlm(name: string): Promise<LvlmModel> {
+    const m = this.model(name);
+    if (this.kindOf(name) === "clip") throw new ModelLoadError(`models.${name}: is a CLIP, a policy (LVLM) is needed here`);
+    if ("format" in m && m.format === "hf-onnx") throw new ModelLoadError(`models.${name}: hf-onnx policies are not supported; use a clipflow policy folder (format: clipflow)`);
+    const dir = this.modelDir(name);
+    try {
+      return await loadLvlm(dir, { threads: this.pipeline.scheduler.threads });
+    } catch (e) {
+      throw new ModelLoadError(`models.${name} (${dir}): ${(e as Error).message}`);
+    }
+  }
+
+  /** A named object shared by the stages of this run, made on first request. */
+  shared<T>(key: string, make: () => T): T {
+    if (!this.sharedObjects.has(key)) this.sharedObjects.set(key, make());
+    return this.sharedObjects.get(key) as T;
+  }
+
+  /** Runs `fn` when the resources close (stages release workers, files). */
+  onClose(fn: () => void | Promise<void>): void {
+    this.closers.push(fn);
+  }
+
+  /** Closes what the stages registered, then the scheduler (if this object created it). */
+  async close(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const fn of this.closers.splice(0).reverse()) {
+      try {
+        await fn();
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    if (this.ownsScheduler) await this.scheduler.close();
+    if (errors.length > 0) throw errors[0];
+  }
+}
