@@ -21,7 +21,7 @@
  */
 import { buildPairs } from "../src/arrow/build.ts";
 import type { PairRow } from "../src/arrow/schemas.ts";
-import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
+import { mapBatch, StageError, type FlowOperator } from "../src/flow/index.ts";
 import { countWords } from "./filter.ts";
 
 export type PairStrategy = "best-vs-worst" | "all-over-margin";
@@ -142,7 +142,8 @@ export function pairs(opts: PairsOptions = {}): FlowOperator & { readonly counts
       const lists: [Cand, Cand][][] = [];
       for (const [p, cands] of groups) {
         const key = JSON.stringify([img, p]);
-        if (seen.has(key)) throw new Error(`group (image_id ${JSON.stringify(img)}, prompt ${JSON.stringify(p)}) arrived in two batches; keep an image's candidates in one batch`);
+        // A broken upstream contract, not a bad row: stop the flow even under onError: skip.
+        if (seen.has(key)) throw new StageError(name, `group (image_id ${JSON.stringify(img)}, prompt ${JSON.stringify(p)}) arrived in two batches; keep an image's candidates in one batch`);
         seen.add(key);
         if (seen.size > SEEN_WINDOW) seen.delete(seen.values().next().value as string);
         counts.groups++;

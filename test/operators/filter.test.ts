@@ -1,0 +1,99 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { buildScored } from "../../src/arrow/build.ts";
+import type { ScoredRow } from "../../src/arrow/schemas.ts";
+import { ImageStore } from "../../src/io/image-store.ts";
+import { preprocessImage } from "../../src/models/image-preprocess.ts";
+import { Scheduler } from "../../src/scheduler/scheduler.ts";
+import { countWords, filter } from "../../operators/filter.ts";
+import { normalizeRows, ScheduledClip } from "../../operators/scheduled-clip.ts";
+import { creditsBack, png, runStages, stage, tinyClip } from "./fixtures.ts";
+
+const model = tinyClip(2); // a seed where the random towers put some test images on each side of the text/no-text decision
+const sched = new Scheduler();
+afterAll(() => sched.close());
+const clip = ScheduledClip.fromModel(sched, model, "clip", { maxBatch: 16, maxDelayMs: 1 });
+
+let n = 0;
+const row = (image_id: string, text: string, clip_score: number): ScoredRow => ({
+  id: `r${n++}`, image_id, prompt: "Describe.", text, logp: -1, n_tokens: 1, clip_score, sentence_scores: [],
+});
+const texts = (bs: { numRows: number; getChild(n: string): { get(i: number): unknown } | null }[]) =>
+  bs.flatMap((b) => Array.from({ length: b.numRows }, (_, i) => String(b.getChild("text")!.get(i))));
+
+describe("filter", () => {
+  test("word count = runs of letters/digits", () => {
+    expect(countWords("There are 2 red circles, and a star!")).toBe(8);
+    expect(countWords(" ... ")).toBe(0);
+  });
+
+  test("minScore, maxWords, maxTokens: kept rows in order, each drop counted under the first rule that fires", async () => {
+    const b = buildScored([
+      row("i", "a red circle", 25), // kept
+      row("i", "a blue square", 19.99), // min-score
+      row("i", "one two three four five six", 30), // max-words (6 > 5)
+      row("i", "a red circle and a blue star", 10), // min-score first (also too many words)
+      row("i", "red red red red red", 40), // 5 words, 7 tokens with bos/eos > 6 → max-tokens
+      row("i", "a star", 20), // kept (exactly minScore)
+    ]);
+    expect(model.tokenizer.encode("red red red red red", { maxLength: Infinity }).ids.length).toBe(7);
+    const f = filter({ minScore: 20, maxWords: 5, maxTokens: 6, clip });
+    const r = await runStages([b, buildScored([])], [f]);
+    expect(texts(r.batches)).toEqual(["a red circle", "a star"]);
+    expect(f.counts).toEqual({ "text-in-image": 0, "min-score": 2, "max-words": 1, "max-tokens": 1 });
+    const st = stage(r.ctx, "filter");
+    expect([st.rowsIn, st.rowsOut, st.filtered, st.deadLettered]).toEqual([6, 2, 4, 0]);
+    expect(creditsBack(r.ctx)).toBe(true);
+  });
+
+  test("no rule set: batches pass through unchanged (same object)", async () => {
+    const b = buildScored([row("i", "x", 1)]);
+    const r = await runStages([b], [filter()]);
+    expect(r.batches[0]).toBe(b);
+  });
+
+  test("text-in-image: CLIP zero-shot per image matches a direct reference; threshold 0 / 101 are all / none", async () => {
+    const store = new ImageStore();
+    const ids = ["a", "b", "c", "d"];
+    for (const [k, id] of ids.entries()) {
+      const bytes = await png(60 * k, 200 - 50 * k, 90);
+      store.put(id, { bytes, pixels: await preprocessImage(bytes, model.preprocess) });
+    }
+    const textPrompts = ["an image with text", "a picture of written words"];
+    const noTextPrompts = ["a picture of coloured shapes", "an image without any text"];
+    // reference verdicts from the model directly
+    const E = model.embedDim;
+    const P = normalizeRows(await model.encodeTexts([...textPrompts, ...noTextPrompts]), E);
+    const verdict = async (id: string, threshold: number) => {
+      const v = normalizeRows(await model.encodeImages(store.get(id)!.pixels.slice(), 1), E);
+      const s = [0, 1, 2, 3].map((j) => { let c = 0; for (let k = 0; k < E; k++) c += v[k]! * P[j * E + k]!; return 100 * Math.max(c, 0); });
+      const t = Math.max(s[0]!, s[1]!), plain = Math.max(s[2]!, s[3]!);
+      return t >= threshold && t > plain;
+    };
+    const threshold = 5;
+    const want = await Promise.all(ids.map((id) => verdict(id, threshold)));
+    expect(new Set(want).size).toBe(2); // the case is not trivial: some images have "text", some not
+    const b = buildScored(ids.flatMap((id) => [row(id, `${id} one`, 50), row(id, `${id} two`, 50)]));
+    const f = filter({ dropTextImages: true, clip, store, textPrompts, noTextPrompts, textThreshold: threshold });
+    const r = await runStages([b], [f]);
+    expect(texts(r.batches)).toEqual(ids.filter((_, k) => !want[k]).flatMap((id) => [`${id} one`, `${id} two`]));
+    expect(f.counts["text-in-image"]).toBe(2 * want.filter(Boolean).length);
+    expect(ids.map((id) => store.get(id)!.hasText)).toEqual(want);
+
+    const fresh = () => { for (const id of ids) store.get(id)!.hasText = undefined; };
+    fresh();
+    const all = filter({ dropTextImages: true, clip, store, textPrompts, textThreshold: 0, name: "all" });
+    expect((await runStages([b], [all])).rows).toBe(0);
+    expect(all.counts["text-in-image"]).toBe(8);
+    fresh();
+    const none = filter({ dropTextImages: true, clip, store, textPrompts, textThreshold: 101, name: "none" });
+    expect((await runStages([b], [none])).rows).toBe(8);
+  });
+
+  test("configuration errors are one clear line; a missing column names it", async () => {
+    expect(() => filter({ dropTextImages: true })).toThrow("filter: dropTextImages needs a clip model and the image store");
+    expect(() => filter({ maxTokens: 5 })).toThrow("filter: maxTokens needs the clip model");
+    const { buildCandidates } = await import("../../src/arrow/build.ts");
+    const c = buildCandidates([{ id: "x", image_id: "i", prompt: "p", text: "t", logp: 0, n_tokens: 1 }]);
+    await expect(runStages([c], [filter({ minScore: 1 })], { onError: "fail" })).rejects.toThrow("minScore needs a 'clip_score' column");
+  });
+});
