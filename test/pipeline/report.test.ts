@@ -61,7 +61,7 @@ describe("report.json and report.html", () => {
     expect(dpo!.chairI).toBe(0);
     expect(dpo!.chairS).toBe(0);
     expect(sft!.chairI).toBeGreaterThan(0);
-    expect(sft!.counts.mentions).toBeGreaterThan(dpo!.counts.mentions);
+    expect(sft!.counts.mentions!).toBeGreaterThan(dpo!.counts.mentions!);
   });
 
   test("HTML escapes text, inlines images and references nothing outside the page", async () => {
