@@ -1,6 +1,7 @@
 /**
- * Scheduler benchmarks. Run: `npx bun bench/scheduler.ts [--tower tiny|shapes|vit-b32] [--images N] [--max-batch B]
- * [--max-delay-ms D] [--replicas R] [--threads T] [--rounds K]`
+ * Scheduler benchmarks. Run: `npx bun bench/scheduler.ts [--case clip-image-8-streams|generate-continuous]
+ * [--tower tiny|shapes|vit-b32] [--images N] [--max-batch B] [--max-delay-ms D] [--replicas R] [--threads T] [--rounds K]
+ * [--prompts P] [--samples N] [--gen-rounds K] [--gen-max-batch B] [--gen-threads T]`
  *
  * clip-image-8-streams: 8 concurrent streams each submit single images (one in flight per
  * stream) to a CLIP-style image tower through the scheduler. ratio = images/s through the
@@ -23,6 +24,14 @@ import { ParamStore } from "../src/graph/params.ts";
 import { clipConfig, clipPresets, type ClipConfigInput } from "../src/models/clip-config.ts";
 import { CLIP_IO, clipVisionGraph } from "../src/models/clip.ts";
 import { Rng } from "../src/util/rng.ts";
+import { existsSync } from "node:fs";
+import { lvlmPresets } from "../src/models/lvlm-config.ts";
+import { loadLvlm } from "../src/models/lvlm-io.ts";
+import { LvlmModel } from "../src/models/lvlm-model.ts";
+import { WordTokenizer } from "../src/models/word-tokenizer.ts";
+import type { Decoder, DecodeOptions } from "../src/scheduler/decoder.ts";
+import { CAPTION_PROMPTS } from "../src/world/captions.ts";
+import { worldVocabulary } from "../src/world/vocabulary.ts";
 import { vitFlopsPerImage, type VitConfig } from "../test/scheduler/fixtures/onnx-models.ts";
 
 interface TowerCase {
@@ -107,7 +116,8 @@ const arg = (flag: string) => (args.indexOf(flag) >= 0 ? args[args.indexOf(flag)
 const numArg = (flag: string) => (arg(flag) === undefined ? undefined : Number(arg(flag)));
 const ROUNDS = numArg("--rounds") ?? 5;
 
-for (const tc of cases) {
+const only = arg("--case");
+for (const tc of only && only !== "clip-image-8-streams" ? [] : cases) {
   if (arg("--tower") && !tc.tower.startsWith(arg("--tower")!)) continue;
   tc.images = numArg("--images") ?? tc.images;
   tc.maxBatch = numArg("--max-batch") ?? tc.maxBatch;
@@ -168,5 +178,131 @@ for (const tc of cases) {
       reference_intra_op_threads: CORES,
       gflop_per_image: r3(vitFlopsPerImage(c) / 1e9),
     }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// generate-continuous: `prompts` images × 5 caption prompts cycled, `samples` samples each, on
+// the shapes policy (models/shapes-lvlm when trained, else the same shape with random weights
+// whose eos logit is biased so answers stop after a varied number of tokens). Decoders with the
+// same options except batching: continuous (sequences join and leave at every step) and static
+// (classic padded batches: finished rows stay until the batch's longest sequence is done, then
+// the next batch is formed). ratio = tokens/s continuous ÷ tokens/s static, median over
+// interleaved rounds. Also: `drain` (static batches whose finished rows leave at once — a
+// stronger baseline than padding) and one-by-one (maxBatch 1, on the first 4 prompts).
+// One ORT thread by default: on this shared 2-core machine a second ORT thread contends with the
+// main thread (sampling, KV copies) and makes step times erratic.
+
+interface GenCase {
+  prompts: number;
+  samples: number;
+  rounds: number;
+  maxBatch: number;
+  threads: number;
+}
+
+async function shapesPolicy(): Promise<{ lvlm: LvlmModel; policy: string }> {
+  if (existsSync("models/shapes-lvlm/config.json")) return { lvlm: await loadLvlm("models/shapes-lvlm"), policy: "models/shapes-lvlm" };
+  const tok = WordTokenizer.fromWords(worldVocabulary());
+  const lvlm = LvlmModel.create(lvlmPresets.shapesPolicy(tok.vocabSize), tok, 3);
+  // eos logit ≈ N(1.2, 1.5²) per position (others ≈ N(0, 0.05)): stop probability varies by
+  // sample and step, answers range over 1..maxNewTokens with a mean near 20 tokens.
+  const V = lvlm.cfg.lm.vocabSize;
+  lvlm.store.require("lm.ln_f.b").data[0] = 0.8;
+  lvlm.store.require("lm.head.w").data[0 * V + lvlm.cfg.eosTokenId] = 1.5;
+  return { lvlm, policy: "random shapes-policy shape, eos-biased" };
+}
+
+async function timeGeneration(gen: Decoder, feats: Float32Array[], count: number, opts: DecodeOptions): Promise<{ tokens: number; seconds: number; lengths: number[] }> {
+  const t0 = performance.now();
+  const lengths: number[] = [];
+  const reqs = feats.slice(0, count).map((features, i) => ({ features, prompt: CAPTION_PROMPTS[i % CAPTION_PROMPTS.length]!, seed: i }));
+  for await (const f of gen.generate(reqs, opts)) lengths.push(f.nTokens);
+  const seconds = (performance.now() - t0) / 1000;
+  return { tokens: lengths.reduce((a, b) => a + b, 0), seconds, lengths };
+}
+
+async function generateContinuous(gc: GenCase): Promise<Record<string, unknown>> {
+  const { lvlm, policy } = await shapesPolicy();
+  const s = new Scheduler();
+  const common = { maxBatch: gc.maxBatch, maxTokensInFlight: gc.maxBatch * lvlm.cfg.lm.maxPositions, intraOpThreads: gc.threads };
+  const cont = s.decoder("continuous", lvlm, common);
+  const stat = s.decoder("static", lvlm, { ...common, batching: "static" });
+  const drain = s.decoder("drain", lvlm, { ...common, batching: "drain" });
+  const one = s.decoder("one-by-one", lvlm, { ...common, maxBatch: 1 });
+  await Promise.all([cont.ready, stat.ready, drain.ready, one.ready]);
+  const rng = new Rng(11);
+  const S = lvlm.cfg.vision.imageSize;
+  const feats: Float32Array[] = [];
+  for (let i = 0; i < gc.prompts; i++) {
+    const px = Float32Array.from({ length: 3 * S * S }, () => rng.normal());
+    const out = await cont.vision.run({ pixel_values: { dtype: "float32", dims: [1, 3, S, S], data: px } });
+    feats.push(out.image_features!.data as Float32Array);
+  }
+  const opts: DecodeOptions = { n: gc.samples, maxNewTokens: 48, temperature: 1, topP: 0.95 };
+  await timeGeneration(cont, feats, 8, opts); // warm-up: first runs allocate and plan
+  await timeGeneration(stat, feats, 8, opts);
+  await timeGeneration(drain, feats, 8, opts);
+  const c: number[] = [], st: number[] = [], dr: number[] = [], ratios: number[] = [], drainRatios: number[] = [];
+  let lengths: number[] = [];
+  let tokens = 0;
+  for (let r = 0; r < gc.rounds; r++) {
+    const a = await timeGeneration(cont, feats, gc.prompts, opts);
+    const b = await timeGeneration(stat, feats, gc.prompts, opts);
+    if (a.tokens !== b.tokens) throw new Error(`generate-continuous: continuous made ${a.tokens} tokens, static ${b.tokens} (same seeds)`);
+    const d = await timeGeneration(drain, feats, gc.prompts, opts);
+    if (d.tokens !== a.tokens) throw new Error(`generate-continuous: continuous made ${a.tokens} tokens, drain ${d.tokens} (same seeds)`);
+    c.push(a.tokens / a.seconds);
+    st.push(b.tokens / b.seconds);
+    dr.push(d.tokens / d.seconds);
+    ratios.push(c[r]! / st[r]!);
+    drainRatios.push(c[r]! / dr[r]!);
+    lengths = a.lengths;
+    tokens = a.tokens;
+  }
+  const onePrompts = Math.min(gc.prompts, 4);
+  const o = await timeGeneration(one, feats, onePrompts, opts);
+  const cs = cont.stats(), ss = stat.stats();
+  await s.close();
+  const r3 = (x: number) => Math.round(x * 1000) / 1000;
+  const sorted = [...lengths].sort((x, y) => x - y);
+  return {
+    case: "generate-continuous",
+    ratio: r3(median(ratios)),
+    ratios: ratios.map(r3),
+    continuous_tokens_per_s: Math.round(median(c)),
+    static_tokens_per_s: Math.round(median(st)),
+    drain_tokens_per_s: Math.round(median(dr)),
+    ratio_vs_drain: r3(median(drainRatios)),
+    one_by_one_tokens_per_s: Math.round(o.tokens / o.seconds),
+    one_by_one_prompts: onePrompts,
+    policy,
+    prompts: gc.prompts,
+    samples: gc.samples,
+    tokens_per_round: tokens,
+    answer_tokens_mean: r3(tokens / lengths.length),
+    answer_tokens_p10_p50_p90_max: [0.1, 0.5, 0.9].map((q) => sorted[Math.floor(q * (sorted.length - 1))]).concat(sorted[sorted.length - 1]),
+    mean_batch_continuous: r3(cs.decodeRows / cs.decodeSteps),
+    mean_batch_static: r3(ss.decodeRows / ss.decodeSteps),
+    mean_batch_drain: r3(drain.stats().decodeRows / drain.stats().decodeSteps),
+    decode_steps_continuous: cs.decodeSteps,
+    decode_steps_static: ss.decodeSteps,
+    max_batch: gc.maxBatch,
+    intra_op_threads: gc.threads,
+    rounds: gc.rounds,
+  };
+}
+
+if (!only || only === "generate-continuous") {
+  console.log(
+    JSON.stringify(
+      await generateContinuous({
+        prompts: numArg("--prompts") ?? 256,
+        samples: numArg("--samples") ?? 8,
+        rounds: numArg("--gen-rounds") ?? 3,
+        maxBatch: numArg("--gen-max-batch") ?? 64,
+        threads: numArg("--gen-threads") ?? 1,
+      }),
+    ),
   );
 }

@@ -11,8 +11,10 @@
  * - decode: one step for every running sequence of the lane; finished sequences (stop token,
  *   max new tokens, last position) leave at once and the rows compact.
  *
- * New prompts join a running batch whenever it has `minJoin` free rows (continuous), or only
- * once it has drained (`batching: "static"`, the baseline of bench/scheduler.ts).
+ * New prompts join a running batch whenever it has `minJoin` free rows (continuous). The
+ * baseline `batching: "static"` (bench/scheduler.ts) is classic padded batch generation: a batch
+ * is formed once, its finished rows stay in it (stepping, output ignored) and it takes new
+ * prompts only when its longest sequence is done; `drain` is the same without the padding rows.
  *
  * Memory bound: each admitted sample reserves min(maxPositions, image tokens + prompt +
  * maxNewTokens) KV slots until it leaves; the sum of reservations over all lanes never exceeds
@@ -55,7 +57,7 @@ export interface DecoderOptions {
   maxBatch?: number;
   /** KV slots reserved by admitted samples, summed over replicas (default 8192). */
   maxTokensInFlight?: number;
-  /** Samples queued for prefill; beyond it submissions await admission (default 4 × maxBatch). */
+  /** Samples queued for prefill; beyond it submissions await admission (default max(4 × maxBatch, 64)). */
   maxQueue?: number;
   /** Higher runs first when sources compete for an executor (default 0). */
   priority?: number;
@@ -67,8 +69,11 @@ export interface DecoderOptions {
   device?: Device;
   /** Free rows a running batch needs before new prompts are prefilled into it (default maxBatch / 8). */
   minJoin?: number;
-  /** `continuous` (default), or `static`: a batch takes new prompts only once it has drained. */
-  batching?: "continuous" | "static";
+  /**
+   * `continuous` (default); `static`: padded batches that wait for their longest sequence;
+   * `drain`: like static, but finished rows leave at once (the batch shrinks, never refills).
+   */
+  batching?: "continuous" | "static" | "drain";
   /** Batching of the `{name}.vision` model (defaults: maxBatch 32, maxDelayMs 2). */
   vision?: { maxBatch?: number; maxDelayMs?: number };
 }
@@ -202,6 +207,8 @@ interface Seq {
   logp: number;
   /** Tokens in the cache = the position the last token is fed at. */
   length: number;
+  /** Finished (or cancelled) but still holding its row (static batching only). */
+  done: boolean;
 }
 
 interface Lane {
@@ -261,7 +268,7 @@ export class Decoder implements WorkSource {
     this.options = {
       maxBatch,
       maxTokensInFlight: opts.maxTokensInFlight ?? 8192,
-      maxQueue: opts.maxQueue ?? 4 * maxBatch,
+      maxQueue: opts.maxQueue ?? Math.max(4 * maxBatch, 64),
       priority: opts.priority ?? 0,
       replicas: opts.replicas ?? 1,
       intraOpThreads: opts.intraOpThreads ?? 1,
@@ -277,7 +284,7 @@ export class Decoder implements WorkSource {
     };
     (["maxBatch", "maxTokensInFlight", "maxQueue", "replicas", "intraOpThreads", "minJoin"] as const).forEach(posInt);
     if (!Number.isFinite(o.priority)) throw bad(`priority must be a finite number (got ${o.priority})`);
-    if (o.batching !== "continuous" && o.batching !== "static") throw bad(`batching must be "continuous" or "static" (got ${String(o.batching)})`);
+    if (!["continuous", "static", "drain"].includes(o.batching)) throw bad(`batching must be "continuous", "static" or "drain" (got ${String(o.batching)})`);
     const cfg = lvlm.cfg;
     this.np = imageTokens(cfg);
     this.featureFloats = this.np * cfg.vision.width;
@@ -551,7 +558,7 @@ export class Decoder implements WorkSource {
   /** Draw a sample's first token from its prompt's prefill logits; give it a row unless done. */
   private start(lane: Lane, req: Req, index: number): void {
     const p = req.prefilled!;
-    const seq: Seq = { req, index, rng: sampleRng(req.seed, index), tokens: [], logp: 0, length: p.length };
+    const seq: Seq = { req, index, rng: sampleRng(req.seed, index), tokens: [], logp: 0, length: p.length, done: false };
     if (this.advance(seq, p.logits)) return;
     const row = lane.seqs.length;
     if (row > 0 && !lane.forming) this.counters.joinedRunning++;
@@ -643,10 +650,13 @@ export class Decoder implements WorkSource {
     const ids = new BigInt64Array(B);
     const positions = new BigInt64Array(B);
     const slots: number[] = new Array<number>(B);
+    const T = this.shape.capacity;
     seqs.forEach((s, b) => {
       ids[b] = BigInt(s.tokens[s.tokens.length - 1]!);
-      positions[b] = BigInt(s.length);
-      slots[b] = s.length;
+      // a finished row kept by static batching keeps stepping on its last slot (output ignored)
+      const slot = s.done ? Math.min(s.length, T - 1) : s.length;
+      positions[b] = BigInt(slot);
+      slots[b] = slot;
     });
     const out = await ex.host.run(this.decodeSession, {
       [LVLM_IO.inputIds]: { dtype: "int64", dims: [B, 1], data: ids },
@@ -658,18 +668,22 @@ export class Decoder implements WorkSource {
     lane.pool.append(out, slots);
     const V = this.lvlm.cfg.lm.vocabSize;
     const logits = out[LVLM_IO.logits]!.data as Float32Array;
-    const leaving: number[] = [];
     let live = 0;
+    let running = 0;
     seqs.forEach((s, b) => {
+      if (s.done) return;
       s.length++;
-      if (s.req.settled || this.advance(s, logits.subarray(b * V, (b + 1) * V))) leaving.push(b);
-      else live += s.length;
+      if (s.req.settled || this.advance(s, logits.subarray(b * V, (b + 1) * V))) s.done = true;
+      else running++;
+      live += s.length;
     });
     for (const l of this.lanes) if (l !== lane) for (const s of l.seqs) live += s.length;
     this.counters.peakLiveTokens = Math.max(this.counters.peakLiveTokens, live);
-    for (let i = leaving.length - 1; i >= 0; i--) this.leave(lane, leaving[i]!);
-    if (seqs.length === 0) lane.forming = true;
-    else lane.forming = false;
+    // Continuous: finished rows leave at once. Static: the batch waits for its longest sequence,
+    // finished rows stay (and are computed) until every row is done, like padded batch generation.
+    const static_ = this.options.batching === "static";
+    if (!static_ || running === 0) for (let i = seqs.length - 1; i >= 0; i--) if (seqs[i]!.done) this.leave(lane, i);
+    lane.forming = seqs.length === 0;
   }
 
   /** Remove row `row` of `lane`: the last row moves into it (dense rows). */
@@ -692,6 +706,8 @@ export class Decoder implements WorkSource {
   private dropSettled(lane: Lane): void {
     if (lane.running) return;
     for (let i = lane.seqs.length - 1; i >= 0; i--) if (lane.seqs[i]!.req.settled) this.leave(lane, i);
+    // static batching: a batch whose live rows were all cancelled is done
+    if (lane.seqs.length > 0 && lane.seqs.every((s) => s.done)) for (let i = lane.seqs.length - 1; i >= 0; i--) this.leave(lane, i);
   }
 
   // ---- requests ----

@@ -43,7 +43,7 @@ function expectSame(got: Sample[], want: Sample[]): void {
 const sampling = { maxNewTokens: 12, temperature: 1.3, topK: 12, topP: 0.97 } as const;
 
 describe("continuous-batching decoder", () => {
-  for (const batching of ["continuous", "static"] as const) {
+  for (const batching of ["continuous", "static", "drain"] as const) {
     test(`${batching}: tokens equal the single-stream reference; sequences join and leave mid-run`, async () => {
       const { s, gen } = setup({ maxBatch: 4, minJoin: 1, batching });
       try {
