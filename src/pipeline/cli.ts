@@ -128,6 +128,10 @@ export function summary(r: RunReport, paths: { json: string; html: string } | un
     }
   }
   if (r.reconciliation) out.push(reconciliationLine(r.reconciliation));
+  for (const j of r.jobs) {
+    const figures = Object.entries(j.metrics).filter(([, v]) => typeof v === "number").map(([k, v]) => `${k} ${Number.isInteger(v) ? v : (v as number).toFixed(4)}`);
+    out.push(`${j.stage}: wrote ${j.outputs.join(", ")} in ${(j.ms / 1000).toFixed(1)} s${figures.length ? `\n  ${figures.join(", ")}` : ""}`);
+  }
   if (r.training) {
     const last = r.training.steps.at(-1);
     out.push(`training: ${r.training.steps.length} steps on ${r.training.pairs} pairs${last ? `, last loss ${last.loss.toFixed(4)}, margin ${(last["rewards/margins"] ?? Number.NaN).toFixed(4)}, accuracy ${(last["rewards/accuracies"] ?? Number.NaN).toFixed(3)}` : ""}${r.training.checkpoint ? `; checkpoint ${r.training.checkpoint}` : ""}`);

@@ -22,7 +22,7 @@ import { stringify } from "yaml";
 import { z } from "zod";
 import { describeValue, dropShadowedMissing, hasPrefix, issueText, missingKeyMessage, PipelineError, type LocatedIssue, type PipelineIssue } from "./issues.ts";
 import { applyOverrides, type AppliedOverride } from "./overrides.ts";
-import { isStageName, stageNames, stageRegistry, type StageConfig, type StageDefinition, type StageName } from "./registry.ts";
+import { isJobStage, isStageName, stageNames, stageRegistry, type StageConfig, type StageDefinition, type StageName } from "./registry.ts";
 import {
   builtinModels,
   builtinModelSchema,
@@ -247,9 +247,16 @@ function resolveData(
 
   if (stages.length > 0 && Array.isArray(rawStages) && stages.length === rawStages.length) {
     const sources = stages.filter((s) => s.name === "source");
-    if (stages[0]!.name !== "source") issues.push({ path: ["stages", 0], message: `the first stage must be a source, got ${stages[0]!.name}` });
-    for (const s of sources.slice(stages[0]!.name === "source" ? 1 : 0))
-      issues.push({ path: ["stages", s.index, "source"], at: "key", message: "only the first stage may be a source" });
+    const jobs = stages.filter((s) => isJobStage(s.name));
+    if (jobs.length > 0 && jobs.length < stages.length) {
+      // A job (e.g. pretrainClip) runs on its own; it cannot sit inside a dataflow.
+      const flowStage = stages.find((s) => !isJobStage(s.name))!;
+      issues.push({ path: ["stages", jobs[0]!.index, jobs[0]!.name], at: "key", message: `${jobs[0]!.name} is a job stage and cannot be mixed with dataflow stages (${flowStage.name}); put it in its own pipeline file` });
+    } else if (jobs.length === 0) {
+      if (stages[0]!.name !== "source") issues.push({ path: ["stages", 0], message: `the first stage must be a source, got ${stages[0]!.name}` });
+      for (const s of sources.slice(stages[0]!.name === "source" ? 1 : 0))
+        issues.push({ path: ["stages", s.index, "source"], at: "key", message: "only the first stage may be a source" });
+    }
   }
 
   // Model references: each must name a `models` entry of the right kind.

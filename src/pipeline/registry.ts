@@ -35,6 +35,9 @@ import { write } from "../../operators/write.ts";
 import { join } from "node:path";
 import { ImageStore } from "../io/image-store.ts";
 import type { DpoLossTerm } from "../train/dpo-loss-config.ts";
+import { pretrainClipStageOptions, sftPolicyStageOptions } from "../recipes/options.ts";
+import { runRecipeFile } from "../recipes/run.ts";
+import { dirname } from "node:path";
 import type { ResolvedPipeline } from "./loader.ts";
 import { RUN_FILES } from "./run-files.ts";
 import type { PipelineResources } from "./resources.ts";
@@ -58,6 +61,8 @@ export interface StageContext {
   readonly resume: boolean;
   /** Fires on Ctrl-C; long-running stages stop at a clean point. */
   readonly signal: AbortSignal;
+  /** Progress lines of long jobs (stderr in the CLI). */
+  log(line: string): void;
 }
 
 /**
@@ -85,7 +90,24 @@ export interface StageDefinition<Schema extends z.ZodType> {
    * runner must report a stage without a factory as "not implemented yet", never fake one.
    */
   readonly create?: StageFactory<z.output<Schema>>;
+  /** Set instead of `create` for a job stage (see JobFactory). */
+  readonly job?: JobFactory<z.output<Schema>>;
 }
+
+/** What a job stage leaves behind, for the run report. */
+export interface JobResult {
+  /** Folders or files written. */
+  outputs: string[];
+  /** Figures the job measured (e.g. a recipe's held-out metrics), shown in the report. */
+  metrics: Record<string, unknown>;
+}
+
+/**
+ * A job stage is a whole step on its own, not a streaming operator (e.g. pretraining the shipped
+ * CLIP). A pipeline is either a dataflow (`source` first, operators after) or a list of jobs run
+ * in order; the loader refuses a mix.
+ */
+export type JobFactory<Options> = (options: Options, context: Omit<StageContext, "flow">) => Promise<JobResult>;
 
 function stage<Schema extends z.ZodType>(def: StageDefinition<Schema>): StageDefinition<Schema> {
   return def;
@@ -201,7 +223,26 @@ export const stageRegistry = {
       });
     },
   }),
+  pretrainClip: stage({
+    optionsSchema: pretrainClipStageOptions,
+    outputPaths: ["modelDir"],
+    job: (o, ctx) => recipeJob("pretrainClip", o, ctx),
+  }),
+  sftPolicy: stage({
+    optionsSchema: sftPolicyStageOptions,
+    inputPaths: { clip: "folder" },
+    outputPaths: ["modelDir"],
+    job: (o, ctx) => recipeJob("sftPolicy", o, ctx),
+  }),
 } as const;
+
+/** Runs a pretraining recipe (src/recipes) with its resolved options; it writes the model folder `modelDir`. */
+async function recipeJob(name: "pretrainClip" | "sftPolicy", options: { modelDir: string }, ctx: Omit<StageContext, "flow">): Promise<JobResult> {
+  const file = ctx.pipeline.file;
+  // Paths are absolute already (the loader resolved them), so the recipe runner keeps them as they are.
+  const r = await runRecipeFile({ stages: [{ [name]: options }] }, { file, baseDir: dirname(file), command: `bun run pipeline ${file}`, log: ctx.log });
+  return { outputs: [r.dir], metrics: r.metrics };
+}
 
 export type StageRegistry = typeof stageRegistry;
 export type StageName = keyof StageRegistry;
@@ -212,6 +253,11 @@ export type StageConfig = { [K in StageName]: { readonly name: K; readonly index
 
 /** Stage names in registry order. */
 export const stageNames = Object.keys(stageRegistry) as StageName[];
+
+/** Whether stage `name` is a job stage (runs on its own, not in a dataflow). */
+export function isJobStage(name: StageName): boolean {
+  return (stageRegistry[name] as StageDefinition<z.ZodType>).job !== undefined;
+}
 
 /** Whether `name` is a registered stage (narrowing). */
 export function isStageName(name: string): name is StageName {

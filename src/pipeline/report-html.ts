@@ -9,7 +9,7 @@
  * @example
  * writeFileSync("report.html", renderReportHtml(report));
  */
-import type { EvalReport, RunReport, SampleReport, StageReport, TrainingReport } from "./report.ts";
+import type { EvalReport, JobReport, RunReport, SampleReport, StageReport, TrainingReport } from "./report.ts";
 import { escapeHtml as esc, lineChart } from "./report-svg.ts";
 
 const pct = (v: number): string => (Number.isFinite(v) ? `${(100 * v).toFixed(1)}` : "–");
@@ -122,6 +122,18 @@ function scheduler(r: RunReport): string {
   return `<h2>Scheduler</h2><table id="scheduler"><thead><tr><th>model</th><th>device</th><th>batches</th><th>items</th><th>rows/batch</th><th>fill %</th><th>wait p50 ms</th><th>wait p95 ms</th><th>items/s</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
 
+function jobs(list: readonly JobReport[]): string {
+  if (list.length === 0) return "";
+  const value = (v: unknown): string => (typeof v === "number" ? (Number.isInteger(v) ? int(v) : num(v, 4)) : esc(JSON.stringify(v)));
+  const body = list.map((j) => {
+    const rows = Object.entries(j.metrics)
+      .filter(([, v]) => typeof v === "number" || typeof v === "string" || typeof v === "boolean")
+      .map(([k, v]) => `<tr><td>${esc(k)}</td><td>${value(v)}</td></tr>`);
+    return `<h3>${esc(j.stage)} <span class="score">(${num(j.ms / 1000, 1)} s)</span></h3><p class="meta">${j.outputs.map((o) => `<code>${esc(o)}</code>`).join(" ")}</p><table class="job" data-stage="${esc(j.stage)}"><tbody>${rows.join("")}</tbody></table>`;
+  });
+  return `<h2 id="jobs">Jobs</h2>${body.join("")}`;
+}
+
 /** The whole page. */
 export function renderReportHtml(r: RunReport): string {
   const title = `clipflow — ${r.file.split("/").pop() ?? r.file}`;
@@ -132,7 +144,8 @@ export function renderReportHtml(r: RunReport): string {
 <title>${esc(title)}</title><style>${STYLE}</style></head>
 <body>
 ${header(r)}
-${evaluation(r.evaluation)}
+${r.jobs.length > 0 && !r.evaluation ? "" : evaluation(r.evaluation)}
+${jobs(r.jobs)}
 ${training(r.training)}
 ${samples(r.samples)}
 ${evalExamples(r.evaluation)}

@@ -107,6 +107,14 @@ export interface SampleReport {
   margin: number;
 }
 
+/** A job stage's result (e.g. a pretraining recipe). */
+export interface JobReport {
+  stage: string;
+  outputs: string[];
+  metrics: Record<string, unknown>;
+  ms: number;
+}
+
 export interface Timings {
   totalMs: number;
   /** Loading models, starting the scheduler. */
@@ -140,6 +148,8 @@ export interface RunReport {
   training: TrainingReport | null;
   evaluation: EvalReport | null;
   samples: SampleReport[];
+  /** Job stages run (pipelines of jobs, e.g. pretraining recipes). */
+  jobs: JobReport[];
   /** Files the run wrote (absolute paths). */
   outputs: string[];
 }
@@ -168,6 +178,7 @@ export function emptyReport(init: { file: string; description?: string | null; c
     training: null,
     evaluation: null,
     samples: [],
+    jobs: [],
     outputs: [],
   };
 }

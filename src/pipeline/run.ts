@@ -31,7 +31,7 @@ import { readMetricsLog } from "../train/metrics-log.ts";
 import { evaluatePolicies, pngDataUri, type EvalSubject } from "./eval.ts";
 import { pipelineToData, type ResolvedPipeline } from "./loader.ts";
 import type { Progress } from "./progress.ts";
-import { stageRegistry, type StageConfig, type StageContext, type StageDefinition, type StageInstance } from "./registry.ts";
+import { isJobStage, stageRegistry, type StageConfig, type StageContext, type StageDefinition, type StageInstance } from "./registry.ts";
 import { emptyReport, reconcile, stageReports, writeRunReport, type RunReport, type SampleReport, type TrainingStep } from "./report.ts";
 import { PipelineResources } from "./resources.ts";
 import { RUN_FILES } from "./run-files.ts";
@@ -85,7 +85,10 @@ export function knownTotals(p: ResolvedPipeline): Record<string, number> {
 
 /** The stages that have no operator factory yet. */
 export function unimplementedStages(p: ResolvedPipeline): StageConfig[] {
-  return p.stages.filter((s) => (stageRegistry[s.name] as StageDefinition<z.ZodType>).create === undefined);
+  return p.stages.filter((s) => {
+    const def = stageRegistry[s.name] as StageDefinition<z.ZodType>;
+    return def.create === undefined && def.job === undefined;
+  });
 }
 
 /** Name of the result-table row of a policy trained with this pipeline's pairs. */
@@ -140,6 +143,7 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
 
   const resumedFrom = hasTrainer && resume ? ((await latestCheckpoint(join(outDir, RUN_FILES.checkpoints)))?.dir ?? null) : null;
   const resources = (opts.resources ?? ((q) => new PipelineResources(q)))(p);
+  if (p.stages.every((s) => isJobStage(s.name))) return runJobs(p, report, resources, { signal, resume, log, resumeCommand: opts.resumeCommand, finish });
   let flowCtx: FlowContext | undefined;
   let progress: Progress | undefined;
   let timer: ReturnType<typeof setInterval> | undefined;
@@ -162,6 +166,7 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
         },
         resume,
         signal,
+        log,
       };
       const inst = await def.create!(s.options, context);
       instances.push(inst);
@@ -366,4 +371,38 @@ async function trainingReport(outDir: string, stages: readonly StageSnapshot[], 
   const ckpt = await latestCheckpoint(join(outDir, RUN_FILES.checkpoints));
   const trainer = stages.find((s) => s.stage === "dpoTrain");
   return { steps, pairs: trainer ? trainer.rowsOut : 0, checkpoint: ckpt?.dir ?? null, resumedFrom };
+}
+
+/** A pipeline of job stages: each runs to the end in turn; Ctrl-C stops before the next one. */
+async function runJobs(
+  p: ResolvedPipeline,
+  report: RunReport,
+  resources: PipelineResources,
+  o: { signal: AbortSignal; resume: boolean; log: (line: string) => void; resumeCommand: string; finish: () => RunResult },
+): Promise<RunResult> {
+  const names = flowNames(p.stages);
+  try {
+    for (const s of p.stages) {
+      if (o.signal.aborted) {
+        report.status = "interrupted";
+        report.resumeCommand = o.resumeCommand;
+        return o.finish();
+      }
+      const t = performance.now();
+      const def = stageRegistry[s.name] as StageDefinition<z.ZodType>;
+      const r = await def.job!(s.options, { pipeline: p, index: s.index, name: names[s.index]!, resources, resume: o.resume, signal: o.signal, log: o.log });
+      report.jobs.push({ stage: names[s.index]!, outputs: r.outputs, metrics: r.metrics, ms: performance.now() - t });
+      report.outputs.push(...r.outputs);
+    }
+    report.timings.flowMs = report.jobs.reduce((a, j) => a + j.ms, 0);
+    report.status = o.signal.aborted ? "interrupted" : "completed";
+    if (report.status === "interrupted") report.resumeCommand = o.resumeCommand;
+    return o.finish();
+  } catch (e) {
+    report.status = o.signal.aborted ? "interrupted" : "failed";
+    report.error = e instanceof Error ? e.message : String(e);
+    return o.finish();
+  } finally {
+    await resources.close().catch((e: unknown) => o.log(`closing resources: ${(e as Error).message}`));
+  }
 }
