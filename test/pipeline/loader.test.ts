@@ -151,7 +151,7 @@ describe("loadPipeline: each bad file gives one clear line naming file:line:col 
     ["bad-type.yaml", '9:17: stages[3].filter.minScore: expected number, got string "high"'],
     [
       "bad-unknown-stage.yaml",
-      '3:5: stages[1].filtr: unknown stage "filtr" (did you mean "filter"?); known stages: source, decode, generate, clipScore, filter, pairs, write, refLogps, dpoTrain',
+      '3:5: stages[1].filtr: unknown stage "filtr" (did you mean "filter"?); known stages: source, decode, generate, clipScore, filter, pairs, write, refLogps, dpoTrain, pretrainClip, sftPolicy',
     ],
     [
       "bad-source-kind.yaml",

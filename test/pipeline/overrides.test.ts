@@ -86,7 +86,7 @@ describe("applyOverrides (on plain data)", () => {
     expect(issues.map((i) => i.message)).toEqual([
       "expected key.path=value",
       'malformed key path "stages..count" (expected e.g. stages.source.count or stages[2].samples)',
-      'unknown stage "filtr" (did you mean "filter"?); known stages: source, decode, generate, clipScore, filter, pairs, write, refLogps, dpoTrain',
+      'unknown stage "filtr" (did you mean "filter"?); known stages: source, decode, generate, clipScore, filter, pairs, write, refLogps, dpoTrain, pretrainClip, sftPolicy',
       'the pipeline has no "filter" stage',
       'the pipeline has 2 "write" stages (stages[2], stages[3]); use stages.write[k] or stages[i]',
       "no write stage number 2: the pipeline has 2 (stages[2], stages[3])",

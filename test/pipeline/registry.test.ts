@@ -12,11 +12,13 @@ const minimal: Record<string, Record<string, unknown>> = {
   write: {},
   refLogps: { model: "m" },
   dpoTrain: { model: "m" },
+  pretrainClip: {},
+  sftPolicy: { clip: "models/shapes-clip" },
 };
 
 describe("stageRegistry", () => {
   test("names every stage of the issues, in pipeline order", () => {
-    expect(stageNames).toEqual(["source", "decode", "generate", "clipScore", "filter", "pairs", "write", "refLogps", "dpoTrain"]);
+    expect(stageNames).toEqual(["source", "decode", "generate", "clipScore", "filter", "pairs", "write", "refLogps", "dpoTrain", "pretrainClip", "sftPolicy"]);
   });
 
   test("isStageName only accepts own keys", () => {
