@@ -55,7 +55,7 @@ describe("clipScore", () => {
     const b2 = buildCandidates([cand("c0", "c", "There is a red circle."), cand("a3", "a", "There are two hearts.")]);
     const before = sched.stats().models["clip.image"]!.items;
     const r = await runStages([b1, b2], [clipScore({ clip, store })]);
-    expect(r.batches.map((b) => b.numRows)).toEqual([5, 2]);
+    expect(r.batches.map((b) => b.numRows).sort()).toEqual([2, 5]); // concurrency 2: either order
     expect(sched.stats().models["clip.image"]!.items - before).toBe(3); // a, b, c: once each
     const all = r.batches.flatMap((b) => Array.from({ length: b.numRows }, (_, i) => ({
       id: String(b.getChild("id")!.get(i)), image: String(b.getChild("image_id")!.get(i)), text: String(b.getChild("text")!.get(i)),

@@ -26,6 +26,10 @@ export function runStages(
 ): Promise<Collected> {
   const ctx = opts.ctx ?? createFlowContext({ maxInFlight: opts.maxInFlight ?? 4, onError: opts.onError ?? "skip" });
   const batches: RecordBatch[] = [];
+  // Register metrics in pipeline order so stages that never saw a batch still report zeros.
+  ctx.metrics("source");
+  for (const s of stages) ctx.metrics(s.stageName);
+  ctx.metrics("sink");
   let flow = typeof src === "function" ? src(ctx) : fromSource(src, ctx);
   for (const s of stages) flow = flow.pipe(s);
   return new Promise((resolve, reject) => {
