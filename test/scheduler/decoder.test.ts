@@ -135,7 +135,7 @@ describe("continuous-batching decoder", () => {
         break;
       }
       expect(seen.length).toBe(1);
-      for (let i = 0; i < 50 && gen.stats().running > 0; i++) await new Promise((r) => setImmediate(r));
+      for (let i = 0; i < 100_000 && gen.stats().running > 0; i++) await new Promise((r) => setImmediate(r));
       expect(gen.stats().running).toBe(0);
       expect(gen.stats().reservedTokens).toBe(0);
     } finally {
