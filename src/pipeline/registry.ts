@@ -24,6 +24,7 @@ import {
   writeOptions,
   type ModelKind,
 } from "./schema.ts";
+import { baselinePairs } from "../../operators/baseline-pairs.ts";
 import { clipScore } from "../../operators/clip-score.ts";
 import { decode } from "../../operators/decode.ts";
 import { dpoTrain } from "../../operators/dpo-train.ts";
@@ -170,7 +171,10 @@ export const stageRegistry = {
   }),
   pairs: stage({
     optionsSchema: pairsOptions,
-    create: (o, ctx) => pairs({ minMargin: o.minMargin, maxPairsPerImage: o.maxPairsPerImage, maxLengthRatio: o.maxLengthRatio, strategy: o.strategy, name: ctx.name }),
+    create: (o, ctx) =>
+      o.strategy === "random" || o.strategy === "oracle"
+        ? baselinePairs({ strategy: o.strategy, minMargin: o.minMargin, maxPairsPerImage: o.maxPairsPerImage, maxLengthRatio: o.maxLengthRatio, seed: o.seed, name: ctx.name })
+        : pairs({ minMargin: o.minMargin, maxPairsPerImage: o.maxPairsPerImage, maxLengthRatio: o.maxLengthRatio, strategy: o.strategy, name: ctx.name }),
   }),
   write: stage({
     optionsSchema: writeOptions,

@@ -209,7 +209,15 @@ export const pairsOptions = z.strictObject({
   maxPairsPerImage: positiveInt().default(2),
   /** Longer / shorter text length (in words) must not exceed this. */
   maxLengthRatio: z.number().gte(1).default(1.5),
-  strategy: z.enum(["best-vs-worst", "all-over-margin"]).default("best-vs-worst"),
+  /**
+   * How chosen/rejected are picked. The method: `best-vs-worst` or `all-over-margin` (CLIP scores).
+   * BASELINES for comparisons only (operators/baseline-pairs.ts): `random` — the same pairs count
+   * per group as best-vs-worst, each a random pair of the group in random order; `oracle` — ranked
+   * by the true hallucination count (uses ground truth: an upper bound, never the method).
+   */
+  strategy: z.enum(["best-vs-worst", "all-over-margin", "random", "oracle"]).default("best-vs-worst"),
+  /** Seed of `strategy: random`. */
+  seed: nonNegativeInt().default(0),
 });
 
 /** File formats `write` supports, and the file extensions they are inferred from. */

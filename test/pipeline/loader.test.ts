@@ -120,7 +120,7 @@ describe("loadPipeline: relative paths", () => {
   test("a bare `- pairs` entry is a stage with default options", () => {
     const p = loadPipeline(join(fixtures, "paths.yaml"), { cwd: root });
     expect(p.stages[4]).toEqual({
-      name: "pairs", index: 4, options: { minMargin: 2, maxPairsPerImage: 2, maxLengthRatio: 1.5, strategy: "best-vs-worst" },
+      name: "pairs", index: 4, options: { minMargin: 2, maxPairsPerImage: 2, maxLengthRatio: 1.5, strategy: "best-vs-worst", seed: 0 },
     });
   });
 

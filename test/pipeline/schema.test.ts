@@ -47,9 +47,9 @@ describe("section defaults are explicit", () => {
   });
 
   test("pairs defaults follow the paper (margin 2)", () => {
-    expect(pairsOptions.parse({})).toEqual({ minMargin: 2, maxPairsPerImage: 2, maxLengthRatio: 1.5, strategy: "best-vs-worst" });
+    expect(pairsOptions.parse({})).toEqual({ minMargin: 2, maxPairsPerImage: 2, maxLengthRatio: 1.5, strategy: "best-vs-worst", seed: 0 });
     expect(messages(pairsOptions, { strategy: "best-vs-wrost" })).toEqual([
-      'x.strategy: expected one of "best-vs-worst" | "all-over-margin", got string "best-vs-wrost" (did you mean "best-vs-worst"?)',
+      'x.strategy: expected one of "best-vs-worst" | "all-over-margin" | "random" | "oracle", got string "best-vs-wrost" (did you mean "best-vs-worst"?)',
     ]);
     expect(messages(pairsOptions, { maxLengthRatio: 0.5 })).toEqual(["x.maxLengthRatio: expected a number >= 1, got number 0.5"]);
   });
