@@ -49,13 +49,21 @@ export type GenerateStageOptions = Partial<Omit<GenerateOptions, "model">> & {
   concurrency?: number;
 };
 
-/** Seed of the request for (image id, prompt index): independent of batching. */
+/**
+ * Seed of the request for (image id, prompt index): independent of batching.
+ * @example const seed = requestSeed(0, "img7", 2); // sample j then draws from sampleRng(seed, j)
+ */
 export function requestSeed(seed: number, imageId: string, prompt: number): number {
   let h = 0;
   for (let i = 0; i < imageId.length; i++) h = mixSeed(h, imageId.charCodeAt(i));
   return mixSeed(seed, h, imageId.length, prompt);
 }
 
+/**
+ * The generate stage (see the module note).
+ * @example
+ * runFlow({ source, stages: [decode({ clip }), generate({ decoder: gen, samples: 8 })], sink });
+ */
 export function generate(opts: GenerateStageOptions): FlowOperator {
   const { decoder, name = "generate", stream = name, concurrency = 2, ...rest } = opts;
   const o = stageOptions.parse(rest);
