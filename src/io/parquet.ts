@@ -18,7 +18,10 @@ import { failOnBadRow, type ReaderOptions } from "./image-rows.ts";
 
 const asString = (v: unknown): string | null => (typeof v === "string" ? v : v instanceof Uint8Array ? new TextDecoder().decode(v) : null);
 
-/** `images` batches from a Parquet file with columns id, image (binary), prompt, reference?, meta?. */
+/**
+ * `images` batches from a Parquet file with columns id, image (binary, or a `datasets` Image
+ * struct `{bytes, path}`), prompt, reference?, meta?.
+ */
 export async function* readParquetImages(path: string, opts: ReaderOptions = {}): AsyncGenerator<RecordBatch> {
   const batchSize = opts.batchSize ?? 32;
   const onBad = opts.onBadRow ?? failOnBadRow;
@@ -40,7 +43,9 @@ export async function* readParquetImages(path: string, opts: ReaderOptions = {})
     const rows: ImageRow[] = [];
     objs.forEach((o, i) => {
       const id = asString(o.id);
-      const image = o.image instanceof Uint8Array ? o.image : null;
+      // Binary, or the Hugging Face `datasets` Image storage struct {bytes, path}.
+      const raw = o.image && typeof o.image === "object" && !(o.image instanceof Uint8Array) ? (o.image as { bytes?: unknown }).bytes : o.image;
+      const image = raw instanceof Uint8Array ? raw : null;
       const prompt = asString(o.prompt);
       const at = `${path}#${start + i}`;
       if (!id) return onBad(at, `${at}: id is null`);

@@ -133,6 +133,27 @@ describe("source: files", () => {
     expect(r.batches[0]!.getChild("reference")!.get(1)).toBe("A1.");
   });
 
+  test("Parquet with a Hugging Face datasets Image column (struct {bytes, path})", async () => {
+    const a = await png(9, 9, 9);
+    const p = join(dir, "hf-images.parquet");
+    const str = (name: string) => ({ name, repetition_type: "REQUIRED" as const, type: "BYTE_ARRAY" as const, converted_type: "UTF8" as const });
+    const schema = [
+      { name: "root", num_children: 3 },
+      str("id"),
+      { name: "image", repetition_type: "REQUIRED" as const, num_children: 2 },
+      { name: "bytes", repetition_type: "OPTIONAL" as const, type: "BYTE_ARRAY" as const },
+      { name: "path", repetition_type: "OPTIONAL" as const, type: "BYTE_ARRAY" as const, converted_type: "UTF8" as const },
+      str("prompt"),
+    ];
+    const w = new ParquetBatchWriter(p, schema, () => ({}));
+    w.writeColumns({ id: ["x", "y"], image: [{ bytes: a, path: "x.png" }, { bytes: null, path: "y.png" }], prompt: ["Q?", "Q?"] }, 2);
+    w.commit();
+    const r = await runStages((ctx) => source({ kind: "parquet", path: p }, ctx), []);
+    expect(ids(r.batches)).toEqual(["x"]);
+    expect(Buffer.from(r.batches[0]!.getChild("image")!.get(0) as Uint8Array).equals(Buffer.from(a))).toBe(true);
+    expect(r.ctx.deadLetter.rows()).toEqual([{ id: "y", stage: "source", reason: `${p}#1: image is null or not binary` }]);
+  });
+
   test("LLaVA JSONL: prompt without <image>, first gpt answer as reference; bad lines and missing images dead-lettered with file:line", async () => {
     const jd = join(dir, "llava");
     mkdirSync(join(jd, "imgs"), { recursive: true });
