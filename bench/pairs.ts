@@ -110,21 +110,22 @@ async function streaming(seed: number, tag = ""): Promise<{ ips: number; pairs: 
 }
 
 /** Each stage alone over the whole data set, one after the other; images/s implied by the summed times. */
-async function stageByStage(seed: number): Promise<number> {
+async function stageByStage(seed: number): Promise<{ ips: number; ms: Record<string, number> }> {
   const store = new ImageStore();
   let data: RecordBatch[] = [];
-  let total = 0;
+  const ms: Record<string, number> = {};
   let t0 = performance.now();
   for await (const b of src(seed)) data.push(b); // the source alone (rendering)
-  total += performance.now() - t0;
+  ms.source = performance.now() - t0;
   for (const st of stagesOf(store, "-seq")) {
     const out: RecordBatch[] = [];
     t0 = performance.now();
     await runFlow({ source: data, stages: [st], sink: (b) => void out.push(b), maxInFlight: 4, handleSigint: false });
-    total += performance.now() - t0;
+    ms[st.stageName.replace(/-seq$/, "")] = performance.now() - t0;
     data = out;
   }
-  return IMAGES / (total / 1000);
+  const total = Object.values(ms).reduce((a, b) => a + b, 0);
+  return { ips: IMAGES / (total / 1000), ms };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -132,13 +133,13 @@ const r1 = (x: number) => Math.round(x * 10) / 10;
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 await streaming(99); // warm-up: workers, sessions, sharp
-const overlap: { ratio: number; stream: number; seq: number; pairs: number }[] = [];
+const overlap: { ratio: number; stream: number; seq: number; pairs: number; ms: Record<string, number> }[] = [];
 const four: { ratio: number; one: number; four: number }[] = [];
 let fill = { image: 0, text: 0, imageRows: 0, textRows: 0 };
 for (let r = 0; r < ROUNDS; r++) {
   const s = await streaming(r + 1);
   const q = await stageByStage(r + 1);
-  overlap.push({ ratio: s.ips / q, stream: s.ips, seq: q, pairs: s.pairs });
+  overlap.push({ ratio: s.ips / q.ips, stream: s.ips, seq: q.ips, pairs: s.pairs, ms: q.ms });
 
   const one = (await streaming(r + 11)).ips;
   const before = sched.stats().models; // cumulative counters: the 4-flow run's batches are the difference
@@ -159,6 +160,7 @@ console.log(JSON.stringify({
   streaming_images_per_s: r1(median(overlap.map((o) => o.stream))),
   stage_by_stage_images_per_s: r1(median(overlap.map((o) => o.seq))),
   pairs_per_run: overlap[0]!.pairs,
+  stage_alone_ms_last_round: Object.fromEntries(Object.entries(overlap.at(-1)!.ms).map(([k, v]) => [k, Math.round(v)])),
   images: IMAGES, batch: BATCH, candidates_per_image: K, model: modelName,
   missing: "generate operator (policy decoding) not in the flow yet",
 }));
