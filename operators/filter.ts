@@ -39,13 +39,15 @@ export interface FilterOptions {
   store?: ImageStore;
   textThreshold?: number;
   textPrompts?: readonly string[];
-  /** Competing prompts for images without text; empty: threshold only. */
+  /** Competing prompts for images without text (default DEFAULT_NO_TEXT_PROMPTS); empty: threshold only. */
   noTextPrompts?: readonly string[];
   stream?: string;
   name?: string;
 }
 
 export const DEFAULT_TEXT_PROMPTS = ["an image with text", "a picture of written words", "a screenshot of a document"];
+/** The no-text side of the zero-shot decision: plain descriptions, no negations (CLIP reads "without text" as "text"). */
+export const DEFAULT_NO_TEXT_PROMPTS = ["a photo", "a picture of shapes", "a drawing"];
 
 /** Words of a text: runs of letters or digits. */
 export function countWords(text: string): number {
@@ -58,7 +60,7 @@ export function filter(opts: FilterOptions = {}): FlowOperator & { readonly coun
   const { minScore = null, maxWords = null, maxTokens = null, dropTextImages = false, clip, store } = opts;
   const textThreshold = opts.textThreshold ?? 25;
   const textPrompts = opts.textPrompts ?? DEFAULT_TEXT_PROMPTS;
-  const noTextPrompts = opts.noTextPrompts ?? [];
+  const noTextPrompts = opts.noTextPrompts ?? DEFAULT_NO_TEXT_PROMPTS;
   if (dropTextImages && (!clip || !store)) throw new Error(`${name}: dropTextImages needs a clip model and the image store`);
   if (dropTextImages && textPrompts.length === 0) throw new Error(`${name}: dropTextImages needs at least one text prompt`);
   if (maxTokens !== null && !clip) throw new Error(`${name}: maxTokens needs the clip model (its tokenizer)`);

@@ -11,7 +11,7 @@ export { decode } from "./decode.ts";
 export type { DecodeOptions } from "./decode.ts";
 export { clipScore, clipScoreOf, splitSentences } from "./clip-score.ts";
 export type { ClipScoreOptions } from "./clip-score.ts";
-export { filter, countWords, FILTER_REASONS, DEFAULT_TEXT_PROMPTS } from "./filter.ts";
+export { filter, countWords, FILTER_REASONS, DEFAULT_TEXT_PROMPTS, DEFAULT_NO_TEXT_PROMPTS } from "./filter.ts";
 export type { FilterOptions, FilterCounts, FilterReason } from "./filter.ts";
 export { pairs, groupPairs, lengthRatio } from "./pairs.ts";
 export type { PairsOptions, PairsCounts, PairStrategy } from "./pairs.ts";

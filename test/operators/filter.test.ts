@@ -81,11 +81,11 @@ describe("filter", () => {
 
     const fresh = () => { for (const id of ids) store.get(id)!.hasText = undefined; };
     fresh();
-    const all = filter({ dropTextImages: true, clip, store, textPrompts, textThreshold: 0, name: "all" });
+    const all = filter({ dropTextImages: true, clip, store, textPrompts, noTextPrompts: [], textThreshold: 0, name: "all" });
     expect((await runStages([b], [all])).rows).toBe(0);
     expect(all.counts["text-in-image"]).toBe(8);
     fresh();
-    const none = filter({ dropTextImages: true, clip, store, textPrompts, textThreshold: 101, name: "none" });
+    const none = filter({ dropTextImages: true, clip, store, textPrompts, noTextPrompts: [], textThreshold: 101, name: "none" });
     expect((await runStages([b], [none])).rows).toBe(8);
   });
 
