@@ -38,7 +38,9 @@ import {
   type ModelConfig,
   type ModelKind,
   type SchedulerConfig,
+  type VariantConfig,
   type WriteFormat,
+  variantsSchema,
 } from "./schema.ts";
 import { didYouMean, suggest } from "./suggest.ts";
 import { validate } from "./zod-issues.ts";
@@ -57,6 +59,8 @@ export interface ResolvedPipeline {
   readonly out: { readonly dir: string };
   /** The `--set` overrides applied, in order. */
   readonly overrides: readonly string[];
+  /** Variants to run and compare (empty: a single run); each was validated with its overrides. */
+  readonly variants: readonly VariantConfig[];
 }
 
 /** Options of `loadPipeline` / `parsePipeline`. */
@@ -69,6 +73,8 @@ export interface LoadOptions {
   readonly outDir?: string;
   /** Check that input paths exist. Default true. */
   readonly checkFiles?: boolean;
+  /** Resolve the file as one variant's run: the `variants` section is ignored (not validated again). */
+  readonly asVariant?: boolean;
 }
 
 const isMapLike = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
@@ -140,6 +146,7 @@ export function parsePipeline(text: string, file: string, options: LoadOptions =
       overrideIssues.map((o) => ({ file: shown, line: 0, col: 0, path: [], message: o.message, override: o.text, text: `--set ${o.text}: ${o.message}` })),
     );
 
+  const dataForVariants = options.asVariant ? undefined : structuredClone(data);
   const { resolved, issues: found } = resolveData(data, abs, cwd, options, applied);
   const issues = dropShadowedMissing(found);
   if (issues.length > 0) {
@@ -156,7 +163,26 @@ export function parsePipeline(text: string, file: string, options: LoadOptions =
     located.sort((a, b) => a.line - b.line || a.col - b.col);
     throw new PipelineError(located);
   }
+  if (dataForVariants !== undefined) checkVariants(resolved!, text, abs, shown, options, src);
   return resolved!;
+}
+
+/**
+ * Validates every variant as its own run (the file with the command line's and the variant's
+ * overrides); a problem is one line naming the variant.
+ */
+function checkVariants(p: ResolvedPipeline, text: string, file: string, shown: string, options: LoadOptions, src: YamlSource): void {
+  const issues: LocatedIssue[] = [];
+  p.variants.forEach((v, i) => {
+    try {
+      parsePipeline(text, file, { ...options, overrides: [...(options.overrides ?? []), ...v.set], asVariant: true });
+    } catch (e) {
+      if (!(e instanceof PipelineError)) throw e;
+      const pos = src.locate(["variants", i, "name"]);
+      for (const inner of e.issues) issues.push({ ...inner, file: shown, line: pos.line, col: pos.col, text: `${shown}:${pos.line}:${pos.col}: variants[${i}] "${v.name}": ${inner.text.startsWith(`${shown}:`) ? inner.text.slice(shown.length + 1) : inner.text}` });
+    }
+  });
+  if (issues.length > 0) throw new PipelineError(issues);
 }
 
 function resolveData(
@@ -189,6 +215,17 @@ function resolveData(
   const flow = section("flow", flowSchema.prefault({}));
   const evalConfig = section("eval", evalSchema.nullable().default(null));
   const out = section("out", outSchema.prefault({}));
+  const variants = options.asVariant ? [] : (section("variants", variantsSchema) ?? []);
+  if (variants) {
+    const seen = new Map<string, number>();
+    variants.forEach((v, i) => {
+      if (seen.has(v.name)) issues.push({ path: ["variants", i, "name"], message: `duplicate variant name "${v.name}" (also variants[${seen.get(v.name)}])` });
+      seen.set(v.name, i);
+      v.set.forEach((o, j) => {
+        if (/^\s*variants\b/.test(o)) issues.push({ path: ["variants", i, "set", j], message: "a variant cannot change the variants section" });
+      });
+    });
+  }
 
   // models: a map of name → { builtin } | { path, format }, dispatched on which key is present.
   const models: Record<string, ModelConfig> = {};
@@ -352,6 +389,7 @@ function resolveData(
       eval: evalConfig,
       out: { dir: outDir },
       overrides: applied.map((a) => a.text),
+      variants: variants ?? [],
     },
   };
 }
@@ -374,6 +412,7 @@ export function pipelineToData(p: ResolvedPipeline): Record<string, unknown> {
     stages: p.stages.map((s) => ({ [s.name]: s.options })),
     eval: p.eval,
     out: p.out,
+    ...(p.variants.length > 0 ? { variants: p.variants } : {}),
   };
 }
 

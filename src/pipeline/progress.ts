@@ -46,7 +46,7 @@ const rate = (v: number): string => (v >= 100 ? Math.round(v).toLocaleString("en
 
 /** Seconds left for a stage with a known total, from its average rate; undefined when unknown. */
 export function stageEtaMs(s: StageSnapshot, total: number | undefined): number | undefined {
-  if (total === undefined || s.rowsPerSec <= 0) return undefined;
+  if (total === undefined || s.rowsPerSec <= 0 || s.activeMs < 500) return undefined;
   return (Math.max(0, total - s.rowsIn) / s.rowsPerSec) * 1000;
 }
 
@@ -59,7 +59,8 @@ export function stageCells(s: StageSnapshot, total: number | undefined): string[
     s.stage,
     `${rows} in`,
     `${s.rowsOut} out${drops ? `, ${drops} dropped` : ""}`,
-    s.rowsPerSec > 0 ? `${rate(s.rowsPerSec)} rows/s` : "- rows/s",
+    // A rate over less than half a second of activity is noise (one batch in 0.1 ms reads as 1M rows/s).
+    s.rowsPerSec > 0 && s.activeMs >= 500 ? `${rate(s.rowsPerSec)} rows/s` : "- rows/s",
     `in-flight ${s.inFlight}`,
     eta === undefined ? "" : s.rowsIn >= (total ?? Infinity) ? "done" : `ETA ${formatDuration(eta)}`,
   ];

@@ -29,6 +29,7 @@ import { clipScore } from "../../operators/clip-score.ts";
 import { decode } from "../../operators/decode.ts";
 import { dpoTrain } from "../../operators/dpo-train.ts";
 import { filter } from "../../operators/filter.ts";
+import { generate } from "../../operators/generate.ts";
 import { pairs } from "../../operators/pairs.ts";
 import { refLogps } from "../../operators/ref-logps.ts";
 import { sourceBadRows, sourceBatches } from "../../operators/source.ts";
@@ -144,7 +145,14 @@ export const stageRegistry = {
     modelRefs: { model: "clip" },
     create: async (o, ctx) => decode({ preprocess: (await ctx.resources.clip(o.model)).preprocess, store: imageStore(ctx), name: ctx.name }),
   }),
-  generate: stage({ optionsSchema: generateOptions, modelRefs: { model: "lvlm" } }),
+  generate: stage({
+    optionsSchema: generateOptions,
+    modelRefs: { model: "lvlm" },
+    create: async (o, ctx) => {
+      const { model, ...options } = o;
+      return generate({ ...options, decoder: await ctx.resources.decoder(model), name: ctx.name });
+    },
+  }),
   clipScore: stage({
     optionsSchema: clipScoreOptions,
     modelRefs: { model: "clip" },

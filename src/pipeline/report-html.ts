@@ -9,7 +9,7 @@
  * @example
  * writeFileSync("report.html", renderReportHtml(report));
  */
-import type { EvalReport, JobReport, RunReport, SampleReport, StageReport, TrainingReport } from "./report.ts";
+import type { EvalReport, JobReport, RunReport, SampleReport, StageReport, TrainingReport, VariantReport } from "./report.ts";
 import { escapeHtml as esc, lineChart } from "./report-svg.ts";
 
 const pct = (v: number): string => (Number.isFinite(v) ? `${(100 * v).toFixed(1)}` : "–");
@@ -122,6 +122,17 @@ function scheduler(r: RunReport): string {
   return `<h2>Scheduler</h2><table id="scheduler"><thead><tr><th>model</th><th>device</th><th>batches</th><th>items</th><th>rows/batch</th><th>fill %</th><th>wait p50 ms</th><th>wait p95 ms</th><th>items/s</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
 
+function variants(list: readonly VariantReport[], outDir: string): string {
+  if (list.length === 0) return "";
+  // Links stay inside the run folder (relative file paths; nothing is fetched).
+  const rel = (dir: string): string => (dir.startsWith(`${outDir}/`) ? dir.slice(outDir.length + 1) : dir);
+  const rows = list.map(
+    (v) =>
+      `<tr data-variant="${esc(v.name)}"><td>${esc(v.name)}</td><td>${v.set.map((o) => `<code>${esc(o)}</code>`).join(" ") || "–"}</td><td class="status-${esc(v.status)}">${esc(v.status)}${v.error ? `: ${esc(v.error)}` : ""}</td><td>${v.pairs === null ? "–" : int(v.pairs)}</td><td>${int(v.steps)}</td><td>${num(v.totalMs / 1000, 1)}</td><td><a href="${esc(rel(v.outDir))}/report.html">${esc(rel(v.outDir))}/report.html</a></td></tr>`,
+  );
+  return `<h2>Variants</h2><table id="variants"><thead><tr><th>variant</th><th>overrides</th><th>status</th><th>pairs</th><th>steps</th><th>time s</th><th>report</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+}
+
 function jobs(list: readonly JobReport[]): string {
   if (list.length === 0) return "";
   const value = (v: unknown): string => (typeof v === "number" ? (Number.isInteger(v) ? int(v) : num(v, 4)) : esc(JSON.stringify(v)));
@@ -145,6 +156,7 @@ export function renderReportHtml(r: RunReport): string {
 <body>
 ${header(r)}
 ${r.jobs.length > 0 && !r.evaluation ? "" : evaluation(r.evaluation)}
+${variants(r.variants, r.config.out && typeof r.config.out === "object" && "dir" in r.config.out ? String((r.config.out as { dir: unknown }).dir) : "")}
 ${jobs(r.jobs)}
 ${training(r.training)}
 ${samples(r.samples)}

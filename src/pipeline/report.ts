@@ -107,6 +107,21 @@ export interface SampleReport {
   margin: number;
 }
 
+/** One variant of a comparison run (pipelines/compare.yaml). */
+export interface VariantReport {
+  name: string;
+  /** Its overrides on top of the pipeline file and the command line. */
+  set: string[];
+  status: RunStatus;
+  error: string | null;
+  /** Its own output folder, with its own report. */
+  outDir: string;
+  /** Pairs its trainer consumed. */
+  pairs: number | null;
+  steps: number;
+  totalMs: number;
+}
+
 /** A job stage's result (e.g. a pretraining recipe). */
 export interface JobReport {
   stage: string;
@@ -150,6 +165,8 @@ export interface RunReport {
   samples: SampleReport[];
   /** Job stages run (pipelines of jobs, e.g. pretraining recipes). */
   jobs: JobReport[];
+  /** Variants run (pipelines with a `variants` section). */
+  variants: VariantReport[];
   /** Files the run wrote (absolute paths). */
   outputs: string[];
 }
@@ -179,6 +196,7 @@ export function emptyReport(init: { file: string; description?: string | null; c
     evaluation: null,
     samples: [],
     jobs: [],
+    variants: [],
     outputs: [],
   };
 }

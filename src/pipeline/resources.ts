@@ -19,6 +19,7 @@ import { join, resolve } from "node:path";
 import { ScheduledClip } from "../../operators/scheduled-clip.ts";
 import { loadLvlm } from "../models/lvlm-io.ts";
 import type { LvlmModel } from "../models/lvlm-model.ts";
+import type { Decoder } from "../scheduler/decoder.ts";
 import { Scheduler, type BatchOptions } from "../scheduler/scheduler.ts";
 import type { ResolvedPipeline } from "./loader.ts";
 import { builtinModels, type ModelConfig, type ModelKind } from "./schema.ts";
@@ -44,6 +45,7 @@ export class PipelineResources {
   private readonly builtinDir: string;
   private readonly clips = new Map<string, Promise<ScheduledClip>>();
   private readonly lvlms = new Map<string, Promise<LvlmModel>>();
+  private readonly decoders = new Map<string, Promise<Decoder>>();
   private readonly sharedObjects = new Map<string, unknown>();
   private readonly closers: (() => void | Promise<void>)[] = [];
 
@@ -125,6 +127,20 @@ export class PipelineResources {
     } catch (e) {
       throw new ModelLoadError(`models.${name} (${dir}): ${(e as Error).message}`);
     }
+  }
+
+  /**
+   * The continuous-batching decoder of policy `name` on the scheduler (created once; its graphs
+   * hold the policy's weights as they are at creation, i.e. the starting policy).
+   */
+  decoder(name: string): Promise<Decoder> {
+    let d = this.decoders.get(name);
+    if (!d) {
+      const s = this.pipeline.scheduler;
+      d = this.lvlm(name).then((lvlm) => this.scheduler.decoder(name, lvlm, { maxBatch: s.maxBatch, maxTokensInFlight: s.maxTokensInFlight, replicas: s.workers, intraOpThreads: s.threads }));
+      this.decoders.set(name, d);
+    }
+    return d;
   }
 
   /** A named object shared by the stages of this run, made on first request. */

@@ -20,7 +20,7 @@
  * const { report } = await runPipeline(p, { command: "bun run pipeline …", resumeCommand: "… --resume" });
  * report.evaluation?.rows; // SFT policy vs CLIP-DPO
  */
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { RecordBatch } from "apache-arrow";
 import { tap } from "rxjs";
@@ -29,7 +29,7 @@ import { loadLvlm } from "../models/lvlm-io.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
 import { readMetricsLog } from "../train/metrics-log.ts";
 import { evaluatePolicies, pngDataUri, type EvalSubject } from "./eval.ts";
-import { pipelineToData, type ResolvedPipeline } from "./loader.ts";
+import { loadPipeline, pipelineToData, type ResolvedPipeline } from "./loader.ts";
 import type { Progress } from "./progress.ts";
 import { isJobStage, stageRegistry, type StageConfig, type StageContext, type StageDefinition, type StageInstance } from "./registry.ts";
 import { emptyReport, reconcile, stageReports, writeRunReport, type RunReport, type SampleReport, type TrainingStep } from "./report.ts";
@@ -142,6 +142,7 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
   }
 
   const resumedFrom = hasTrainer && resume ? ((await latestCheckpoint(join(outDir, RUN_FILES.checkpoints)))?.dir ?? null) : null;
+  if (p.variants.length > 0) return runVariants(p, report, opts, finish);
   const resources = (opts.resources ?? ((q) => new PipelineResources(q)))(p);
   if (p.stages.every((s) => isJobStage(s.name))) return runJobs(p, report, resources, { signal, resume, log, resumeCommand: opts.resumeCommand, finish });
   let flowCtx: FlowContext | undefined;
@@ -280,36 +281,18 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
 
     if (p.eval) {
       const tEval = performance.now();
-      const e = p.eval;
-      const evalModel = e.model!;
-      const m = p.models[evalModel];
-      const subjects: EvalSubject[] = [
-        {
-          name: m && "builtin" in m && m.builtin === "shapes-lvlm" ? "SFT policy" : `${evalModel} (start)`,
-          model: evalModel,
-          pairs: null,
-          policy: () => resources.freshLvlm(evalModel),
-        },
-      ];
+      const subjects: EvalSubject[] = [startSubject(p, resources)];
       const trained = p.stages.find((s) => s.name === "dpoTrain");
       const policyDir = join(outDir, RUN_FILES.policy);
-      if (trained && "model" in trained.options && trained.options.model === evalModel && existsSync(join(policyDir, "config.json")))
-        subjects.push({ name: trainedRowName(p), model: policyDir, pairs: report.training?.pairs ?? null, policy: () => loadLvlm(policyDir, { threads: p.scheduler.threads }) });
-      const imageSize = p.stages[0]?.name === "source" && "imageSize" in p.stages[0].options ? Number(p.stages[0].options.imageSize) : undefined;
-      try {
-        report.evaluation = await evaluatePolicies(subjects, e, {
-          signal,
-          ...(imageSize ? { imageSize } : {}),
-          onProgress: (row, done, total) => log(`eval ${row}: ${done}/${total} scenes`),
-        });
-      } catch (err) {
-        if (!(err instanceof DOMException && err.name === "AbortError")) throw err;
+      if (trained && "model" in trained.options && trained.options.model === p.eval.model && existsSync(join(policyDir, "config.json")))
+        subjects.push(trainedSubject(p, trainedRowName(p), policyDir, report.training?.pairs ?? null));
+      const done = await evaluate(p, subjects, report, signal, log);
+      report.timings.evalMs = performance.now() - tEval;
+      if (!done) {
         report.status = "interrupted";
         report.resumeCommand = opts.resumeCommand;
-        report.timings.evalMs = performance.now() - tEval;
         return finish();
       }
-      report.timings.evalMs = performance.now() - tEval;
     }
     report.status = "completed";
     return finish();
@@ -404,5 +387,103 @@ async function runJobs(
     return o.finish();
   } finally {
     await resources.close().catch((e: unknown) => o.log(`closing resources: ${(e as Error).message}`));
+  }
+}
+
+/** The untrained policy the pipeline starts from: the first row of the result table. */
+function startSubject(p: ResolvedPipeline, resources: PipelineResources): EvalSubject {
+  const name = p.eval!.model!;
+  const m = p.models[name];
+  return {
+    name: m && "builtin" in m && m.builtin === "shapes-lvlm" ? "SFT policy" : `${name} (start)`,
+    model: name,
+    pairs: null,
+    policy: () => resources.freshLvlm(name),
+  };
+}
+
+/** A trained policy folder as a row of the result table. */
+function trainedSubject(p: ResolvedPipeline, name: string, dir: string, pairs: number | null): EvalSubject {
+  return { name, model: dir, pairs, policy: () => loadLvlm(dir, { threads: p.scheduler.threads }) };
+}
+
+/** Evaluates the subjects into `report.evaluation`; false when interrupted. */
+async function evaluate(p: ResolvedPipeline, subjects: EvalSubject[], report: RunReport, signal: AbortSignal, log: (line: string) => void): Promise<boolean> {
+  const src = p.stages[0];
+  const imageSize = src?.name === "source" && "imageSize" in src.options ? Number(src.options.imageSize) : undefined;
+  try {
+    report.evaluation = await evaluatePolicies(subjects, p.eval!, {
+      signal,
+      ...(imageSize ? { imageSize } : {}),
+      onProgress: (row, done, total) => log(`eval ${row}: ${done}/${total} scenes`),
+    });
+    return true;
+  } catch (err) {
+    if (err instanceof DOMException && err.name === "AbortError") return false;
+    throw err;
+  }
+}
+
+/** `DPO on random pairs` → `dpo-on-random-pairs`: a variant's folder name. */
+export function variantSlug(name: string): string {
+  return name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "") || "variant";
+}
+
+/**
+ * A comparison: each variant runs as its own pipeline (the file with the command line's and the
+ * variant's overrides, evaluation off) into `out.dir/<slug>/`, in order; then the starting
+ * policy and every variant's trained policy are evaluated on the same scenes into one table.
+ * With --resume, a variant whose folder holds a completed report and policy is not run again.
+ */
+async function runVariants(p: ResolvedPipeline, report: RunReport, opts: RunPipelineOptions, finish: () => RunResult): Promise<RunResult> {
+  const signal = opts.signal ?? new AbortController().signal;
+  const log = opts.log ?? (() => {});
+  const resources = (opts.resources ?? ((q) => new PipelineResources(q)))(p);
+  const trained: EvalSubject[] = [];
+  const t0 = performance.now();
+  try {
+    for (const [i, v] of p.variants.entries()) {
+      const outDir = join(p.out.dir, variantSlug(v.name));
+      const policyDir = join(outDir, RUN_FILES.policy);
+      const previous = join(outDir, "report.json");
+      let vr: RunReport;
+      if (opts.resume && existsSync(previous) && existsSync(join(policyDir, "config.json")) && (JSON.parse(readFileSync(previous, "utf8")) as RunReport).status === "completed") {
+        log(`variant ${i + 1}/${p.variants.length} "${v.name}": completed earlier, kept (${outDir})`);
+        vr = JSON.parse(readFileSync(previous, "utf8")) as RunReport;
+      } else {
+        log(`variant ${i + 1}/${p.variants.length} "${v.name}" → ${outDir}`);
+        const vp = loadPipeline(p.file, { overrides: [...p.overrides, ...v.set, "eval=null"], outDir, asVariant: true });
+        vr = (await runPipeline(vp, { ...opts, log })).report;
+      }
+      report.variants.push({ name: v.name, set: [...v.set], status: vr.status, error: vr.error, outDir, pairs: vr.training?.pairs ?? null, steps: vr.training?.steps.length ?? 0, totalMs: vr.timings.totalMs });
+      report.outputs.push(join(outDir, "report.html"));
+      if (vr.status !== "completed") {
+        report.status = vr.status;
+        report.error = vr.error === null ? null : `variant "${v.name}": ${vr.error}`;
+        if (vr.status === "interrupted") report.resumeCommand = opts.resumeCommand;
+        return finish();
+      }
+      if (existsSync(join(policyDir, "config.json"))) trained.push(trainedSubject(p, v.name, policyDir, vr.training?.pairs ?? null));
+    }
+    report.timings.flowMs = performance.now() - t0;
+    if (p.eval) {
+      const tEval = performance.now();
+      const done = await evaluate(p, [startSubject(p, resources), ...trained], report, signal, log);
+      report.timings.evalMs = performance.now() - tEval;
+      if (!done) {
+        report.status = "interrupted";
+        report.resumeCommand = opts.resumeCommand;
+        return finish();
+      }
+    }
+    report.status = "completed";
+    return finish();
+  } catch (e) {
+    report.status = signal.aborted ? "interrupted" : "failed";
+    report.error = e instanceof Error ? e.message : String(e);
+    if (report.status === "interrupted") report.resumeCommand = opts.resumeCommand;
+    return finish();
+  } finally {
+    await resources.close().catch((e: unknown) => log(`closing resources: ${(e as Error).message}`));
   }
 }

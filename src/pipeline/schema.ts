@@ -355,5 +355,24 @@ export type WriteOptions = z.output<typeof writeOptions>;
 export type RefLogpsOptions = z.output<typeof refLogpsOptions>;
 export type DpoTrainOptions = z.output<typeof dpoTrainOptions>;
 
+// ---------------------------------------------------------------------------------------------
+// variants
+
+/**
+ * One variant of a comparison: the pipeline with `set` overrides applied (the `--set` syntax),
+ * run into `out.dir/<slug of name>/`; every variant's trained policy becomes a row of the
+ * evaluation table, next to the starting policy.
+ */
+export const variantSchema = z.strictObject({
+  /** Row label in the result table, e.g. "DPO on random pairs". */
+  name: nonEmpty(),
+  /** Overrides applied after the command line's, e.g. `[pairs.strategy=random]`. */
+  set: z.array(nonEmpty()).default([]),
+});
+export type VariantConfig = z.output<typeof variantSchema>;
+
+/** `variants:` — absent or null: a single run. */
+export const variantsSchema = z.array(variantSchema).min(1).nullable().default(null);
+
 /** Top-level sections and whether each is required. */
-export const topLevelKeys = ["description", "models", "scheduler", "flow", "stages", "eval", "out"] as const;
+export const topLevelKeys = ["description", "models", "scheduler", "flow", "stages", "eval", "out", "variants"] as const;
