@@ -65,7 +65,7 @@ export function conformImages(batch: RecordBatch, where: string, firstRow: numbe
   const badSet = new Set(bad);
   for (let i = 0; i < batch.numRows; i++) if (!badSet.has(i)) keep.push(i);
   // Rebuild without the bad rows: nulls in non-nullable columns cannot enter an images batch.
-  const sub = takeRows(batch.selectAt(batch.schema.fields.map((_, j) => j)), keep);
+  const sub = takeRows(batch, keep);
   return conformImages(sub, where, firstRow, onBadRow);
 }
 

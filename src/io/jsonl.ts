@@ -24,11 +24,14 @@ export async function* readLines(path: string): AsyncGenerator<{ line: number; t
   let line = 0;
   for await (const chunk of file.stream()) {
     rest += dec.decode(chunk, { stream: true });
+    // Walk the buffer with an index; cut the unfinished tail once per chunk (not once per line).
+    let start = 0;
     let nl: number;
-    while ((nl = rest.indexOf("\n")) >= 0) {
-      yield { line: ++line, text: rest.slice(0, nl).replace(/\r$/, "") };
-      rest = rest.slice(nl + 1);
+    while ((nl = rest.indexOf("\n", start)) >= 0) {
+      yield { line: ++line, text: rest.slice(start, nl).replace(/\r$/, "") };
+      start = nl + 1;
     }
+    rest = rest.slice(start);
   }
   rest += dec.decode();
   if (rest.length > 0) yield { line: ++line, text: rest.replace(/\r$/, "") };
