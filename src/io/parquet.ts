@@ -7,14 +7,14 @@
  * for await (const b of readParquetImages("data/images.parquet", { batchSize: 32 })) …
  * const w = new ParquetBatchWriter("out/pairs.parquet", plainParquetSchema(pairsSchema), (b) => columnsOf(b));
  */
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, type SchemaElement } from "hyparquet";
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, type AsyncBuffer, type FileMetaData, type SchemaElement } from "hyparquet";
 import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import { DataType, type RecordBatch, type Schema } from "apache-arrow";
 import { buildImages } from "../arrow/build.ts";
 import type { ImageRow } from "../arrow/schemas.ts";
 import type { BatchWriter } from "./arrow-ipc.ts";
 import { AtomicFile } from "./atomic-file.ts";
-import { failOnBadRow, type ReaderOptions } from "./image-rows.ts";
+import { failOnBadRow, rechunk, type ReaderOptions } from "./image-rows.ts";
 
 const asString = (v: unknown): string | null => (typeof v === "string" ? v : v instanceof Uint8Array ? new TextDecoder().decode(v) : null);
 
@@ -25,8 +25,8 @@ const asString = (v: unknown): string | null => (typeof v === "string" ? v : v i
 export async function* readParquetImages(path: string, opts: ReaderOptions = {}): AsyncGenerator<RecordBatch> {
   const batchSize = opts.batchSize ?? 32;
   const onBad = opts.onBadRow ?? failOnBadRow;
-  let file;
-  let meta;
+  let file: AsyncBuffer;
+  let meta: FileMetaData;
   try {
     file = await asyncBufferFromFile(path);
     meta = await parquetMetadataAsync(file);
@@ -37,24 +37,32 @@ export async function* readParquetImages(path: string, opts: ReaderOptions = {})
   for (const c of ["id", "image", "prompt"]) if (!names.has(c)) throw new Error(`${path}: missing column '${c}' (has ${[...names].join(", ")})`);
   const columns = ["id", "image", "prompt", ...["reference", "meta"].filter((c) => names.has(c))];
   const total = Math.min(Number(meta.num_rows), opts.count ?? Infinity);
-  for (let start = 0; start < total; start += batchSize) {
-    const end = Math.min(total, start + batchSize);
-    const objs = (await parquetReadObjects({ file, metadata: meta, columns, rowStart: start, rowEnd: end, utf8: false })) as Record<string, unknown>[];
-    const rows: ImageRow[] = [];
-    objs.forEach((o, i) => {
-      const id = asString(o.id);
-      // Binary, or the Hugging Face `datasets` Image storage struct {bytes, path}.
-      const raw = o.image && typeof o.image === "object" && !(o.image instanceof Uint8Array) ? (o.image as { bytes?: unknown }).bytes : o.image;
-      const image = raw instanceof Uint8Array ? raw : null;
-      const prompt = asString(o.prompt);
-      const at = `${path}#${start + i}`;
-      if (!id) return onBad(at, `${at}: id is null`);
-      if (!image || image.byteLength === 0) return onBad(id, `${at}: image is ${image ? "empty" : "null or not binary"}`);
-      if (prompt === null) return onBad(id, `${at}: prompt is null`);
-      rows.push({ id, image, prompt, reference: asString(o.reference), meta: asString(o.meta) });
-    });
-    if (rows.length > 0) yield buildImages(rows);
+  // Read a row group at a time (each column chunk is fetched and decompressed once), then cut
+  // into batches; reading batch-sized row ranges would decode a group's chunks once per batch.
+  async function* groups(): AsyncGenerator<RecordBatch> {
+    let start = 0;
+    for (const g of meta.row_groups) {
+      if (start >= total) return;
+      const end = Math.min(total, start + Number(g.num_rows));
+      const objs = (await parquetReadObjects({ file, metadata: meta, columns, rowStart: start, rowEnd: end, utf8: false })) as Record<string, unknown>[];
+      const rows: ImageRow[] = [];
+      objs.forEach((o, i) => {
+        const id = asString(o.id);
+        // Binary, or the Hugging Face `datasets` Image storage struct {bytes, path}.
+        const raw = o.image && typeof o.image === "object" && !(o.image instanceof Uint8Array) ? (o.image as { bytes?: unknown }).bytes : o.image;
+        const image = raw instanceof Uint8Array ? raw : null;
+        const prompt = asString(o.prompt);
+        const at = `${path}#${start + i}`;
+        if (!id) return onBad(at, `${at}: id is null`);
+        if (!image || image.byteLength === 0) return onBad(id, `${at}: image is ${image ? "empty" : "null or not binary"}`);
+        if (prompt === null) return onBad(id, `${at}: prompt is null`);
+        rows.push({ id, image, prompt, reference: asString(o.reference), meta: asString(o.meta) });
+      });
+      start = end;
+      if (rows.length > 0) yield buildImages(rows);
+    }
   }
+  yield* rechunk(groups(), batchSize, null);
 }
 
 /** A flat Parquet schema for an Arrow schema of scalar columns (+ List<Float32>). */

@@ -118,13 +118,18 @@ describe("source: files", () => {
     await expect(runStages((ctx) => source({ kind: "arrow", path: junk }, ctx), [])).rejects.toThrow(junk);
   });
 
-  test("Parquet round-trip with hyparquet", async () => {
-    const imgs = await someImages(3);
+  test("Parquet round-trip with hyparquet; batches cut across row groups; count caps", async () => {
+    const imgs = await someImages(5);
     const p = join(dir, "images.parquet");
-    const w = new ParquetBatchWriter(p, plainParquetSchema(imagesSchema), plainColumns);
-    w.write(imgs);
+    const w = new ParquetBatchWriter(p, plainParquetSchema(imagesSchema), plainColumns, 2); // row groups of 2
+    w.write(imgs.slice(0, 3));
+    w.write(imgs.slice(3));
     w.commit();
-    const r = await runStages((ctx) => source({ kind: "parquet", path: p, batchSize: 2 }, ctx), []);
+    const { parquetMetadataAsync, asyncBufferFromFile } = await import("hyparquet");
+    expect((await parquetMetadataAsync(await asyncBufferFromFile(p))).row_groups.length).toBe(2); // 3 + 2 rows
+    const all = await runStages((ctx) => source({ kind: "parquet", path: p, batchSize: 4 }, ctx), []);
+    expect(all.batches.map((b) => b.numRows)).toEqual([4, 1]);
+    const r = await runStages((ctx) => source({ kind: "parquet", path: p, batchSize: 2, count: 3 }, ctx), []);
     expect(r.batches.map((b) => b.numRows)).toEqual([2, 1]);
     expect(ids(r.batches)).toEqual(["img-0", "img-1", "img-2"]);
     const want = imgs.getChild("image")!.get(2) as Uint8Array;
