@@ -37,7 +37,10 @@ export interface ClipScoreOptions {
   name?: string;
 }
 
-/** Sentences of a text: split after `.`, `?` or `!`, trimmed, empty pieces dropped. */
+/**
+ * Sentences of a text: split after `.`, `?` or `!`, trimmed, pieces without a letter or digit dropped.
+ * @example splitSentences("A red circle. Is it big?Yes!") // ["A red circle.", "Is it big?", "Yes!"]
+ */
 export function splitSentences(text: string): string[] {
   return text
     .split(/(?<=[.?!])\s+|(?<=[.?!])(?=\S)/u)
@@ -45,7 +48,7 @@ export function splitSentences(text: string): string[] {
     .filter((s) => s.length > 0 && /[\p{L}\p{N}]/u.test(s));
 }
 
-/** CLIPScore of unit vectors a·b: w · 100 · max(cos, 0). */
+/** CLIPScore from a cosine: w · 100 · max(cos, 0). @example clipScoreOf(0.31, 1) // 31 */
 export function clipScoreOf(cos: number, w: number): number {
   return w * 100 * Math.max(cos, 0);
 }

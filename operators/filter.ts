@@ -49,7 +49,7 @@ export const DEFAULT_TEXT_PROMPTS = ["an image with text", "a picture of written
 /** The no-text side of the zero-shot decision: plain descriptions, no negations (CLIP reads "without text" as "text"). */
 export const DEFAULT_NO_TEXT_PROMPTS = ["a photo", "a picture of shapes", "a drawing"];
 
-/** Words of a text: runs of letters or digits. */
+/** Words of a text: runs of letters or digits. @example countWords("There are 2 stars!") // 4 */
 export function countWords(text: string): number {
   return text.match(/[\p{L}\p{N}]+/gu)?.length ?? 0;
 }

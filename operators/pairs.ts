@@ -53,7 +53,7 @@ interface Cand {
   words: number;
 }
 
-/** Longer / shorter word count (a zero-word text counts as one word). */
+/** Longer / shorter word count (a zero-word text counts as one word). @example lengthRatio(6, 4) // 1.5 */
 export function lengthRatio(a: number, b: number): number {
   return Math.max(a, b, 1) / Math.max(Math.min(a, b), 1);
 }

@@ -77,6 +77,7 @@ export function sourceBatches(spec: SourceSpec | SourceOptions, onBadRow: BadRow
 /**
  * The bad-row hook of a flow's source: dead-letter (skip) or throw (fail), counted in the
  * stage's metrics so `rowsIn = rowsOut + deadLettered` holds for the source too.
+ * @example runFlow({ source: sourceBatches(spec, (id, r) => hook?.(id, r)), onStart: (ctx) => (hook = sourceBadRows(ctx)), … })
  */
 export function sourceBadRows(ctx: FlowContext, name = "source"): BadRowHandler {
   return (id, reason) => {

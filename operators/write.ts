@@ -46,7 +46,7 @@ export interface WriteResult {
   committed: boolean;
 }
 
-/** The format of a path from its extension, or an error naming the known ones. */
+/** The format of a path from its extension, or an error naming the known ones. @example formatOf("out/pairs.parquet") // "parquet" */
 export function formatOf(path: string): WriteFormat {
   const ext = extname(path).toLowerCase();
   for (const [f, exts] of Object.entries(writeFormats)) if ((exts as readonly string[]).includes(ext)) return f as WriteFormat;
