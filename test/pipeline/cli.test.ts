@@ -64,6 +64,31 @@ describe("bad pipeline files: one line each, exit code 2", () => {
   });
 });
 
+describe("variants", () => {
+  test("each variant is validated with its overrides; a bad one is one line naming it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "clipflow-cli-var-"));
+    const file = join(dir, "v.yaml");
+    writeFileSync(file, `stages:\n  - source: { kind: shapes-world, count: 4 }\n  - pairs\nvariants:\n  - { name: ok, set: [pairs.strategy=random] }\n  - { name: typo, set: [pairs.strategy=randm] }\n`);
+    const r = run([file, "--out", join(dir, "out")]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe(
+      `${file}:6:13: variants[1] "typo": --set pairs.strategy=randm: stages[1].pairs.strategy: expected one of "best-vs-worst" | "all-over-margin" | "random" | "oracle", got string "randm" (did you mean "random"?)`,
+    );
+  });
+
+  test("duplicate names and variants that change variants are refused", () => {
+    const dir = mkdtempSync(join(tmpdir(), "clipflow-cli-var2-"));
+    const file = join(dir, "v.yaml");
+    writeFileSync(file, `stages:\n  - source: { kind: shapes-world, count: 4 }\nvariants:\n  - { name: a }\n  - { name: a, set: [variants=null] }\n`);
+    const r = run([file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toEqual([
+      `${file}:5:13: variants[1].name: duplicate variant name "a" (also variants[0])`,
+      `${file}:5:22: variants[1].set[0]: a variant cannot change the variants section`,
+    ]);
+  });
+});
+
 /** A source-only pipeline over the shapes world (no model needed). */
 function sourcePipeline(dir: string, count: number): string {
   const file = join(dir, "source-only.yaml");
