@@ -16,7 +16,7 @@ import { extname } from "node:path";
 import type { RecordBatch, Schema } from "apache-arrow";
 import { pairsSchema } from "../src/arrow/schemas.ts";
 import { takeRows } from "../src/arrow/take.ts";
-import { operate, type FlowOperator } from "../src/flow/index.ts";
+import { operate, StageError, type FlowOperator } from "../src/flow/index.ts";
 import { ArrowIpcWriter, type BatchWriter } from "../src/io/arrow-ipc.ts";
 import type { ImageStore } from "../src/io/image-store.ts";
 import { JsonlWriter } from "../src/io/jsonl.ts";
@@ -86,24 +86,33 @@ export function write(opts: WriteOptions): FlowOperator & { readonly result: Wri
       } else if (w instanceof JsonlWriter) w.writeRows(rows.map(trlJson));
       else w.write(trlBatch(rows));
     };
+    // An I/O failure is not a bad row: the file may hold part of the batch, so the flow stops
+    // (a StageError fails the flow even under onError: skip) and teardown removes the temp file.
+    const io = <T>(what: () => T): T => {
+      try {
+        return what();
+      } catch (e) {
+        throw StageError.wrap(name, new Error(`${path ?? "stdout"}: ${(e as Error).message}`));
+      }
+    };
     return {
       process(fb, scope) {
         const batch = fb.batch;
         if (layout === "plain") {
-          writer ??= open(batch.schema);
-          writer.write(batch);
-          result.rows = writer.rows;
+          const w = (writer ??= io(() => open(batch.schema)));
+          io(() => w.write(batch));
+          result.rows = w.rows;
           return batch;
         }
         const { rows, kept } = trlRows(batch, opts.store!, scope);
-        writer ??= open(trlSchema);
-        if (rows.length > 0) writeTrl(writer, rows);
-        result.rows = writer.rows;
+        const w = (writer ??= io(() => open(trlSchema)));
+        if (rows.length > 0) io(() => writeTrl(w, rows));
+        result.rows = w.rows;
         return kept.length === batch.numRows ? batch : kept.length === 0 ? null : takeRows(batch, kept);
       },
       flush() {
-        writer ??= open(layout === "trl" ? trlSchema : (opts.schema ?? pairsSchema));
-        writer.commit();
+        const w = (writer ??= io(() => open(layout === "trl" ? trlSchema : (opts.schema ?? pairsSchema))));
+        io(() => w.commit());
         done = true;
         result.committed = path !== null;
       },

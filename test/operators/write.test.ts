@@ -149,6 +149,17 @@ describe("write", () => {
     expect(readdirSync(sub)).toEqual(["pairs.jsonl"]);
   });
 
+  test("an I/O error stops the flow even under onError: skip (never a file missing part of a batch)", async () => {
+    const sub = join(dir, "io");
+    const p = join(sub, "plain.parquet");
+    const odd = buildPairs([pair("i1", "a", "b")]);
+    // a plain Parquet writer fixed to the pairs schema, fed a batch of another schema: the writer throws
+    const { buildImages } = await import("../../src/arrow/build.ts");
+    const other = buildImages([{ id: "x", image: new Uint8Array([1]), prompt: "p" }]);
+    await expect(runStages([odd, other], [write({ path: p, layout: "plain" })], { onError: "skip" })).rejects.toThrow(`stage "write": ${p}:`);
+    expect(readdirSync(sub)).toEqual([]);
+  });
+
   test("option errors", () => {
     expect(() => write({})).toThrow("give exactly one of path and stdout");
     expect(() => write({ path: "a.jsonl" })).toThrow("layout trl needs the image store");
