@@ -19,7 +19,7 @@
  * The CLIP is `models/shapes-clip` when it has been trained (pipelines/pretrain-clip.yaml), else
  * a CLIP of the same shape with random weights (same compute per call).
  *
- * Run: npx bun bench/pairs.ts [--images 48] [--rounds 3] [--batch 8] [--variants 8]
+ * Run: npx bun bench/pairs.ts [--images 96] [--rounds 5] [--batch 8] [--variants 8]
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -43,8 +43,8 @@ const arg = (name: string, dflt: number): number => {
   if (!Number.isInteger(v) || v < 1) throw new Error(`--${name}: expected a positive integer`);
   return v;
 };
-const IMAGES = arg("images", 48);
-const ROUNDS = arg("rounds", 3);
+const IMAGES = arg("images", 96);
+const ROUNDS = arg("rounds", 5);
 const BATCH = arg("batch", 8);
 const K = arg("variants", 8);
 const MAX_BATCH = 64;
