@@ -9,7 +9,7 @@
  * of an image in the one output batch, as `generate` must.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { batchFromColumns } from "../../src/arrow/build.ts";
@@ -107,5 +107,47 @@ describe("integration: shapes world → pairs file", () => {
     }
     expect(creditsBack(r.ctx)).toBe(true);
     expect(r.ctx.pool.stats().maxOutstanding).toBeLessThanOrEqual(2);
+  });
+
+  // With the shipped CLIP (trained on clean captions by pipelines/pretrain-clip.yaml), the method's
+  // premise must hold: the clean caption outscores hallucinated variants, and pairs choose it.
+  const shipped = join(import.meta.dir, "..", "..", "models", "shapes-clip");
+  test.skipIf(!existsSync(join(shipped, "config.json")))("with models/shapes-clip, pairs choose the clean caption over hallucinated ones", async () => {
+    const clip = await ScheduledClip.fromDir(sched, shipped, "shipped");
+    const store = new ImageStore();
+    const plain = { noiseProb: 0, relationProb: 0, sizeProb: 0, synonymProb: 0 };
+    const cleanOf = (id: string) => {
+      const [split, seed, index] = id.split("/");
+      return captionScene(sceneAt(split as Split, Number(index), { seed: Number(seed) }), plain).text;
+    };
+    const generate = mapBatch("generate", (b) => {
+      const rows: CandidateRow[] = [];
+      for (let i = 0; i < b.numRows; i++) {
+        const id = String(b.getChild("id")!.get(i));
+        const clean = cleanOf(id);
+        const extra = `${clean.replace(/\.$/, "")} and a purple hexagon.`;
+        const colour = clean.replace(/\b(red|blue|green|yellow|purple|orange)\b/, (c) => (c === "red" ? "blue" : "red"));
+        [clean, extra, colour].forEach((text, k) => rows.push({ id: `${id}#${k}`, image_id: id, prompt: "Describe the image.", text, logp: 0, n_tokens: 0 }));
+      }
+      return buildCandidates(rows);
+    });
+    const scores: number[][] = [[], [], []];
+    const tap = mapBatch("tap", (b) => {
+      for (let i = 0; i < b.numRows; i++) scores[Number(String(b.getChild("id")!.get(i)).split("#")[1])]!.push(b.getChild("clip_score")!.get(i) as number);
+      return b;
+    });
+    const p = pairs({ minMargin: 2, maxLengthRatio: 2, maxPairsPerImage: 1 });
+    const r = await runStages(
+      (ctx) => source({ kind: "shapes-world", split: "heldout", count: 48, seed: 1, batchSize: 16 }, ctx),
+      [decode({ preprocess: clip.preprocess, store }), generate, clipScore({ clip, store }), tap, p],
+    );
+    const mean = (x: number[]) => x.reduce((a, b) => a + b, 0) / x.length;
+    expect(scores.map((x) => x.length)).toEqual([48, 48, 48]);
+    expect(mean(scores[0]!)).toBeGreaterThan(mean(scores[1]!) + 2);
+    expect(mean(scores[0]!)).toBeGreaterThan(mean(scores[2]!) + 2);
+    let cleanChosen = 0;
+    for (const b of r.batches) for (let i = 0; i < b.numRows; i++) if (String(b.getChild("chosen")!.get(i)) === cleanOf(String(b.getChild("image_id")!.get(i)))) cleanChosen++;
+    expect(p.counts.pairs).toBeGreaterThanOrEqual(40);
+    expect(cleanChosen / p.counts.pairs).toBeGreaterThanOrEqual(0.8);
   });
 });
