@@ -210,6 +210,8 @@ export function stageReports(
   snapshots: readonly StageSnapshot[],
   deadRows: readonly DeadRow[],
   ruleDrops: ReadonlyMap<string, ReadonlyMap<string, number>> = new Map(),
+  /** Counts in other units than rows (e.g. pairs' groups without a pair), shown as they are. */
+  notes: ReadonlyMap<string, ReadonlyMap<string, number>> = new Map(),
 ): StageReport[] {
   const dead = new Map<string, Map<string, number>>();
   for (const r of deadRows) {
@@ -225,6 +227,7 @@ export function stageReports(
       stated += n;
     }
     if (s.filtered > stated) drops.filtered = (drops.filtered ?? 0) + s.filtered - stated;
+    for (const [what, n] of notes.get(s.stage) ?? []) drops[what] = (drops[what] ?? 0) + n;
     for (const [reason, n] of dead.get(s.stage) ?? []) drops[`dead-letter: ${reason}`] = (drops[`dead-letter: ${reason}`] ?? 0) + n;
     return { ...s, drops };
   });

@@ -260,10 +260,19 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
     report.timings.flowMs = performance.now() - tFlow;
 
     // Counts, drops by reason, reconciliation.
+    // An operator's counts are row drops when they add up to its filtered rows (a filter's
+    // rules); otherwise they are in other units (pairs: groups) and shown as notes.
     const ruleDrops = new Map<string, Map<string, number>>();
-    for (const [name, get] of counts) ruleDrops.set(name, dropReasons(get()));
+    const notes = new Map<string, Map<string, number>>();
+    for (const [name, get] of counts) {
+      const reasons = dropReasons(get());
+      const sum = [...reasons.values()].reduce((a, b) => a + b, 0);
+      const snap = flow.stages.find((x) => x.stage === name);
+      if (snap && sum === snap.filtered) ruleDrops.set(name, reasons);
+      else notes.set(name, new Map([...reasons].map(([k, v]) => [COUNT_LABELS[k] ?? k, v])));
+    }
     const deadRows = flow.deadLettered > 0 && existsSync(p.flow.deadLetter) ? readDeadLetter(p.flow.deadLetter) : [];
-    report.stages = stageReports(flow.stages, deadRows, ruleDrops);
+    report.stages = stageReports(flow.stages, deadRows, ruleDrops, notes);
     report.reconciliation = reconcile(flow.stages, flow.deadLettered);
     report.credits = flow.credits;
     report.deadLetter = { rows: flow.deadLettered, path: flow.deadLettered > 0 ? p.flow.deadLetter : null };
@@ -328,6 +337,14 @@ export function dropReasons(c: Record<string, number>): Map<string, number> {
   for (const [k, v] of Object.entries(c)) if (!totals.has(k) && v > 0) m.set(k, v);
   return m;
 }
+
+/** Readable names of operator counts that are not row drops. */
+const COUNT_LABELS: Record<string, string> = {
+  singleCandidate: "groups with one candidate",
+  margin: "groups without a pair over minMargin",
+  lengthRatio: "groups without a pair within maxLengthRatio",
+  capped: "pairs over maxPairsPerImage",
+};
 
 /** One progress line of scheduler throughput, per registered model. */
 function schedulerLine(r: PipelineResources): string[] {
