@@ -72,14 +72,19 @@ export function flowNames(stages: readonly StageConfig[]): string[] {
   });
 }
 
-/** Rows each stage is known to receive in full, for progress ETAs (source count, and decode 1:1 after it). */
+/**
+ * Rows each stage is known to receive, for progress ETAs: the source's count, and the same for
+ * the stages right after it that take one row per image (decode, generate) — upstream of any
+ * filter, so only dead-lettered rows can make them fall short.
+ */
 export function knownTotals(p: ResolvedPipeline): Record<string, number> {
   const src = p.stages[0];
   if (!src || src.name !== "source") return {};
   const count = "count" in src.options ? src.options.count : null;
   if (count === null || count === undefined) return {};
   const totals: Record<string, number> = { source: count };
-  if (p.stages[1]?.name === "decode") totals.decode = count;
+  const names = flowNames(p.stages);
+  for (let i = 1; i < p.stages.length && (p.stages[i]!.name === "decode" || p.stages[i]!.name === "generate"); i++) totals[names[i]!] = count;
   return totals;
 }
 
