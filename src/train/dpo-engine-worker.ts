@@ -15,7 +15,7 @@ export type DpoWorkerRequest =
   | { op: "init"; id: number; config: DpoEngineConfig; weights: Weights }
   | { op: "step"; id: number; batches: DpoBatch[] }
   | { op: "save" | "load"; id: number; dir: string }
-  | { op: "weights" | "stepCount"; id: number };
+  | { op: "weights" | "stepCount" | "close"; id: number };
 
 export type DpoWorkerReply =
   | { id: number; ok: true; metrics?: StepMetrics; weights?: Weights; stepCount?: number }
@@ -106,6 +106,8 @@ export class WorkerDpoEngine implements DpoEngineLike {
 
   async close(): Promise<void> {
     if (this.dead) return;
+    // a polite goodbye first, so the worker is idle when terminated
+    await this.call({ op: "close", id: 0 }).catch(() => {});
     this.fail(new Error("trainer worker closed"));
     this.worker.terminate();
   }

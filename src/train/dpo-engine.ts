@@ -164,6 +164,7 @@ export class DpoEngine implements DpoEngineLike {
     return this.opt.stepCount;
   }
 
+  /** Nothing to free: the step session is shared through the graph session cache. */
   async close(): Promise<void> {}
 }
 

@@ -36,6 +36,11 @@ async function handle(req: DpoWorkerRequest): Promise<void> {
     }
     case "stepCount":
       return reply({ stepCount: await need().stepCount() });
+    case "close":
+      // drop the engine (and its ORT session) before the thread goes away
+      await engine?.close();
+      engine = undefined;
+      return reply({});
   }
 }
 

@@ -48,9 +48,9 @@ describe("checkpoint files", () => {
 
 describe("exact resume", () => {
   // 8 pairs in batches of 3, 2 pairs per step: 4 streaming steps, then 2 replay epochs of 4 steps
-  const common = (policySeed: number) => ({
+  const common = (policySeed: number, engine: "inline" | "worker" = "inline") => ({
     loss: { beta: 0.5 }, lr: 3e-3, warmup: 2, schedule: "cosine" as const, totalSteps: 12,
-    batchSize: 2, epochs: 3, checkpointEvery: 1, engine: "inline" as const, seed: 5, policy: tinyPolicy(policySeed),
+    batchSize: 2, epochs: 3, checkpointEvery: 1, engine, seed: 5, policy: tinyPolicy(policySeed),
     pixels: { get: (id: string) => imagePixels(id) },
   });
 
@@ -62,9 +62,11 @@ describe("exact resume", () => {
     return { losses, trainer: t };
   }
 
-  for (const k of [3, 6]) {
-    test(`kill after step ${k} (${k <= 4 ? "mid-stream" : "in a replay epoch"}), resume: every later step's loss equals the uninterrupted run exactly`, async () => {
+  // (the worker engine's save/load is checked against the inline engine in dpo-trainer.test.ts)
+  for (const [k, engine] of [[3, "inline"], [6, "inline"]] as const) {
+    test(`kill after step ${k} (${k <= 4 ? "mid-stream" : "in a replay epoch"}, ${engine} engine), resume: every later step's loss equals the uninterrupted run exactly`, async () => {
       const pairs = await preferenceSet(tinyPolicy(7));
+      // the reference run is inline (the worker engine steps bit-for-bit like it: dpo-trainer.test.ts)
       const full = await run({ ...common(7), checkpointDir: join(tmp, `full-${k}`) }, pairs);
       expect([...full.losses.keys()]).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
 
@@ -72,7 +74,7 @@ describe("exact resume", () => {
       const dir = join(tmp, `killed-${k}`);
       const metricsPath = join(dir, "metrics.jsonl");
       const killed = await DpoTrainer.create({
-        ...common(7), checkpointDir: dir, metricsPath,
+        ...common(7, engine), checkpointDir: dir, metricsPath,
         onStep: (l) => { if (l.step === k + 1) throw new Error("killed"); },
       });
       await expect((async () => {
@@ -84,7 +86,7 @@ describe("exact resume", () => {
       expect((await readMetricsLog(metricsPath)).map((l) => l.step)).toEqual(Array.from({ length: k + 1 }, (_, i) => i + 1));
 
       // a fresh process: fresh (differently initialised!) policy object, same stream from the start
-      const resumed = await run({ ...common(99), checkpointDir: dir, metricsPath }, pairs);
+      const resumed = await run({ ...common(99, engine), checkpointDir: dir, metricsPath }, pairs);
       expect(resumed.trainer.resumedFrom).toBe(join(dir, checkpointName(k)));
       expect([...resumed.losses.keys()]).toEqual(Array.from({ length: 12 - k }, (_, i) => k + 1 + i));
       for (const [step, loss] of resumed.losses) expect(loss).toBe(full.losses.get(step)!);

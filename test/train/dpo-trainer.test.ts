@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildRefPairs } from "../../src/arrow/build.ts";
@@ -122,6 +122,17 @@ describe("DPO step graph", () => {
       for (const n of a.store.names()) expect(w[n]!.data).toEqual(a.store.require(n).data);
       // the main thread's copy was not touched by the worker's training
       expect(b.store.require("lm.head.w").data).toEqual(tinyPolicy(7).store.require("lm.head.w").data);
+      // state written by the worker restores into an inline engine: the next step matches exactly
+      const dir = join(tmp, "worker-state");
+      mkdirSync(dir, { recursive: true });
+      await eb.saveState(dir);
+      const c = tinyPolicy(99);
+      const ec = await DpoEngine.create(engineConfig(c, { beta: 0.1 }), c.store);
+      await ec.loadState(dir);
+      expect(await ec.stepCount()).toBe(3);
+      const [ma, mc] = [await ea.step([buildDpoBatch(pairs, a, imagePixels)]), await ec.step([buildDpoBatch(pairs, c, imagePixels)])];
+      expect(mc.loss).toBe(ma.loss);
+      expect(mc.step).toBe(4);
     } finally {
       await eb.close();
     }
