@@ -15,6 +15,8 @@
 import { Observable } from "rxjs";
 import { StageError, operate, type FlowOperator } from "../src/flow/index.ts";
 import type { FlowBatch } from "../src/flow/index.ts";
+import type { DpoTrainOptions as DpoTrainConfig } from "../src/pipeline/schema.ts";
+import type { DpoLossTerm } from "../src/train/dpo-loss-config.ts";
 import { DpoTrainer, type DpoTrainSummary, type DpoTrainerOptions } from "../src/train/dpo-trainer.ts";
 import { pixelLookup, type ImageStoreLike, type PixelLookup } from "../src/train/pixel-lookup.ts";
 
@@ -69,4 +71,38 @@ export function dpoTrain(opts: DpoTrainOptions): FlowOperator {
       };
     });
   return Object.assign(op, { stageName: name });
+}
+
+/** The trainer settings a validated pipeline `dpoTrain` entry stands for (everything but models and paths). */
+export type DpoTrainSettings = Pick<
+  DpoTrainerOptions,
+  "loss" | "lr" | "weightDecay" | "warmup" | "schedule" | "batchSize" | "gradAccum" | "maxGradNorm" | "epochs" | "replayBuffer" | "checkpointEvery" | "trainable" | "seed"
+>;
+
+/**
+ * Maps the pipeline schema's `dpoTrain` options (src/pipeline/schema.ts) to trainer settings:
+ * the loss-weight map plus `sftWeight` become the loss terms; trainable groups (`vision`,
+ * `projector`, `lm`) are param-name prefixes.
+ *
+ * @example
+ * dpoTrain({ ...dpoTrainSettings(stage.dpoTrain), policy, images, checkpointDir, metricsPath, exportDir })
+ */
+export function dpoTrainSettings(c: DpoTrainConfig): DpoTrainSettings {
+  const terms: DpoLossTerm[] = Object.entries(c.loss).map(([type, weight]) => ({ type: type as DpoLossTerm["type"], weight }));
+  if (c.sftWeight > 0) terms.push({ type: "sft", weight: c.sftWeight });
+  return {
+    loss: { beta: c.beta, terms, labelSmoothing: c.labelSmoothing, ipoLengthNormalise: c.ipoLengthNormalise },
+    lr: c.lr,
+    weightDecay: c.weightDecay,
+    warmup: c.warmup,
+    schedule: c.schedule,
+    batchSize: c.batchSize,
+    gradAccum: c.gradAccum,
+    maxGradNorm: c.maxGradNorm,
+    epochs: c.epochs,
+    replayBuffer: c.replayBuffer,
+    checkpointEvery: c.checkpointEvery,
+    trainable: [...c.trainable],
+    seed: c.seed,
+  };
 }
