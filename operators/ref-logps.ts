@@ -33,7 +33,12 @@ export interface RefLogpsOptions {
   batching?: BatchOptions;
   /** Scheduler stream of this stage (default the stage name). */
   stream?: string;
-  /** Batches in flight at once (default 2, so one fills while the other runs). */
+  /**
+   * Batches in flight at once (default 1). Above 1, outputs leave in completion order, so the
+   * trainer's pair order — and with it exact resume, which skips the first `consumed` pairs of
+   * a replayed stream — would depend on timing. A batch's rows are already split into
+   * scheduler-sized chunks, so the worker stays busy within a batch.
+   */
   concurrency?: number;
   name?: string;
 }
@@ -117,6 +122,6 @@ export function refLogps(opts: RefLogpsOptions): FlowOperator {
       columns.ref_logp_rejected = lp.slice(n, 2 * n);
       return batchFromColumns(refPairsSchema, columns, "refLogps");
     },
-    { concurrency: opts.concurrency ?? 2, idColumn: "image_id" },
+    { concurrency: opts.concurrency ?? 1, idColumn: "image_id" },
   );
 }
