@@ -62,8 +62,7 @@ describe("exact resume", () => {
     return { losses, trainer: t };
   }
 
-  // (the worker engine's save/load is checked against the inline engine in dpo-trainer.test.ts)
-  for (const [k, engine] of [[3, "inline"], [6, "inline"]] as const) {
+  for (const [k, engine] of [[3, "inline"], [6, "inline"], [5, "worker"]] as const) {
     test(`kill after step ${k} (${k <= 4 ? "mid-stream" : "in a replay epoch"}, ${engine} engine), resume: every later step's loss equals the uninterrupted run exactly`, async () => {
       const pairs = await preferenceSet(tinyPolicy(7));
       // the reference run is inline (the worker engine steps bit-for-bit like it: dpo-trainer.test.ts)
@@ -77,10 +76,15 @@ describe("exact resume", () => {
         ...common(7, engine), checkpointDir: dir, metricsPath,
         onStep: (l) => { if (l.step === k + 1) throw new Error("killed"); },
       });
-      await expect((async () => {
+      // try/catch, not expect().rejects: under bun test that await does not deliver worker messages
+      let died: unknown;
+      try {
         for (const b of batches(pairs, 3)) await killed.addPairs(b);
         await killed.finish();
-      })()).rejects.toThrow("killed");
+      } catch (e) {
+        died = e;
+      }
+      expect((died as Error).message).toBe("killed");
       await killed.close();
       expect((await latestCheckpoint(dir))!.step).toBe(k);
       expect((await readMetricsLog(metricsPath)).map((l) => l.step)).toEqual(Array.from({ length: k + 1 }, (_, i) => i + 1));
