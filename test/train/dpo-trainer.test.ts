@@ -163,8 +163,12 @@ describe("DpoTrainer", () => {
     const margin = (l: (typeof lines)[number]) => l["logps/chosen"] - l["logps/rejected"];
     expect(margin(lines.at(-1)!) - margin(lines[0]!)).toBeGreaterThan(1);
     expect(lines.at(-1)!["rewards/margins"]).toBeGreaterThan(0.5);
-    // metrics.jsonl holds the same lines
+    // metrics.jsonl holds the same lines; the Arrow metrics batch too
     expect(await readMetricsLog(metricsPath)).toEqual(lines);
+    const arrow = trainer.metrics.toArrow();
+    expect(arrow.numRows).toBe(40);
+    expect(arrow.getChild("rewards_accuracy")!.get(39)).toBe(lines[39]!["rewards/accuracies"]);
+    expect(arrow.getChild("lr")!.get(0)).toBe(lines[0]!.learning_rate);
     // the export reloads, and the reloaded policy prefers every chosen answer by more than the reference did
     const re = await loadLvlm(exportDir);
     for (const p of pairs) {
