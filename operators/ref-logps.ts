@@ -27,7 +27,7 @@ export interface RefLogpsOptions {
   model: LvlmModel;
   /** Where the pairs' images are (the flow's ImageStore, or any id -> pixels lookup). */
   images: ImageStoreLike | PixelLookup;
-  /** Scheduler registration name (default "policy.ref.logps"); reused if already registered by this operator. */
+  /** Scheduler registration name (default "policy.ref.logps"); registered when the operator is created. */
   modelName?: string;
   /** Batching of the reference model (default maxBatch 32, maxDelayMs 4, priority 1). */
   batching?: BatchOptions;
@@ -69,8 +69,10 @@ export function refLogps(opts: RefLogpsOptions): FlowOperator {
   const pixels = pixelLookup(opts.images);
   const S = ref.cfg.vision.imageSize;
   const img = 3 * S * S;
-  let registered: BatchedModel | undefined;
-  const model = () => (registered ??= registerRefLogps(opts.scheduler, ref, opts.modelName, opts.batching));
+  // Registered now, not on the first batch: the weights are baked while they are still the
+  // starting policy, even if the same LvlmModel object is later trained in place.
+  const registered = registerRefLogps(opts.scheduler, ref, opts.modelName, opts.batching);
+  const model = () => registered;
   return mapBatch(
     name,
     async (batch: RecordBatch, scope) => {
