@@ -10,6 +10,7 @@
  *
  *   npx bun bench/dpo.ts             # models/shapes-lvlm when present, else a same-shaped random policy
  *   npx bun bench/dpo.ts --random    # always the random same-shaped policy
+ *   npx bun bench/dpo.ts --policy DIR  # any LVLM folder (exportLvlm layout)
  *
  * FLOPs (counted on the padded shapes the hardware runs):
  * - LM over 2B rows × (Np + T) positions, forward + backward: 6·N_lm·positions + 3·attention,
@@ -57,6 +58,12 @@ async function matmulReference(): Promise<{ flops: number; run: () => Promise<un
 }
 
 async function policy(): Promise<{ model: LvlmModel; source: string }> {
+  const at = process.argv.indexOf("--policy");
+  if (at > 0) {
+    const dir = process.argv[at + 1];
+    if (!dir) throw new Error("bench/dpo: --policy needs a folder");
+    return { model: await loadLvlm(dir), source: dir };
+  }
   if (!process.argv.includes("--random") && existsSync(`${SHIPPED}/config.json`)) return { model: await loadLvlm(SHIPPED), source: SHIPPED };
   const tok = WordTokenizer.fromWords(worldVocabulary());
   return { model: LvlmModel.create(lvlmPresets.shapesPolicy(tok.vocabSize), tok, 0), source: "random weights, lvlmPresets.shapesPolicy shape" };
