@@ -29,33 +29,14 @@ import { buildDpoBatch, type PairRecord } from "../src/train/dpo-batch.ts";
 import { DpoEngine } from "../src/train/dpo-engine.ts";
 import { Rng } from "../src/util/rng.ts";
 import { captionScene, sceneAt, worldVocabulary } from "../src/world/index.ts";
+import { matmulReference, median, timeOnce } from "./lib/reference.ts";
 
 const THREADS = 2;
 const PAIRS = 16;
 const SHIPPED = "models/shapes-lvlm";
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
-async function timeOnce(run: () => Promise<unknown>): Promise<number> {
-  const t0 = performance.now();
-  await run();
-  return performance.now() - t0;
-}
 
-async function matmulReference(): Promise<{ flops: number; run: () => Promise<unknown> }> {
-  const n = 1024;
-  const g = new Graph({ name: "matmul-ref" });
-  const a = g.input("a", "float32", [n, n]);
-  const b = g.input("b", "float32", [n, n]);
-  const step = await g.compile({ outputs: { c: g.matmul(a, b) }, threads: THREADS });
-  const rng = new Rng(1);
-  const da = Float32Array.from({ length: n * n }, () => rng.normal());
-  const db = Float32Array.from({ length: n * n }, () => rng.normal());
-  return { flops: 2 * n * n * n, run: () => step.run({ a: da, b: db }) };
-}
 
 async function policy(): Promise<{ model: LvlmModel; source: string }> {
   const at = process.argv.indexOf("--policy");
@@ -115,7 +96,7 @@ async function main(): Promise<void> {
   const first = await engine.step([b0]);
   if (!(Number.isFinite(first.loss) && first.grad_norm > 0)) throw new Error(`dpo-step: bad first step loss ${first.loss} grad_norm ${first.grad_norm}`);
 
-  const ref = await matmulReference();
+  const ref = await matmulReference(THREADS);
   const stepMs: number[] = [], refMs: number[] = [], ratios: number[] = [];
   for (let round = 0; round < 7; round++) {
     const r: number[] = [], m: number[] = [];

@@ -28,32 +28,12 @@ import { imageTokens, lvlmConfig, lvlmPresets } from "../src/models/lvlm-config.
 import { LVLM_IO } from "../src/models/lvlm.ts";
 import { LvlmModel } from "../src/models/lvlm-model.ts";
 import { WordTokenizer } from "../src/models/word-tokenizer.ts";
+import { matmulReference, median, timeOnce } from "./lib/reference.ts";
 
 const THREADS = 2;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
-async function timeIt(run: () => Promise<unknown>): Promise<number> {
-  const t0 = performance.now();
-  await run();
-  return performance.now() - t0;
-}
 
-/** Reference: plain ORT MatMul [1024,1024] x [1024,1024] with 2 threads. */
-async function matmulReference(): Promise<{ flops: number; run: () => Promise<unknown> }> {
-  const n = 1024;
-  const g = new Graph({ name: "matmul-ref" });
-  const a = g.input("a", "float32", [n, n]);
-  const b = g.input("b", "float32", [n, n]);
-  const step = await g.compile({ outputs: { c: g.matmul(a, b) }, threads: THREADS });
-  const rng = new Rng(1);
-  const da = Float32Array.from({ length: n * n }, () => rng.normal());
-  const db = Float32Array.from({ length: n * n }, () => rng.normal());
-  return { flops: 2 * n ** 3, run: () => step.run({ a: da, b: db }) };
-}
 
 /**
  * Rounds of back-to-back windows of similar length: k reference runs (k calibrated so the window
@@ -66,13 +46,13 @@ async function measure(
   run: () => Promise<unknown>,
   rounds: number,
 ): Promise<{ refMs: number; runMs: number; runMedianMs: number; roundRatios: number[] }> {
-  const r1 = await timeIt(ref);
-  const m1 = await timeIt(run);
+  const r1 = await timeOnce(ref);
+  const m1 = await timeOnce(run);
   const k = Math.max(1, Math.round(m1 / r1));
   const r: number[] = [], m: number[] = [];
   for (let i = 0; i < rounds; i++) {
-    r.push((await timeIt(async () => { for (let j = 0; j < k; j++) await ref(); })) / k);
-    m.push(await timeIt(run));
+    r.push((await timeOnce(async () => { for (let j = 0; j < k; j++) await ref(); })) / k);
+    m.push(await timeOnce(run));
   }
   // per round: (ref flops/ms) / (case flops/ms) inverts to runMs/refMs; callers scale by flops
   return { refMs: Math.min(...r), runMs: Math.min(...m), runMedianMs: median(m), roundRatios: r.map((x, i) => x / m[i]!) };
@@ -142,7 +122,7 @@ async function lvlmDecode(ref: Awaited<ReturnType<typeof matmulReference>>): Pro
   const refGflops = ref.flops / refMs / 1e6, gflops = (flopsPerToken * B * steps) / runMs / 1e6;
   const perRound = roundRatios.map((q) => (q * flopsPerToken * B * steps) / ref.flops);
   // the same steps through LvlmModel.decode (weights fed from the ParamStore each step)
-  const fedMs = await timeIt(async () => {
+  const fedMs = await timeOnce(async () => {
     let c = start.select(start.lengths.map((_, i) => i));
     for (let s = 0; s < steps; s++) c = (await m.decode(c, tokens)).cache;
   });
@@ -167,7 +147,7 @@ async function lvlmDecode(ref: Awaited<ReturnType<typeof matmulReference>>): Pro
 
 async function main(): Promise<void> {
   const filter = process.argv[2] ?? "";
-  const ref = await matmulReference();
+  const ref = await matmulReference(THREADS);
   if ("clip-vitb32-image-b16".includes(filter)) await clipImage(ref);
   if ("lvlm-decode-b32".includes(filter)) await lvlmDecode(ref);
 }

@@ -13,33 +13,13 @@
 import { Graph, type TensorValue } from "../src/graph/index.ts";
 import { layerNorm, linear, transformerBlock } from "../src/graph/nn.ts";
 import { Rng } from "../src/util/rng.ts";
+import { matmulReference, median, timeOnce } from "./lib/reference.ts";
 
 const THREADS = 2;
 const cfg = { d: 256, layers: 4, heads: 4, seq: 64, batch: 16, vocab: 512 };
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
-/** Reference: a plain ORT MatMul [1024,1024] x [1024,1024]; returns a timed runner. */
-async function matmulReference(): Promise<{ flops: number; run: () => Promise<unknown> }> {
-  const n = 1024;
-  const g = new Graph({ name: "matmul-ref" });
-  const a = g.input("a", "float32", [n, n]);
-  const b = g.input("b", "float32", [n, n]);
-  const step = await g.compile({ outputs: { c: g.matmul(a, b) }, threads: THREADS });
-  const rng = new Rng(1);
-  const da = Float32Array.from({ length: n * n }, () => rng.normal());
-  const db = Float32Array.from({ length: n * n }, () => rng.normal());
-  return { flops: 2 * n * n * n, run: () => step.run({ a: da, b: db }) };
-}
 
-async function timeOnce(run: () => Promise<unknown>): Promise<number> {
-  const t0 = performance.now();
-  await run();
-  return performance.now() - t0;
-}
 
 function buildModel(g: Graph) {
   const { d, layers, heads, seq, vocab } = cfg;
@@ -99,7 +79,7 @@ async function main(): Promise<void> {
     // each discarded so the other session's spinning thread pool has gone quiet). The ratio
     // compares the best times over all rounds, i.e. the least disturbed run of each; per-round
     // ratios are printed too, to show how noisy the box was.
-    const ref = await matmulReference();
+    const ref = await matmulReference(THREADS);
     const stepMs: number[] = [], refMs: number[] = [], ratios: number[] = [];
     for (let round = 0; round < 6; round++) {
       const r: number[] = [], m: number[] = [];
