@@ -73,10 +73,10 @@ as named inputs). Load with \`loadLvlm\` (src/models).
 
 ## Architecture
 
-- Vision: the ViT of shapes-clip (\`${a.clipDir}\`), ${c.vision.imageSize}² images, patch ${c.vision.patchSize}, width ${c.vision.width}, frozen; patch features read after block ${c.visionFeatureLayers} of ${c.vision.layers} (class token dropped) → ${a.result.policy.imageTokens} image tokens.
+- Vision: the ViT of shapes-clip (\`${a.clipDir}\`), ${c.vision.imageSize}² images, patch ${c.vision.patchSize}, width ${c.vision.width}; patch features read after block ${c.visionFeatureLayers} of ${c.vision.layers} (class token dropped) → ${a.result.policy.imageTokens} image tokens. ${o.trainVision ? "Initialised from shapes-clip and **fine-tuned** with the LM (trainVision: true): shapes-clip's frozen features did not carry shape kinds well enough for the LM to name them (see the CLIP card)." : "Frozen (LLaVA)."}
 - Projector: 2-layer MLP ${c.vision.width} → ${c.projectorHidden} → ${c.lm.width} (GELU).
 - LM: decoder-only, width ${c.lm.width}, ${c.lm.layers} layers, ${c.lm.heads} heads, MLP ${c.lm.mlp}, learned positions (${c.lm.maxPositions} = image tokens + prompt + answer), word-level vocabulary of ${c.lm.vocabSize} tokens (the closed shapes-world vocabulary, shared with shapes-clip).
-- Parameters: ${paramCount(a.result.params)} (${paramCount(a.result.trainableParams)} trained: projector + LM; the vision tower stays frozen). Trainable patterns saved in the safetensors metadata.
+- Parameters: ${paramCount(a.result.params)} (${paramCount(a.result.trainableParams)} trained: ${o.trainVision ? "the vision blocks read + projector + LM" : "projector + LM; the vision tower stays frozen"}). Trainable patterns saved in the safetensors metadata.
 
 ## Training data
 

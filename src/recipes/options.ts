@@ -78,6 +78,11 @@ export const sftPolicyOptions = z.strictObject({
       maxPositions: z.number().int().positive(),
     })
     .default({ width: 128, layers: 3, heads: 4, mlp: 512, maxPositions: 128 }),
+  /**
+   * Also fine-tune the vision blocks the policy reads (initialised from the CLIP), on pixels
+   * instead of cached features. Off = LLaVA's frozen tower.
+   */
+  trainVision: z.boolean().default(false),
   /** Vision blocks before the patch features are read (LLaVA: the penultimate layer). */
   visionFeatureLayers: z.number().int().positive().optional(),
   batchSize: z.number().int().positive().default(32),

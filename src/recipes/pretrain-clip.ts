@@ -32,17 +32,21 @@ export function clipConfigOf(o: PretrainClipOptions): ClipConfig {
   });
 }
 
-/** One training text: a clean caption (positive) or a false edit of it (negative). */
+/**
+ * One training example: a clean caption (positive) and up to `negatives` false edits of it.
+ * Order: the SFT noise exactly (an absent co-occurring kind at a random place) — what CLIP-DPO
+ * must detect; then a replaced kind — colour alone separates most captions of a batch, so
+ * without it the towers barely learn shape; then the other hard-negative types in random order.
+ */
 export function trainingTexts(scene: Scene, rng: Rng, captionVariants: number, negatives: number): { positive: string; negatives: string[] } {
   const cap = captionScene(scene, { ...captionDefaultsFor("clip-pretrain"), index: rng.int(captionVariants) });
   if (negatives === 0) return { positive: cap.text, negatives: [] };
   const pool: string[] = [];
-  // The SFT noise exactly (an absent co-occurring kind at a random place): what CLIP-DPO must detect.
   const added = applyCaptionNoise(scene, cap.plan, rng.fork(rng.nextU32()), { noiseProb: 1, wrongAttributeProb: 0, sizeProb: 0.5, synonymProb: 0.15 });
-  const first = added.noise.addedKind ? realiseCaption(added.plan) : null;
-  const others = rng.shuffle(hardNegatives(scene, cap.plan, rng.fork(rng.nextU32())).map((h) => h.text));
-  if (first) pool.push(first);
-  for (const t of others) if (t !== cap.text && !pool.includes(t)) pool.push(t);
+  if (added.noise.addedKind) pool.push(realiseCaption(added.plan));
+  const hard = rng.shuffle(hardNegatives(scene, cap.plan, rng.fork(rng.nextU32())));
+  const ordered = [...hard.filter((h) => h.type === "replace-kind"), ...hard.filter((h) => h.type !== "replace-kind")];
+  for (const h of ordered) if (h.text !== cap.text && !pool.includes(h.text)) pool.push(h.text);
   return { positive: cap.text, negatives: pool.slice(0, negatives) };
 }
 

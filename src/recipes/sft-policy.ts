@@ -71,12 +71,14 @@ export async function sftPolicy(o: SftPolicyOptions, log: (msg: string) => void 
   const adopted = policy.adoptVision(clip.store);
   const scenes = generateScenes("sft", o.scenes, { seed: o.worldSeed });
   const rendered = await renderAll(scenes, cfg.vision.imageSize);
-  const feats = await visionFeatures(policy, rendered, o.threads);
+  // Trained vision: only the blocks the features come from (the rest of the tower is unused).
+  if (o.trainVision) policy.store.trainOnly([...lvlmVisionGraph(cfg).graph.params().map((p) => p.name), "projector", "lm"]);
+  const feats = o.trainVision ? new Float32Array(0) : await visionFeatures(policy, rendered, o.threads);
   const np = policy.imageTokens, dv = cfg.vision.width, per = np * dv;
   log(`adopted ${adopted.length} vision weights from ${o.clip}; ${scenes.length} sft scenes rendered and encoded in ${((performance.now() - t0) / 1000).toFixed(1)} s; ` +
     `${policy.store.numel()} params, ${policy.store.numel(true)} trainable`);
 
-  const { graph, outputs } = lvlmSftGraph(cfg, "features");
+  const { graph, outputs } = lvlmSftGraph(cfg, o.trainVision ? "pixels" : "features");
   const names = policy.store.trainableNames();
   const step = await graph.compile({ outputs, grads: graph.grad(outputs.loss!, names), params: policy.store, threads: o.threads });
   const rng = new Rng(o.seed).fork(0x5f7);
@@ -95,12 +97,18 @@ export async function sftPolicy(o: SftPolicyOptions, log: (msg: string) => void 
       if (c.noise.addedKind) noisy++;
       return policy.scoredText(c.prompt, c.text);
     });
-    const f = new Float32Array(rows.length * per);
-    rows.forEach((r, k) => f.set(feats.subarray(r * per, (r + 1) * per), k * per));
     const b = padIds(items.map((it) => it.ids), cfg.padTokenId);
     const am = padIds(items.map((it) => it.answerMask), 0);
+    const s = cfg.vision.imageSize;
+    const image = o.trainVision
+      ? { [LVLM_IO.pixelValues]: { dtype: "float32" as const, dims: [rows.length, 3, s, s], data: pixelsOf(rendered, rows, policy.preprocess) } }
+      : (() => {
+          const f = new Float32Array(rows.length * per);
+          rows.forEach((r, k) => f.set(feats.subarray(r * per, (r + 1) * per), k * per));
+          return { [LVLM_IO.imageFeatures]: { dtype: "float32" as const, dims: [rows.length, np, dv], data: f } };
+        })();
     return {
-      [LVLM_IO.imageFeatures]: { dtype: "float32" as const, dims: [rows.length, np, dv], data: f },
+      ...image,
       [LVLM_IO.inputIds]: b.ids,
       [LVLM_IO.attentionMask]: b.mask,
       [LVLM_IO.answerMask]: am.ids,

@@ -9,7 +9,7 @@ import { pretrainClip, pretrainClipOptions, trainingTexts } from "../../src/reci
 import { ends, tinyClipOptions } from "./tiny.ts";
 
 describe("pretrainClip recipe", () => {
-  test("training texts: the first negative is the caption plus one absent object, every negative is false and differs from the positive", () => {
+  test("training texts: the first negative is the caption plus one absent object, the second a replaced kind, every negative is false and differs from the positive", () => {
     const rng = new Rng(7);
     for (const scene of generateScenes("clip-pretrain", 30)) {
       const t = trainingTexts(scene, rng, 8, 3);
@@ -21,6 +21,10 @@ describe("pretrainClip recipe", () => {
       const first = evaluateAnswer(t.negatives[0]!, scene);
       expect(first.hallucinatedKinds.length).toBe(1);
       expect(first.mentionedKinds.length).toBe(evaluateAnswer(t.positive, scene).mentionedKinds.length + 1);
+      // second: one kind replaced (same number of mentioned groups, one absent kind)
+      const second = evaluateAnswer(t.negatives[1]!, scene);
+      expect(second.hallucinatedKinds.length).toBe(1);
+      expect(t.negatives[1]!.split(",").length).toBe(t.positive.split(",").length);
     }
     expect(trainingTexts(generateScenes("clip-pretrain", 1)[0]!, rng, 8, 0).negatives).toEqual([]);
   });

@@ -10,7 +10,7 @@ import { generateScenes } from "../../src/world/index.ts";
 import { ends, tinyClipOptions, tinySftOptions } from "./tiny.ts";
 
 describe("sftPolicy recipe", () => {
-  test("tiny run: loss decreases, the adopted vision tower stays frozen, sampled captions are diverse, and the export reloads with identical log-probs", async () => {
+  test("tiny run: loss decreases, the adopted vision tower stays frozen (trainVision off), sampled captions are diverse, and the export reloads with identical log-probs", async () => {
     const dir = mkdtempSync(join(tmpdir(), "clipflow-recipe-sft-"));
     try {
       const clipDir = join(dir, "clip"), outDir = join(dir, "lvlm");
@@ -49,5 +49,23 @@ describe("sftPolicy recipe", () => {
     expect(() => sftPolicyOptions.parse({ clip: "x", noiseProb: 1.5 })).toThrow();
     expect(() => sftPolicyOptions.parse({ clip: "x", lr: 1 })).toThrow();
     expect(sftPolicyOptions.parse({ clip: "x" }).noiseProb).toBe(0.3);
+  });
+});
+
+describe("sftPolicy with trainVision", () => {
+  test("fine-tunes the vision blocks from pixels: vision weights move, loss decreases", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "clipflow-recipe-sftv-"));
+    try {
+      const clip = ClipModel.create(clipConfigOf(pretrainClipOptions.parse(tinyClipOptions)), worldTokenizer(48), 3);
+      await exportClip(clip, dir);
+      const r = await sftPolicy(sftPolicyOptions.parse({ ...tinySftOptions, clip: dir, trainVision: true }));
+      const { first, last } = ends(r.losses);
+      expect(last).toBeLessThan(first - 0.3);
+      expect(r.trainableParams).toBe(r.params);
+      const moved = r.policy.store.names().filter((n) => n.startsWith("vision.") && r.policy.store.require(n).data.some((v, i) => v !== clip.store.require(n).data[i]));
+      expect(moved.length).toBeGreaterThan(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
