@@ -1,179 +1,303 @@
 /**
- * bench/pairs.ts — the preference-data half of the pipeline, streaming vs stage by stage, and
- * one vs four flows sharing a scheduler.
+ * bench/pairs.ts — the preference-data half of CLIP-DPO, streaming vs stage by stage, and one vs
+ * four flows sharing a scheduler: source → decode → generate → clipScore → filter → pairs on the
+ * shipped tiny models (shapes-clip scores, the shapes-world policy captions).
  *
- * The issue's cases (`pairs-overlap`, `pairs-4-streams`) run source → decode → generate →
- * clipScore → filter → pairs. The `generate` operator does not exist yet, so this file measures
- * the same two ratios on the pipeline without it, named `*-nogen`: candidates come from a
- * deterministic stage (`variants`) that turns each image into K world captions of its scene (K/2
- * caption phrasings + hard negatives: wrong colour, wrong count, extra object …). That is real
- * CLIP work (every candidate is tokenised and embedded; every image embedded once), but none of
- * the policy's decoding, which is the largest part of the full pipeline.
+ * - `pairs-overlap`: images/s of the streaming flow ÷ images/s implied by running each stage
+ *   alone, one after the other, over the same images: the source renders every image and the
+ *   batches are kept, then decode runs over all of them and its output is kept, then generate,
+ *   and so on; the reference time is the sum of the stage times. Same scheduler, same models,
+ *   same batch / in-flight / decoder settings in both.
+ * - `pairs-4-streams`: total images/s of 4 flows at once on one scheduler (each its own stages,
+ *   image store and scheduler streams; one shared CLIP and one shared decoder) ÷ images/s of
+ *   one flow (the streaming run of the same round).
+ * Each ratio is the median of per-round ratios over `--rounds` rounds (each round: one flow,
+ * stage by stage, four flows, back to back, so slow phases of the shared machine hit both sides).
  *
- * - `pairs-overlap-nogen`: images/s of the streaming flow ÷ images/s implied by running each
- *   stage alone, one after the other, over the same data (sum of the per-stage times).
- * - `pairs-4-streams-nogen`: total images/s of 4 flows at once on one scheduler ÷ images/s of
- *   one flow. Batch fill (rows per ORT call ÷ maxBatch) of both CLIP towers is printed.
- * Each ratio is the median over `--rounds` interleaved rounds.
+ * Also printed, to say where the time goes: the stage-alone times, per-executor utilisation
+ * (wall time a worker has a call outstanding ÷ elapsed; bench/lib/busy-host.ts), busy time per
+ * ONNX session, cores used as "total = main thread + workers + other threads"
+ * (bench/lib/thread-cpu.ts), CPU ms per image on both sides of each ratio (`cpu_per_image_ratio`:
+ * the part of a gain that is less work rather than more cores in use), the machine's load
+ * average, the decoder's fill (rows per decode step ÷ maxBatch, prompts per prefill call) and
+ * the batch fill of the policy's vision model and of both CLIP towers.
  *
- * The CLIP is `models/shapes-clip` when it has been trained (pipelines/pretrain-clip.yaml), else
- * a CLIP of the same shape with random weights (same compute per call).
+ * Settings (defaults): 48 images per flow in source batches of 8, the 5 caption prompts × 4
+ * samples at temperature 1 / top-p 0.95, ≤ 32 new tokens; 8 batches in flight per flow and 4
+ * input batches generating at once (more than the operator's default 2: the next batches'
+ * prompts keep the decode lanes full while a batch's last samples finish); 2 workers with one
+ * ORT thread each shared by every model (the machine has 2 cores); CLIP maxBatch 64 and decoder
+ * maxBatch 64 per lane with a KV budget of a full row per sequence, maxDelayMs 4.
  *
- * Run: npx bun bench/pairs.ts [--images 96] [--rounds 5] [--batch 8] [--variants 8]
+ * Policy: models/shapes-lvlm when shipped, else /tmp/lvlm-v1 (an SFT checkpoint in the same
+ * layout), else random weights of the same shape (samples then mostly run to maxNewTokens);
+ * `--policy DIR` picks one. The JSON line's `policy` says which ran.
+ *
+ * Run: npx bun bench/pairs.ts [--images 48] [--rounds 5] [--batch 8] [--samples 4]
+ *        [--max-new-tokens 32] [--in-flight 8] [--gen-concurrency 4] [--decoder-batch 64]
+ *        [--policy DIR] [--cases overlap,four]
  */
 import { existsSync } from "node:fs";
+import { availableParallelism, loadavg } from "node:os";
 import { join } from "node:path";
 import type { RecordBatch } from "apache-arrow";
-import { buildCandidates } from "../src/arrow/build.ts";
-import type { CandidateRow } from "../src/arrow/schemas.ts";
-import { mapBatch, runFlow, type FlowOperator } from "../src/flow/index.ts";
+import { runFlow, type FlowOperator } from "../src/flow/index.ts";
 import { ImageStore } from "../src/io/image-store.ts";
-import { clipConfig } from "../src/models/clip-config.ts";
-import { ClipModel } from "../src/models/clip-model.ts";
-import { clipImageConfig } from "../src/models/preprocessor-config.ts";
+import { loadLvlm } from "../src/models/lvlm-io.ts";
+import { lvlmPresets } from "../src/models/lvlm-config.ts";
+import { LvlmModel } from "../src/models/lvlm-model.ts";
 import { WordTokenizer } from "../src/models/word-tokenizer.ts";
 import { Scheduler } from "../src/scheduler/scheduler.ts";
-import { Rng } from "../src/util/rng.ts";
-import { captionScene, hardNegatives, sceneAt, worldVocabulary, type Split } from "../src/world/index.ts";
+import { CAPTION_PROMPTS } from "../src/world/captions.ts";
+import { worldVocabulary } from "../src/world/index.ts";
 import { clipScore, decode, filter, pairs, sourceBatches, ScheduledClip } from "../operators/index.ts";
+import { generate } from "../operators/generate.ts";
+import { BusyMeter, type BusySnapshot } from "./lib/busy-host.ts";
+import { threadCpu, threadCpuSince } from "./lib/thread-cpu.ts";
 
+const argv = process.argv;
 const arg = (name: string, dflt: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : dflt;
-  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name}: expected a positive integer`);
+  const i = argv.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(argv[i + 1]) : dflt;
+  if (!Number.isInteger(v) || v < 1) throw new Error(`bench/pairs: --${name} expects a positive integer (got ${i >= 0 ? argv[i + 1] : v})`);
   return v;
 };
-const IMAGES = arg("images", 96);
+const IMAGES = arg("images", 48);
 const ROUNDS = arg("rounds", 5);
 const BATCH = arg("batch", 8);
-const K = arg("variants", 8);
-const MAX_BATCH = 64;
+const SAMPLES = arg("samples", 4);
+const MAX_NEW = arg("max-new-tokens", 32);
+const IN_FLIGHT = arg("in-flight", 8);
+const DEC_BATCH = arg("decoder-batch", 64);
+const GEN_CONCURRENCY = arg("gen-concurrency", 4);
+const CASES = (argv.includes("--cases") ? argv[argv.indexOf("--cases") + 1] ?? "" : "overlap,four").split(",");
+const STREAMS = 4;
+const WORKERS = 2; // = cores of the machine; one ORT thread each
+const CLIP_BATCH = 64;
+const DELAY_MS = 4;
+const ROOT = join(import.meta.dir, "..");
 
-const sched = new Scheduler();
-const shipped = join(import.meta.dir, "..", "models", "shapes-clip");
-let clip: ScheduledClip;
-let modelName: string;
-if (existsSync(join(shipped, "config.json"))) {
-  clip = await ScheduledClip.fromDir(sched, shipped, "clip", { maxBatch: MAX_BATCH, maxDelayMs: 4, replicas: 2 });
-  modelName = "models/shapes-clip";
-} else {
-  const tok = WordTokenizer.fromWords(worldVocabulary(), { modelMaxLength: 48 });
-  const s = tok.special;
-  // The shape pipelines/pretrain-clip.yaml trains (src/recipes/options.ts defaults).
-  const cfg = clipConfig({
-    vision: { imageSize: 64, patchSize: 8, width: 128, layers: 4, heads: 4, mlp: 512, act: "gelu" },
-    text: { vocabSize: tok.vocabSize, contextLength: 48, width: 128, layers: 3, heads: 4, mlp: 512, act: "gelu", bosTokenId: s.bos, eosTokenId: s.eos, padTokenId: s.pad },
-    embedDim: 128,
-  });
-  clip = ScheduledClip.fromModel(sched, ClipModel.create(cfg, tok, 1, clipImageConfig(64)), "clip", { maxBatch: MAX_BATCH, maxDelayMs: 4, replicas: 2 });
-  modelName = "shapes-clip shape, random weights (models/shapes-clip not trained yet)";
-}
+// ---- models ---------------------------------------------------------------------------------
 
-/** Stand-in for `generate`: K world captions of each image's scene, all in the image's batch. */
-function variants(name = "variants"): FlowOperator {
-  return mapBatch(name, (b) => {
-    const ids = b.getChild("id")!, prompts = b.getChild("prompt")!;
-    const rows: CandidateRow[] = [];
-    for (let i = 0; i < b.numRows; i++) {
-      const id = String(ids.get(i));
-      const [split, seed, index] = id.split("/");
-      const scene = sceneAt(split as Split, Number(index), { seed: Number(seed) });
-      const texts: string[] = [];
-      for (let k = 0; texts.length < Math.ceil(K / 2) && k < 3 * K; k++) {
-        const t = captionScene(scene, { index: k }).text;
-        if (!texts.includes(t)) texts.push(t);
-      }
-      for (const h of hardNegatives(scene, captionScene(scene).plan, new Rng(Number(index)))) if (texts.length < K && !texts.includes(h.text)) texts.push(h.text);
-      texts.forEach((text, s) => rows.push({ id: `${id}#${s}`, image_id: id, prompt: String(prompts.get(i)), text, logp: 0, n_tokens: 0 }));
-    }
-    return buildCandidates(rows);
-  });
+const meter = new BusyMeter();
+const sched = new Scheduler({ createHost: meter.createHost });
+const clipDir = join(ROOT, "models", "shapes-clip");
+if (!existsSync(join(clipDir, "config.json"))) throw new Error(`bench/pairs: ${clipDir} is missing (train it with pipelines/pretrain-clip.yaml)`);
+const clip = await ScheduledClip.fromDir(sched, clipDir, "clip", { maxBatch: CLIP_BATCH, maxDelayMs: DELAY_MS, replicas: WORKERS });
+
+async function policy(): Promise<{ model: LvlmModel; source: string }> {
+  const at = argv.indexOf("--policy");
+  if (at > 0) {
+    const dir = argv[at + 1];
+    if (!dir) throw new Error("bench/pairs: --policy needs a folder");
+    return { model: await loadLvlm(dir), source: dir };
+  }
+  for (const dir of [join(ROOT, "models", "shapes-lvlm"), "/tmp/lvlm-v1"]) {
+    if (existsSync(join(dir, "config.json"))) return { model: await loadLvlm(dir), source: dir.startsWith(ROOT) ? "models/shapes-lvlm" : `${dir} (SFT checkpoint)` };
+  }
+  // The shape pipelines/sft-policy.yaml trains: the shapes-clip ViT, LM width 128 × 3 layers.
+  const tok = WordTokenizer.fromWords(worldVocabulary());
+  const cfg = lvlmPresets.shapesPolicy(tok.vocabSize);
+  return { model: LvlmModel.create({ ...cfg, lm: { ...cfg.lm, layers: 3 } }, tok, 0), source: "random weights, shapes-lvlm shape" };
 }
+const { model: lvlm, source: policySource } = await policy();
+// Every admitted sample may reserve a full KV row (image tokens + prompt + answer ≤ maxPositions),
+// so the token budget lets both lanes fill up.
+const TOKENS = WORKERS * DEC_BATCH * lvlm.cfg.lm.maxPositions;
+const decoder = sched.decoder("policy", lvlm, { maxBatch: DEC_BATCH, maxTokensInFlight: TOKENS, replicas: WORKERS, intraOpThreads: 1, vision: { maxBatch: 32, maxDelayMs: DELAY_MS } });
+await decoder.ready;
+
+// ---- the flow -------------------------------------------------------------------------------
 
 const stagesOf = (store: ImageStore, tag: string): FlowOperator[] => [
   decode({ preprocess: clip.preprocess, store, name: `decode${tag}` }),
-  variants(`variants${tag}`),
-  clipScore({ clip, store, name: `clipScore${tag}`, stream: `s${tag}` }),
-  filter({ minScore: 0, maxWords: 60, name: `filter${tag}` }),
-  pairs({ minMargin: 0.5, maxPairsPerImage: 2, maxLengthRatio: 2, name: `pairs${tag}` }),
+  generate({ decoder, name: `generate${tag}`, concurrency: GEN_CONCURRENCY, prompts: "caption", samples: SAMPLES, temperature: 1, topP: 0.95, maxNewTokens: MAX_NEW, seed: 0 }),
+  clipScore({ clip, store, name: `clipScore${tag}`, sentences: true }),
+  filter({ minScore: 20, maxWords: 40, dropTextImages: true, clip, store, name: `filter${tag}` }),
+  pairs({ minMargin: 2, maxPairsPerImage: 2, maxLengthRatio: 1.5, strategy: "best-vs-worst", name: `pairs${tag}` }),
 ];
 
-const src = (seed: number) => sourceBatches({ kind: "shapes-world", split: "dpo", count: IMAGES, seed, batchSize: BATCH });
+const src = (seed: number, count = IMAGES) => sourceBatches({ kind: "shapes-world", split: "dpo", count, seed, batchSize: BATCH });
 
-/** One streaming flow; returns images/s and the pairs made. */
-async function streaming(seed: number, tag = ""): Promise<{ ips: number; pairs: number }> {
+interface Probe {
+  t0: number;
+  cpu: NodeJS.CpuUsage;
+  busy: BusySnapshot;
+  models: ReturnType<Scheduler["stats"]>["models"];
+  dec: ReturnType<typeof decoder.stats>;
+  threads: Record<string, number>;
+}
+const probe = (): Probe => ({ t0: performance.now(), cpu: process.cpuUsage(), threads: threadCpu(), busy: meter.snapshot(), models: sched.stats().models, dec: decoder.stats() });
+
+type Use = ReturnType<typeof usage>;
+
+/** What happened on the machine since `p`: wall ms, cores used, executor utilisation, fills. */
+function usage(p: Probe) {
+  const ms = performance.now() - p.t0;
+  const cpu = process.cpuUsage(p.cpu);
+  const busy = meter.since(p.busy);
+  const models = sched.stats().models;
+  const dec = decoder.stats();
+  const rows = (m: string) => {
+    const a = models[m]!, b = p.models[m]!;
+    return (a.items - b.items) / Math.max(1, a.batches - b.batches);
+  };
+  const steps = dec.decodeSteps - p.dec.decodeSteps;
+  const th = threadCpuSince(p.threads);
+  return {
+    ms,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    cores: (cpu.user + cpu.system) / 1000 / ms,
+    /** Cores used by the main thread / the workers / other threads. */
+    mainCores: th.main / ms,
+    workerCores: th.workers / ms,
+    otherCores: th.other / ms,
+    util: Object.values(busy.executors).reduce((a, b) => a + b, 0) / (WORKERS * ms),
+    sessions: busy.sessions,
+    clipImageRows: rows("clip.image"),
+    clipTextRows: rows("clip.text"),
+    visionRows: rows("policy.vision"),
+    decodeRows: (dec.decodeRows - p.dec.decodeRows) / Math.max(1, steps),
+    prefillPrompts: (dec.prefillPrompts - p.dec.prefillPrompts) / Math.max(1, dec.prefillCalls - p.dec.prefillCalls),
+    tokens: dec.tokens - p.dec.tokens,
+  };
+}
+
+/** One streaming flow over `count` images. */
+async function streaming(seed: number, tag = "", count = IMAGES): Promise<{ ms: number; pairs: number; candidates: number }> {
   const store = new ImageStore();
   let made = 0;
   const t0 = performance.now();
-  await runFlow({ source: src(seed), stages: stagesOf(store, tag), sink: (b) => void (made += b.numRows), maxInFlight: 4, handleSigint: false });
-  return { ips: IMAGES / ((performance.now() - t0) / 1000), pairs: made };
+  const report = await runFlow({ source: src(seed, count), stages: stagesOf(store, tag), sink: (b) => void (made += b.numRows), maxInFlight: IN_FLIGHT, handleSigint: false });
+  const ms = performance.now() - t0;
+  const gen = report.stages.find((s) => s.stage === `generate${tag}`);
+  return { ms, pairs: made, candidates: gen?.rowsOut ?? 0 };
 }
 
-/** Each stage alone over the whole data set, one after the other; images/s implied by the summed times. */
-async function stageByStage(seed: number): Promise<{ ips: number; ms: Record<string, number> }> {
+/** Each stage alone over all the images, one after the other (outputs kept in memory between stages). */
+async function stageByStage(seed: number): Promise<{ ms: number; cpuMs: number; use: Record<string, Use>; pairs: number }> {
   const store = new ImageStore();
   let data: RecordBatch[] = [];
-  const ms: Record<string, number> = {};
-  let t0 = performance.now();
-  for await (const b of src(seed)) data.push(b); // the source alone (rendering)
-  ms.source = performance.now() - t0;
+  const use: Record<string, Use> = {};
+  let p = probe();
+  for await (const b of src(seed)) data.push(b); // the source alone (scene rendering + PNG encoding)
+  use.source = usage(p);
   for (const st of stagesOf(store, "-seq")) {
     const out: RecordBatch[] = [];
-    t0 = performance.now();
-    await runFlow({ source: data, stages: [st], sink: (b) => void out.push(b), maxInFlight: 4, handleSigint: false });
-    ms[st.stageName.replace(/-seq$/, "")] = performance.now() - t0;
+    p = probe();
+    await runFlow({ source: data, stages: [st], sink: (b) => void out.push(b), maxInFlight: IN_FLIGHT, handleSigint: false });
+    use[st.stageName.replace(/-seq$/, "")] = usage(p);
     data = out;
   }
-  const total = Object.values(ms).reduce((a, b) => a + b, 0);
-  return { ips: IMAGES / (total / 1000), ms };
+  const ms = Object.values(use).reduce((a, u) => a + u.ms, 0);
+  const cpuMs = Object.values(use).reduce((a, u) => a + u.cpuMs, 0);
+  return { ms, cpuMs, use, pairs: data.reduce((a, b) => a + b.numRows, 0) };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const r1 = (x: number) => Math.round(x * 10) / 10;
+const r2 = (x: number) => Math.round(x * 100) / 100;
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
+const round = (o: Record<string, number>, f = Math.round) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)]));
+const pick = <T, R>(o: Record<string, T>, f: (v: T) => R) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)]));
+/** "total = main + workers + other" cores. */
+const cores = (u: Use) => `${r2(u.cores)} = ${r2(u.mainCores)} + ${r2(u.workerCores)} + ${r2(u.otherCores)}`;
 
-await streaming(99); // warm-up: workers, sessions, sharp
-const overlap: { ratio: number; stream: number; seq: number; pairs: number; ms: Record<string, number> }[] = [];
-const four: { ratio: number; one: number; four: number }[] = [];
-let fill = { image: 0, text: 0, imageRows: 0, textRows: 0 };
+await streaming(99, "-warm", 2 * BATCH); // warm-up: workers, sessions, sharp, JIT
+
+interface Round {
+  stream: number;
+  useOne: Use;
+  pairs: number;
+  candidates: number;
+  seq?: { ips: number; ms: number; cpuMs: number; use: Record<string, Use>; pairs: number };
+  four?: { ips: number; use: Use };
+  /** 1-minute load average of the machine after the round. */
+  load: number;
+}
+const rounds: Round[] = [];
+const doOverlap = CASES.includes("overlap"), doFour = CASES.includes("four");
 for (let r = 0; r < ROUNDS; r++) {
+  let p = probe();
   const s = await streaming(r + 1);
-  const q = await stageByStage(r + 1);
-  overlap.push({ ratio: s.ips / q.ips, stream: s.ips, seq: q.ips, pairs: s.pairs, ms: q.ms });
-
-  const one = (await streaming(r + 11)).ips;
-  const before = sched.stats().models; // cumulative counters: the 4-flow run's batches are the difference
-  const t0 = performance.now();
-  await Promise.all([0, 1, 2, 3].map((k) => streaming(r * 4 + 21 + k, `-${k}`)));
-  const total = (4 * IMAGES) / ((performance.now() - t0) / 1000);
-  four.push({ ratio: total / one, one, four: total });
-  const after = sched.stats().models;
-  const rows = (m: string) => (after[m]!.items - before[m]!.items) / Math.max(1, after[m]!.batches - before[m]!.batches);
-  fill = { image: rows("clip.image") / MAX_BATCH, text: rows("clip.text") / MAX_BATCH, imageRows: rows("clip.image"), textRows: rows("clip.text") };
+  const round: Round = { stream: IMAGES / (s.ms / 1000), useOne: usage(p), pairs: s.pairs, candidates: s.candidates, load: 0 };
+  let line = `round ${r + 1}/${ROUNDS}: one flow ${r2(s.ms / 1000)} s`;
+  if (doOverlap) {
+    const q = await stageByStage(r + 1);
+    round.seq = { ips: IMAGES / (q.ms / 1000), ...q };
+    line += `, stage by stage ${r2(q.ms / 1000)} s`;
+  }
+  if (doFour) {
+    p = probe();
+    await Promise.all(Array.from({ length: STREAMS }, (_, k) => streaming(100 * (r + 1) + k, `-${k}`)));
+    const use = usage(p);
+    round.four = { ips: (STREAMS * IMAGES) / (use.ms / 1000), use };
+    line += `, ${STREAMS} flows ${r2(use.ms / 1000)} s`;
+  }
+  round.load = loadavg()[0]!;
+  rounds.push(round);
+  console.error(`${line} (load average ${r2(round.load)})`);
 }
 
-const mo = overlap.map((o) => o.ratio);
-console.log(JSON.stringify({
-  case: "pairs-overlap-nogen",
-  ratio: r3(median(mo)),
-  round_ratios: mo.map(r3),
-  streaming_images_per_s: r1(median(overlap.map((o) => o.stream))),
-  stage_by_stage_images_per_s: r1(median(overlap.map((o) => o.seq))),
-  pairs_per_run: overlap[0]!.pairs,
-  stage_alone_ms_last_round: Object.fromEntries(Object.entries(overlap.at(-1)!.ms).map(([k, v]) => [k, Math.round(v)])),
-  images: IMAGES, batch: BATCH, candidates_per_image: K, model: modelName,
-  missing: "generate operator (policy decoding) not in the flow yet",
-}));
-const mf = four.map((o) => o.ratio);
-console.log(JSON.stringify({
-  case: "pairs-4-streams-nogen",
-  ratio: r3(median(mf)),
-  round_ratios: mf.map(r3),
-  one_flow_images_per_s: r1(median(four.map((o) => o.one))),
-  four_flows_images_per_s: r1(median(four.map((o) => o.four))),
-  batch_fill_clip_image: r3(fill.image), mean_rows_clip_image: r1(fill.imageRows),
-  batch_fill_clip_text: r3(fill.text), mean_rows_clip_text: r1(fill.textRows),
-  max_batch: MAX_BATCH, images: IMAGES, model: modelName,
-  missing: "generate operator (policy decoding) not in the flow yet",
-}));
+const last = rounds.at(-1)!;
+const settings = {
+  images: IMAGES, batch: BATCH, prompts: CAPTION_PROMPTS.length, samples: SAMPLES, max_new_tokens: MAX_NEW, temperature: 1, top_p: 0.95,
+  max_in_flight: IN_FLIGHT, gen_concurrency: GEN_CONCURRENCY, workers: WORKERS, decoder_max_batch: DEC_BATCH, max_tokens_in_flight: TOKENS,
+  clip_max_batch: CLIP_BATCH, max_delay_ms: DELAY_MS, rounds: ROUNDS,
+  machine_cores: availableParallelism(), load_average: r2(median(rounds.map((o) => o.load))),
+};
+const one = last.useOne;
+if (doOverlap) {
+  const overlap = rounds.map((o) => o.stream / o.seq!.ips);
+  const seq = last.seq!;
+  console.log(JSON.stringify({
+    case: "pairs-overlap",
+    ratio: r3(median(overlap)),
+    round_ratios: overlap.map(r3),
+    streaming_images_per_s: r2(median(rounds.map((o) => o.stream))),
+    stage_by_stage_images_per_s: r2(median(rounds.map((o) => o.seq!.ips))),
+    // CPU ms per image, stage by stage ÷ streaming: the part of the gain that is less work, not more cores
+    cpu_per_image_ratio: r3(median(rounds.map((o) => o.seq!.cpuMs / o.useOne.cpuMs))),
+    streaming_cpu_ms_per_image: r1(median(rounds.map((o) => o.useOne.cpuMs / IMAGES))),
+    stage_by_stage_cpu_ms_per_image: r1(median(rounds.map((o) => o.seq!.cpuMs / IMAGES))),
+    stage_by_stage_cores: r2(median(rounds.map((o) => o.seq!.cpuMs / o.seq!.ms))),
+    candidates_per_run: last.candidates,
+    pairs_per_run: last.pairs,
+    pairs_stage_by_stage: seq.pairs, // same images and seeds: equal unless a float tie sits at the margin
+    stage_alone_ms_last_round: pick(seq.use, (u) => Math.round(u.ms)),
+    stage_alone_worker_util_last_round: pick(seq.use, (u) => r2(u.util)),
+    // cores used while the stage ran alone: main thread / workers / other threads
+    stage_alone_cores_last_round: pick(seq.use, cores),
+    streaming_ms_last_round: Math.round(one.ms),
+    streaming_worker_util: r2(one.util),
+    streaming_cores: cores(one),
+    streaming_session_busy_ms: round(one.sessions),
+    policy: policySource,
+    ...settings,
+  }));
+}
+if (doFour) {
+  const four = rounds.map((o) => o.four!.ips / o.stream);
+  const f = last.four!.use;
+  console.log(JSON.stringify({
+    case: "pairs-4-streams",
+    ratio: r3(median(four)),
+    round_ratios: four.map(r3),
+    one_flow_images_per_s: r2(median(rounds.map((o) => o.stream))),
+    four_flows_images_per_s: r2(median(rounds.map((o) => o.four!.ips))),
+    // CPU ms per image, one flow ÷ four flows: fuller batches doing the same work for less CPU
+    cpu_per_image_ratio: r3(median(rounds.map((o) => o.useOne.cpuMs / (o.four!.use.cpuMs / STREAMS)))),
+    batch_fill_decode: r3(f.decodeRows / DEC_BATCH), mean_rows_decode_step: r1(f.decodeRows), mean_rows_decode_step_one_flow: r1(one.decodeRows),
+    mean_prompts_per_prefill: r1(f.prefillPrompts), mean_prompts_per_prefill_one_flow: r1(one.prefillPrompts),
+    batch_fill_policy_vision: r3(f.visionRows / 32), mean_rows_policy_vision: r1(f.visionRows),
+    batch_fill_clip_image: r3(f.clipImageRows / CLIP_BATCH), mean_rows_clip_image: r1(f.clipImageRows),
+    batch_fill_clip_text: r3(f.clipTextRows / CLIP_BATCH), mean_rows_clip_text: r1(f.clipTextRows),
+    worker_util_four: r2(f.util), worker_util_one: r2(one.util),
+    cores_four: cores(f), cores_one: cores(one),
+    session_busy_ms_four: round(f.sessions),
+    policy: policySource,
+    streams: STREAMS,
+    ...settings,
+  }));
+}
 await sched.close();

@@ -1,0 +1,61 @@
+/**
+ * Worker utilisation for benches: a ModelHost wrapper that adds up, per executor and per session,
+ * the wall time its `run` calls are outstanding (message to the worker, ORT run, reply). The
+ * scheduler runs one call per executor at a time, so busy ÷ elapsed is the executor's
+ * utilisation; the rest is time the worker waited for the main thread (sampling, KV copies,
+ * batching) or for work.
+ *
+ * @example
+ * const meter = new BusyMeter();
+ * const s = new Scheduler({ createHost: meter.createHost });
+ * const before = meter.snapshot(); await work(); const used = meter.since(before);
+ */
+import type { Device, SessionOptions, TensorValue } from "../../src/graph/runtime.ts";
+import { WorkerHost, type ModelHost, type SessionInfo } from "../../src/scheduler/scheduler.ts";
+
+/** Busy milliseconds by executor label and by session name. */
+export interface BusySnapshot {
+  executors: Record<string, number>;
+  sessions: Record<string, number>;
+}
+
+export class BusyMeter {
+  private readonly executors: Record<string, number> = {};
+  private readonly sessions: Record<string, number> = {};
+
+  /** For `new Scheduler({ createHost })`: a WorkerHost whose run calls are timed. */
+  readonly createHost = (device: Device, index: number): ModelHost => {
+    const inner = new WorkerHost(device, `worker(${device}#${index})`);
+    const label = `${device}#${index}`;
+    this.executors[label] = 0;
+    const add = (session: string, ms: number) => {
+      this.executors[label] = (this.executors[label] ?? 0) + ms;
+      this.sessions[session] = (this.sessions[session] ?? 0) + ms;
+    };
+    return {
+      device,
+      load: (name: string, model: Uint8Array | string, opts?: SessionOptions): Promise<SessionInfo> => inner.load(name, model, opts),
+      run: async (name: string, feeds: Record<string, TensorValue>, outputs?: string[]) => {
+        const t0 = performance.now();
+        try {
+          return await inner.run(name, feeds, outputs);
+        } finally {
+          add(name, performance.now() - t0);
+        }
+      },
+      unload: (name: string) => inner.unload(name),
+      terminate: () => inner.terminate(),
+    };
+  };
+
+  snapshot(): BusySnapshot {
+    return { executors: { ...this.executors }, sessions: { ...this.sessions } };
+  }
+
+  /** Busy ms accumulated since `before`. */
+  since(before: BusySnapshot): BusySnapshot {
+    const diff = (now: Record<string, number>, then: Record<string, number>) =>
+      Object.fromEntries(Object.entries(now).map(([k, v]) => [k, v - (then[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
+    return { executors: diff(this.executors, before.executors), sessions: diff(this.sessions, before.sessions) };
+  }
+}
