@@ -35,6 +35,8 @@ export const pretrainClipOptions = z.strictObject({
   batchSize: z.number().int().min(2).default(64),
   /** Hard negatives per image in a batch (the noise-style added object first, then random other types). */
   negativesPerImage: z.number().int().nonnegative().default(2),
+  /** Put a replaced-kind negative right after the added-object one (else random order). */
+  kindNegativeFirst: z.boolean().default(false),
   imageSize: z.number().int().positive().default(64),
   patchSize: z.number().int().positive().default(8),
   vision: towerSchema.default({ width: 128, layers: 4, heads: 4, mlp: 512 }),

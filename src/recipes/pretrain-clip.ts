@@ -35,17 +35,18 @@ export function clipConfigOf(o: PretrainClipOptions): ClipConfig {
 /**
  * One training example: a clean caption (positive) and up to `negatives` false edits of it.
  * Order: the SFT noise exactly (an absent co-occurring kind at a random place) — what CLIP-DPO
- * must detect; then a replaced kind — colour alone separates most captions of a batch, so
- * without it the towers barely learn shape; then the other hard-negative types in random order.
+ * must detect; then the other hard-negative types in random order — or, with `kindFirst`, a
+ * replaced kind before the rest (tried to push the towers towards shape; it did not raise
+ * held-out retrieval in a 1000-step run, see models/shapes-clip/MODEL_CARD.md).
  */
-export function trainingTexts(scene: Scene, rng: Rng, captionVariants: number, negatives: number): { positive: string; negatives: string[] } {
+export function trainingTexts(scene: Scene, rng: Rng, captionVariants: number, negatives: number, kindFirst = false): { positive: string; negatives: string[] } {
   const cap = captionScene(scene, { ...captionDefaultsFor("clip-pretrain"), index: rng.int(captionVariants) });
   if (negatives === 0) return { positive: cap.text, negatives: [] };
   const pool: string[] = [];
   const added = applyCaptionNoise(scene, cap.plan, rng.fork(rng.nextU32()), { noiseProb: 1, wrongAttributeProb: 0, sizeProb: 0.5, synonymProb: 0.15 });
   if (added.noise.addedKind) pool.push(realiseCaption(added.plan));
   const hard = rng.shuffle(hardNegatives(scene, cap.plan, rng.fork(rng.nextU32())));
-  const ordered = [...hard.filter((h) => h.type === "replace-kind"), ...hard.filter((h) => h.type !== "replace-kind")];
+  const ordered = kindFirst ? [...hard.filter((h) => h.type === "replace-kind"), ...hard.filter((h) => h.type !== "replace-kind")] : hard;
   for (const h of ordered) if (h.text !== cap.text && !pool.includes(h.text)) pool.push(h.text);
   return { positive: cap.text, negatives: pool.slice(0, negatives) };
 }
@@ -84,7 +85,7 @@ export async function pretrainClip(o: PretrainClipOptions, log: (msg: string) =>
     }
     const pos: string[] = [], neg: string[] = [];
     for (const r of rows) {
-      const t = trainingTexts(scenes[r]!, rng, o.captionVariants, o.negativesPerImage);
+      const t = trainingTexts(scenes[r]!, rng, o.captionVariants, o.negativesPerImage, o.kindNegativeFirst);
       pos.push(t.positive);
       neg.push(...t.negatives);
     }

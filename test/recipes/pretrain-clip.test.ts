@@ -12,7 +12,7 @@ describe("pretrainClip recipe", () => {
   test("training texts: the first negative is the caption plus one absent object, the second a replaced kind, every negative is false and differs from the positive", () => {
     const rng = new Rng(7);
     for (const scene of generateScenes("clip-pretrain", 30)) {
-      const t = trainingTexts(scene, rng, 8, 3);
+      const t = trainingTexts(scene, rng, 8, 3, true);
       expect(evaluateAnswer(t.positive, scene).hallucinatedKinds).toEqual([]);
       expect(t.negatives.length).toBeGreaterThan(0);
       expect(t.negatives.length).toBeLessThanOrEqual(3);
@@ -27,6 +27,11 @@ describe("pretrainClip recipe", () => {
       expect(t.negatives[1]!.split(",").length).toBe(t.positive.split(",").length);
     }
     expect(trainingTexts(generateScenes("clip-pretrain", 1)[0]!, rng, 8, 0).negatives).toEqual([]);
+    // without kindFirst the same draws give the same set of negatives, in the shuffled order
+    const s0 = generateScenes("clip-pretrain", 1)[0]!;
+    const a = trainingTexts(s0, new Rng(9), 8, 9, false), b = trainingTexts(s0, new Rng(9), 8, 9, true);
+    expect(a.positive).toBe(b.positive);
+    expect([...a.negatives].sort()).toEqual([...b.negatives].sort());
   });
 
   test("tiny run: loss decreases, is reproducible from the seed, metrics are in range, and the export reloads with identical embeddings", async () => {
