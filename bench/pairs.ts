@@ -31,11 +31,12 @@
  *
  * Policy: models/shapes-lvlm when shipped, else /tmp/lvlm-v1 (an SFT checkpoint in the same
  * layout), else random weights of the same shape (samples then mostly run to maxNewTokens);
- * `--policy DIR` picks one. The JSON line's `policy` says which ran.
+ * `--policy DIR` picks one, `--random` forces the random one. The JSON line's `policy` says
+ * which ran.
  *
  * Run: npx bun bench/pairs.ts [--images 48] [--rounds 5] [--batch 8] [--samples 4]
  *        [--max-new-tokens 32] [--in-flight 8] [--gen-concurrency 4] [--decoder-batch 64]
- *        [--policy DIR] [--cases overlap,four]
+ *        [--workers 2] [--policy DIR | --random] [--cases overlap,four]
  */
 import { existsSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
@@ -72,7 +73,7 @@ const DEC_BATCH = arg("decoder-batch", 64);
 const GEN_CONCURRENCY = arg("gen-concurrency", 4);
 const CASES = (argv.includes("--cases") ? argv[argv.indexOf("--cases") + 1] ?? "" : "overlap,four").split(",");
 const STREAMS = 4;
-const WORKERS = 2; // = cores of the machine; one ORT thread each
+const WORKERS = arg("workers", 2); // default = the machine's 2 cores; one ORT thread each
 const CLIP_BATCH = 64;
 const DELAY_MS = 4;
 const ROOT = join(import.meta.dir, "..");
@@ -92,7 +93,7 @@ async function policy(): Promise<{ model: LvlmModel; source: string }> {
     if (!dir) throw new Error("bench/pairs: --policy needs a folder");
     return { model: await loadLvlm(dir), source: dir };
   }
-  for (const dir of [join(ROOT, "models", "shapes-lvlm"), "/tmp/lvlm-v1"]) {
+  for (const dir of argv.includes("--random") ? [] : [join(ROOT, "models", "shapes-lvlm"), "/tmp/lvlm-v1"]) {
     if (existsSync(join(dir, "config.json"))) return { model: await loadLvlm(dir), source: dir.startsWith(ROOT) ? "models/shapes-lvlm" : `${dir} (SFT checkpoint)` };
   }
   // The shape pipelines/sft-policy.yaml trains: the shapes-clip ViT, LM width 128 × 3 layers.
@@ -125,7 +126,7 @@ interface Probe {
   busy: BusySnapshot;
   models: ReturnType<Scheduler["stats"]>["models"];
   dec: ReturnType<typeof decoder.stats>;
-  threads: Record<string, number>;
+  threads: ReturnType<typeof threadCpu>;
 }
 const probe = (): Probe => ({ t0: performance.now(), cpu: process.cpuUsage(), threads: threadCpu(), busy: meter.snapshot(), models: sched.stats().models, dec: decoder.stats() });
 
@@ -149,9 +150,12 @@ function usage(p: Probe) {
     cpuMs: (cpu.user + cpu.system) / 1000,
     cores: (cpu.user + cpu.system) / 1000 / ms,
     /** Cores used by the main thread / the workers / other threads. */
-    mainCores: th.main / ms,
-    workerCores: th.workers / ms,
-    otherCores: th.other / ms,
+    mainCores: th.run.main / ms,
+    workerCores: th.run.workers / ms,
+    otherCores: th.run.other / ms,
+    /** Share of the wall time the workers (on average) were runnable but waiting for a core. */
+    workerWait: th.wait.workers / (WORKERS * ms),
+    mainWait: th.wait.main / ms,
     util: Object.values(busy.executors).reduce((a, b) => a + b, 0) / (WORKERS * ms),
     sessions: busy.sessions,
     clipImageRows: rows("clip.image"),
@@ -164,14 +168,14 @@ function usage(p: Probe) {
 }
 
 /** One streaming flow over `count` images. */
-async function streaming(seed: number, tag = "", count = IMAGES): Promise<{ ms: number; pairs: number; candidates: number }> {
+async function streaming(seed: number, tag = "", count = IMAGES): Promise<{ ms: number; pairs: number; candidates: number; deadLettered: number }> {
   const store = new ImageStore();
   let made = 0;
   const t0 = performance.now();
-  const report = await runFlow({ source: src(seed, count), stages: stagesOf(store, tag), sink: (b) => void (made += b.numRows), maxInFlight: IN_FLIGHT, handleSigint: false });
+  const report = await runFlow({ source: src(seed, count), stages: stagesOf(store, tag), sink: (b) => void (made += b.numRows), maxInFlight: IN_FLIGHT, onError: "skip", handleSigint: false });
   const ms = performance.now() - t0;
   const gen = report.stages.find((s) => s.stage === `generate${tag}`);
-  return { ms, pairs: made, candidates: gen?.rowsOut ?? 0 };
+  return { ms, pairs: made, candidates: gen?.rowsOut ?? 0, deadLettered: report.deadLettered };
 }
 
 /** Each stage alone over all the images, one after the other (outputs kept in memory between stages). */
@@ -185,7 +189,7 @@ async function stageByStage(seed: number): Promise<{ ms: number; cpuMs: number; 
   for (const st of stagesOf(store, "-seq")) {
     const out: RecordBatch[] = [];
     p = probe();
-    await runFlow({ source: data, stages: [st], sink: (b) => void out.push(b), maxInFlight: IN_FLIGHT, handleSigint: false });
+    await runFlow({ source: data, stages: [st], sink: (b) => void out.push(b), maxInFlight: IN_FLIGHT, onError: "skip", handleSigint: false });
     use[st.stageName.replace(/-seq$/, "")] = usage(p);
     data = out;
   }
@@ -210,6 +214,7 @@ interface Round {
   useOne: Use;
   pairs: number;
   candidates: number;
+  deadLettered: number;
   seq?: { ips: number; ms: number; cpuMs: number; use: Record<string, Use>; pairs: number };
   four?: { ips: number; use: Use };
   /** 1-minute load average of the machine after the round. */
@@ -220,7 +225,7 @@ const doOverlap = CASES.includes("overlap"), doFour = CASES.includes("four");
 for (let r = 0; r < ROUNDS; r++) {
   let p = probe();
   const s = await streaming(r + 1);
-  const round: Round = { stream: IMAGES / (s.ms / 1000), useOne: usage(p), pairs: s.pairs, candidates: s.candidates, load: 0 };
+  const round: Round = { stream: IMAGES / (s.ms / 1000), useOne: usage(p), pairs: s.pairs, candidates: s.candidates, deadLettered: s.deadLettered, load: 0 };
   let line = `round ${r + 1}/${ROUNDS}: one flow ${r2(s.ms / 1000)} s`;
   if (doOverlap) {
     const q = await stageByStage(r + 1);
@@ -263,14 +268,18 @@ if (doOverlap) {
     stage_by_stage_cores: r2(median(rounds.map((o) => o.seq!.cpuMs / o.seq!.ms))),
     candidates_per_run: last.candidates,
     pairs_per_run: last.pairs,
+    dead_lettered_per_run: last.deadLettered, // rows set aside under onError: skip (e.g. an empty caption)
     pairs_stage_by_stage: seq.pairs, // same images and seeds: equal unless a float tie sits at the margin
     stage_alone_ms_last_round: pick(seq.use, (u) => Math.round(u.ms)),
     stage_alone_worker_util_last_round: pick(seq.use, (u) => r2(u.util)),
+    stage_alone_worker_cpu_wait_last_round: pick(seq.use, (u) => r2(u.workerWait)),
     // cores used while the stage ran alone: main thread / workers / other threads
     stage_alone_cores_last_round: pick(seq.use, cores),
     streaming_ms_last_round: Math.round(one.ms),
     streaming_worker_util: r2(one.util),
     streaming_cores: cores(one),
+    // share of the wall time a worker / the main thread was runnable but had no core (other processes)
+    streaming_worker_cpu_wait: r2(one.workerWait), streaming_main_cpu_wait: r2(one.mainWait),
     streaming_session_busy_ms: round(one.sessions),
     policy: policySource,
     ...settings,
@@ -294,6 +303,7 @@ if (doFour) {
     batch_fill_clip_text: r3(f.clipTextRows / CLIP_BATCH), mean_rows_clip_text: r1(f.clipTextRows),
     worker_util_four: r2(f.util), worker_util_one: r2(one.util),
     cores_four: cores(f), cores_one: cores(one),
+    worker_cpu_wait_four: r2(f.workerWait), worker_cpu_wait_one: r2(one.workerWait),
     session_busy_ms_four: round(f.sessions),
     policy: policySource,
     streams: STREAMS,

@@ -1,56 +1,58 @@
 /**
- * CPU time of this process by kind of thread, from /proc/self/task/<tid>/stat (Linux): the main
- * JS thread (`bun`), the model-host workers (`Worker`: their ORT sessions run on them with one
- * intra-op thread) and the rest (GC, JIT, I/O and sharp pools). Says whether a flow is held up by
- * the main thread or by the workers. Empty where /proc is missing.
+ * CPU time of this process by kind of thread, and time its threads were runnable but waited for
+ * a core (other processes on the machine), from /proc/self/task/<tid>/schedstat (Linux:
+ * nanoseconds on a CPU, nanoseconds waiting on a run queue, time slices). Kinds: the main JS
+ * thread, the model-host workers (Bun names them `Worker`; their ORT sessions run on them with
+ * one intra-op thread) and the rest (GC, JIT, I/O and sharp pools). Says whether a flow is held
+ * up by the main thread, by the workers, or by the machine. All zero where /proc is missing.
  *
  * @example
- * const before = threadCpu(); await work(); const ms = threadCpuSince(before); // { main, workers, other }
+ * const before = threadCpu(); await work(); const t = threadCpuSince(before); // t.run.workers, t.wait.workers
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 
-export interface ThreadCpu {
-  /** CPU ms of the main thread. */
+export interface ByThread {
   main: number;
-  /** CPU ms of all worker threads. */
   workers: number;
-  /** CPU ms of every other thread. */
   other: number;
 }
 
-// Clock ticks per second of utime/stime; 100 on Linux (USER_HZ).
-const TICK_MS = 10;
+/** Milliseconds on a CPU (`run`) and runnable but waiting for one (`wait`), by thread kind. */
+export interface ThreadTimes {
+  run: ByThread;
+  wait: ByThread;
+}
+
 const TASKS = "/proc/self/task";
 
-/** CPU ms so far of each live thread, keyed `tid:name` (threads that have exited are not counted). */
-export function threadCpu(): Record<string, number> {
-  const out: Record<string, number> = {};
+/** Run and wait ms so far of each live thread, keyed `tid:name` (exited threads are not counted). */
+export function threadCpu(): Record<string, { run: number; wait: number }> {
+  const out: Record<string, { run: number; wait: number }> = {};
   if (!existsSync(TASKS)) return out;
   for (const tid of readdirSync(TASKS)) {
-    let stat: string;
+    let sched: string, stat: string;
     try {
+      sched = readFileSync(`${TASKS}/${tid}/schedstat`, "utf8");
       stat = readFileSync(`${TASKS}/${tid}/stat`, "utf8");
     } catch {
-      continue; // the thread exited between listing and reading
+      continue; // the thread exited between listing and reading, or no schedstat
     }
-    const close = stat.lastIndexOf(")");
-    const comm = stat.slice(stat.indexOf("(") + 1, close);
-    const f = stat.slice(close + 2).split(" "); // fields from 3 (state) on: utime = 14, stime = 15
-    out[`${tid}:${comm}`] = (Number(f[11]) + Number(f[12])) * TICK_MS;
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const [run, wait] = sched.trim().split(/\s+/).map(Number);
+    out[`${tid}:${comm}`] = { run: (run ?? 0) / 1e6, wait: (wait ?? 0) / 1e6 };
   }
   return out;
 }
 
-/** CPU ms per thread kind since `before` (a `threadCpu()` snapshot). */
-export function threadCpuSince(before: Record<string, number>): ThreadCpu {
-  const now = threadCpu();
-  const r: ThreadCpu = { main: 0, workers: 0, other: 0 };
-  for (const [key, ms] of Object.entries(now)) {
-    const d = ms - (before[key] ?? 0);
-    const comm = key.slice(key.indexOf(":") + 1);
-    if (Number(key.slice(0, key.indexOf(":"))) === process.pid) r.main += d;
-    else if (comm === "Worker") r.workers += d;
-    else r.other += d;
+/** Run and wait ms by thread kind since `before` (a `threadCpu()` snapshot). */
+export function threadCpuSince(before: Record<string, { run: number; wait: number }>): ThreadTimes {
+  const r: ThreadTimes = { run: { main: 0, workers: 0, other: 0 }, wait: { main: 0, workers: 0, other: 0 } };
+  for (const [key, now] of Object.entries(threadCpu())) {
+    const then = before[key] ?? { run: 0, wait: 0 };
+    const colon = key.indexOf(":");
+    const kind: keyof ByThread = Number(key.slice(0, colon)) === process.pid ? "main" : key.slice(colon + 1) === "Worker" ? "workers" : "other";
+    r.run[kind] += now.run - then.run;
+    r.wait[kind] += now.wait - then.wait;
   }
   return r;
 }
