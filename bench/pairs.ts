@@ -268,6 +268,7 @@ if (doOverlap) {
     stage_by_stage_cpu_ms_per_image: r1(median(rounds.map((o) => o.seq!.cpuMs / IMAGES))),
     stage_by_stage_cores: r2(median(rounds.map((o) => o.seq!.cpuMs / o.seq!.ms))),
     candidates_per_run: last.candidates,
+    tokens_per_candidate: r1(one.tokens / Math.max(1, last.candidates)),
     pairs_per_run: last.pairs,
     dead_lettered_per_run: last.deadLettered, // rows set aside under onError: skip (e.g. an empty caption)
     pairs_stage_by_stage: seq.pairs, // same images and seeds: equal unless a float tie sits at the margin
