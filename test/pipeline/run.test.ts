@@ -1,0 +1,34 @@
+import { describe, expect, test } from "bun:test";
+import { resolve } from "node:path";
+import { loadPipeline } from "../../src/pipeline/loader.ts";
+import { dropReasons, flowNames, knownTotals, trainedRowName, unimplementedStages, variantSlug } from "../../src/pipeline/run.ts";
+
+const root = resolve(import.meta.dir, "../..");
+const good = () => loadPipeline("test/pipeline/fixtures/good.yaml", { cwd: root, checkFiles: false });
+
+describe("run helpers", () => {
+  test("flow names are unique: repeats get -2, -3", () => {
+    const p = loadPipeline("test/pipeline/fixtures/good.yaml", { cwd: root, checkFiles: false, overrides: ["stages[3]={write: {path: a.jsonl}}", "stages[4]={write: {path: b.jsonl}}"] });
+    expect(flowNames(p.stages)).toEqual(["source", "decode", "generate", "write", "write-2", "pairs", "write-3", "refLogps", "dpoTrain"]);
+  });
+
+  test("known totals: the source count through decode and generate, nothing after", () => {
+    expect(knownTotals(good())).toEqual({ source: 4000, decode: 4000, generate: 4000 });
+  });
+
+  test("every stage of the registry has an operator or a job", () => {
+    expect(unimplementedStages(good())).toEqual([]);
+  });
+
+  test("row names of the trained policy follow the pairs strategy", () => {
+    const p = (s: string) => loadPipeline("test/pipeline/fixtures/good.yaml", { cwd: root, checkFiles: false, overrides: [`pairs.strategy=${s}`] });
+    expect(["best-vs-worst", "all-over-margin", "random", "oracle"].map((s) => trainedRowName(p(s)))).toEqual(["CLIP-DPO", "CLIP-DPO", "DPO on random pairs", "DPO on oracle pairs"]);
+  });
+
+  test("drop reasons leave out totals and zeros; variant folders are slugs", () => {
+    expect([...dropReasons({ kept: 10, "min-score": 3, "max-words": 0, groups: 4, margin: 2 })]).toEqual([["min-score", 3], ["margin", 2]]);
+    expect(variantSlug("DPO on random pairs")).toBe("dpo-on-random-pairs");
+    expect(variantSlug("CLIP-DPO (β=0.1)")).toBe("clip-dpo-0-1");
+    expect(variantSlug("—")).toBe("variant");
+  });
+});
