@@ -19,6 +19,13 @@ export interface BusySnapshot {
   sessions: Record<string, number>;
 }
 
+/**
+ * Adds up the run time of every host it creates.
+ * @example
+ * const meter = new BusyMeter();
+ * const s = new Scheduler({ createHost: meter.createHost });
+ * const t = meter.snapshot(); await flow(); console.log(meter.since(t).sessions); // { "clip.text": 812, ... }
+ */
 export class BusyMeter {
   private readonly executors: Record<string, number> = {};
   private readonly sessions: Record<string, number> = {};

@@ -25,7 +25,10 @@ export interface ThreadTimes {
 
 const TASKS = "/proc/self/task";
 
-/** Run and wait ms so far of each live thread, keyed `tid:name` (exited threads are not counted). */
+/**
+ * Run and wait ms so far of each live thread, keyed `tid:name` (exited threads are not counted).
+ * @example const snap = threadCpu(); // { "4711:bun": { run: 812.5, wait: 40.1 }, "4720:Worker": { ... } }
+ */
 export function threadCpu(): Record<string, { run: number; wait: number }> {
   const out: Record<string, { run: number; wait: number }> = {};
   if (!existsSync(TASKS)) return out;
@@ -44,7 +47,10 @@ export function threadCpu(): Record<string, { run: number; wait: number }> {
   return out;
 }
 
-/** Run and wait ms by thread kind since `before` (a `threadCpu()` snapshot). */
+/**
+ * Run and wait ms by thread kind since `before` (a `threadCpu()` snapshot).
+ * @example const { run, wait } = threadCpuSince(snap); const workerCores = run.workers / elapsedMs;
+ */
 export function threadCpuSince(before: Record<string, { run: number; wait: number }>): ThreadTimes {
   const r: ThreadTimes = { run: { main: 0, workers: 0, other: 0 }, wait: { main: 0, workers: 0, other: 0 } };
   for (const [key, now] of Object.entries(threadCpu())) {
