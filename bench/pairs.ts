@@ -36,7 +36,8 @@
  *
  * Run: npx bun bench/pairs.ts [--images 48] [--rounds 5] [--batch 8] [--samples 4]
  *        [--max-new-tokens 32] [--in-flight 8] [--gen-concurrency 4] [--decoder-batch 64]
- *        [--max-tokens N] [--workers 2] [--policy DIR | --random] [--cases overlap,four]
+ *        [--max-tokens N] [--workers 2] [--decoder-replicas N] [--policy DIR | --random]
+ *        [--cases overlap,four]
  */
 import { existsSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
@@ -73,7 +74,11 @@ const DEC_BATCH = arg("decoder-batch", 64);
 const GEN_CONCURRENCY = arg("gen-concurrency", 4);
 const CASES = (argv.includes("--cases") ? argv[argv.indexOf("--cases") + 1] ?? "" : "overlap,four").split(",");
 const STREAMS = 4;
-const WORKERS = arg("workers", 2); // default = the machine's 2 cores; one ORT thread each
+const WORKERS = arg("workers", 2); // CLIP replicas; default = the machine's 2 cores; one ORT thread each
+// Decoder lanes = replicas, each on its own executor (worker); more lanes than cores lets one lane
+// run while another samples its step on the main thread (the executor is held meanwhile).
+const DEC_REPLICAS = arg("decoder-replicas", WORKERS);
+const EXECUTORS = Math.max(WORKERS, DEC_REPLICAS);
 const CLIP_BATCH = 64;
 const DELAY_MS = 4;
 const ROOT = join(import.meta.dir, "..");
@@ -104,8 +109,8 @@ async function policy(): Promise<{ model: LvlmModel; source: string }> {
 const { model: lvlm, source: policySource } = await policy();
 // Every admitted sample may reserve a full KV row (image tokens + prompt + answer ≤ maxPositions),
 // so the token budget lets both lanes fill up (--max-tokens overrides it).
-const TOKENS = arg("max-tokens", WORKERS * DEC_BATCH * lvlm.cfg.lm.maxPositions);
-const decoder = sched.decoder("policy", lvlm, { maxBatch: DEC_BATCH, maxTokensInFlight: TOKENS, replicas: WORKERS, intraOpThreads: 1, vision: { maxBatch: 32, maxDelayMs: DELAY_MS } });
+const TOKENS = arg("max-tokens", DEC_REPLICAS * DEC_BATCH * lvlm.cfg.lm.maxPositions);
+const decoder = sched.decoder("policy", lvlm, { maxBatch: DEC_BATCH, maxTokensInFlight: TOKENS, replicas: DEC_REPLICAS, intraOpThreads: 1, vision: { maxBatch: 32, maxDelayMs: DELAY_MS } });
 await decoder.ready;
 
 // ---- the flow -------------------------------------------------------------------------------
@@ -154,10 +159,14 @@ function usage(p: Probe) {
     workerCores: th.run.workers / ms,
     otherCores: th.run.other / ms,
     /** Share of the wall time the workers (on average) were runnable but waiting for a core. */
-    workerWait: th.wait.workers / (WORKERS * ms),
+    workerWait: th.wait.workers / (EXECUTORS * ms),
     mainWait: th.wait.main / ms,
-    util: Object.values(busy.executors).reduce((a, b) => a + b, 0) / (WORKERS * ms),
+    util: Object.values(busy.executors).reduce((a, b) => a + b, 0) / (EXECUTORS * ms),
     sessions: busy.sessions,
+    /** Mean idle ms of an executor after a call of each session, before its next call. */
+    gapAfterMs: Object.fromEntries(Object.entries(busy.gapsAfter).map(([k, v]) => [k, v / Math.max(1, busy.calls[k] ?? 0)])),
+    /** Mean ms per call of each session (call outstanding: message, ORT run, reply). */
+    callMs: Object.fromEntries(Object.entries(busy.sessions).map(([k, v]) => [k, v / Math.max(1, busy.calls[k] ?? 0)])),
     clipImageRows: rows("clip.image"),
     clipTextRows: rows("clip.text"),
     visionRows: rows("policy.vision"),
@@ -247,7 +256,7 @@ for (let r = 0; r < ROUNDS; r++) {
 const last = rounds.at(-1)!;
 const settings = {
   images: IMAGES, batch: BATCH, prompts: CAPTION_PROMPTS.length, samples: SAMPLES, max_new_tokens: MAX_NEW, temperature: 1, top_p: 0.95,
-  max_in_flight: IN_FLIGHT, gen_concurrency: GEN_CONCURRENCY, workers: WORKERS, decoder_max_batch: DEC_BATCH, max_tokens_in_flight: TOKENS,
+  max_in_flight: IN_FLIGHT, gen_concurrency: GEN_CONCURRENCY, workers: EXECUTORS, clip_replicas: WORKERS, decoder_replicas: DEC_REPLICAS, decoder_max_batch: DEC_BATCH, max_tokens_in_flight: TOKENS,
   clip_max_batch: CLIP_BATCH, max_delay_ms: DELAY_MS, rounds: ROUNDS,
   machine_cores: availableParallelism(), load_average: r2(median(rounds.map((o) => o.load))),
 };
@@ -277,12 +286,17 @@ if (doOverlap) {
     stage_alone_worker_cpu_wait_last_round: pick(seq.use, (u) => r2(u.workerWait)),
     // cores used while the stage ran alone: main thread / workers / other threads
     stage_alone_cores_last_round: pick(seq.use, cores),
+    generate_alone_mean_call_ms: round(seq.use.generate!.callMs, r2),
+    generate_alone_mean_gap_after_call_ms: round(seq.use.generate!.gapAfterMs, r2),
     streaming_ms_last_round: Math.round(one.ms),
     streaming_worker_util: r2(one.util),
     streaming_cores: cores(one),
     // share of the wall time a worker / the main thread was runnable but had no core (other processes)
     streaming_worker_cpu_wait: r2(one.workerWait), streaming_main_cpu_wait: r2(one.mainWait),
     streaming_session_busy_ms: round(one.sessions),
+    streaming_mean_call_ms: round(one.callMs, r2),
+    // executor idle after a call of the session, before its next call (main-thread work on the outputs, or nothing ready)
+    streaming_mean_gap_after_call_ms: round(one.gapAfterMs, r2),
     policy: policySource,
     ...settings,
   }));
