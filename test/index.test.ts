@@ -1,0 +1,19 @@
+import { describe, expect, test } from "bun:test";
+import * as api from "../src/index.ts";
+import * as ops from "../operators/index.ts";
+
+// The public surface is an explicit list: this guards against an export silently vanishing.
+describe("public surface", () => {
+  test("src/index.ts exports the core building blocks as functions/classes", () => {
+    for (const name of ["Graph", "ParamStore", "Scheduler", "createFlowContext", "operate", "runFlow", "loadClip", "loadLvlm", "AdamW", "DpoTrainer", "dpoLoss", "sceneAt", "hallucinationMetrics", "loadPipeline", "runPipeline"] as const) {
+      expect(typeof api[name]).toBe("function");
+    }
+    expect(api.SPLITS).toEqual(["clip-pretrain", "sft", "dpo", "heldout"]);
+  });
+
+  test("operators/index.ts exports every pipeline stage", () => {
+    for (const name of ["source", "decode", "generate", "clipScore", "filter", "pairs", "write", "refLogps", "dpoTrain"]) {
+      expect(typeof (ops as Record<string, unknown>)[name]).toBe("function");
+    }
+  });
+});
