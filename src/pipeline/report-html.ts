@@ -61,10 +61,18 @@ function training(t: TrainingReport | null): string {
   if (!t) return "";
   const s = t.steps;
   const series = (key: string, name = key) => ({ name, points: s.filter((x) => typeof x[key] === "number").map((x) => [x.step, x[key]!] as const) });
+  // Per-step values of small batches are noisy: a centred moving average shows the trend.
+  const smooth = (sr: { name: string; points: readonly (readonly [number, number])[] }, w = Math.max(1, Math.round(s.length / 25))) => ({
+    name: `${sr.name} (mean of ${2 * w + 1})`,
+    points: sr.points.map(([x], i) => {
+      const win = sr.points.slice(Math.max(0, i - w), i + w + 1).map((p) => p[1]).filter(Number.isFinite);
+      return [x, win.reduce((a, b) => a + b, 0) / win.length] as const;
+    }),
+  });
   const charts = [
-    lineChart({ title: "DPO loss", xLabel: "step", series: [series("loss")] }).replace("<svg ", `<svg id="loss-curve" `),
+    lineChart({ title: "DPO loss", xLabel: "step", series: [series("loss"), ...(s.length >= 20 ? [smooth(series("loss"))] : [])] }).replace("<svg ", `<svg id="loss-curve" `),
     lineChart({ title: "rewards", xLabel: "step", series: [series("rewards/chosen", "chosen"), series("rewards/rejected", "rejected"), series("rewards/margins", "margin")] }).replace("<svg ", `<svg id="reward-curve" `),
-    lineChart({ title: "reward accuracy", xLabel: "step", series: [series("rewards/accuracies", "accuracy")] }).replace("<svg ", `<svg id="accuracy-curve" `),
+    lineChart({ title: "reward accuracy", xLabel: "step", series: [series("rewards/accuracies", "accuracy"), ...(s.length >= 20 ? [smooth(series("rewards/accuracies", "accuracy"))] : [])] }).replace("<svg ", `<svg id="accuracy-curve" `),
   ];
   const last = s[s.length - 1];
   const summary = last

@@ -91,6 +91,21 @@ describe("report.json and report.html", () => {
   });
 });
 
+describe("training curves", () => {
+  test("long runs get a moving average next to the raw loss; on a straight line it equals the line inside", async () => {
+    const r = await buildReport({ steps: 50 });
+    const html = renderReportHtml(r);
+    const loss = /<svg id="loss-curve"[^>]*>.*?<\/svg>/s.exec(html)![0];
+    const lines = [...loss.matchAll(/<polyline data-name="([^"]+)" data-points="(\d+)"[^>]* points="([^"]+)"/g)];
+    expect(lines.map((m) => [m[1], m[2]])).toEqual([["loss", "50"], ["loss (mean of 5)", "50"]]);
+    // Window ±2: away from the ends the mean of a linear sequence is its centre value.
+    const raw = lines[0]![3]!.split(" "), avg = lines[1]![3]!.split(" ");
+    expect(avg.slice(2, -2)).toEqual(raw.slice(2, -2));
+    expect(avg[0]).not.toBe(raw[0]);
+    expect(renderReportHtml(await buildReport({ steps: 12 }))).not.toContain("(mean of");
+  });
+});
+
 describe("SVG charts", () => {
   test("one polyline per series with its points scaled into the plot box", () => {
     const svg = lineChart({ title: "t", width: 200, height: 100, series: [{ name: "a", points: [[0, 0], [10, 1]] }, { name: "b", points: [[0, Number.NaN]] }] });
