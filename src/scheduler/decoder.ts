@@ -487,14 +487,16 @@ export class Decoder implements WorkSource {
     return undefined; // work is ready at once or waits for an event, never for a timeout
   }
 
-  async dispatch(executor: Executor, _now: number): Promise<void> {
+  async dispatch(executor: Executor, _now: number, release: () => void = () => {}): Promise<void> {
     const lane = this.lanes.find((l) => !l.running && this.plan(l) !== undefined);
     if (!lane) return;
+    // The lane stays `running` (not offered again) until its tokens are sampled and its KV cache
+    // updated; the executor is released as soon as the worker call returns (see prefill/step).
     lane.running = true;
     try {
       this.joinPending(lane);
-      if (this.canPrefill(lane)) await this.prefill(lane, executor);
-      else if (lane.seqs.length > 0) await this.step(lane, executor);
+      if (this.canPrefill(lane)) await this.prefill(lane, executor, release);
+      else if (lane.seqs.length > 0) await this.step(lane, executor, release);
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
       const failed = err.message.includes(`'${this.name}`) ? err : new SchedulerError(`decoder '${this.name}': ${err.message}`);
@@ -604,7 +606,7 @@ export class Decoder implements WorkSource {
   }
 
   /** One prefill call for prompts taken fairly from the queue, then their samples join `lane`. */
-  private async prefill(lane: Lane, ex: Executor): Promise<void> {
+  private async prefill(lane: Lane, ex: Executor, release: () => void): Promise<void> {
     const o = this.options;
     const room = Math.max(1, o.maxBatch - lane.seqs.length);
     const reqs = this.queue.take(room).filter((r) => !r.settled);
@@ -626,10 +628,12 @@ export class Decoder implements WorkSource {
         [LVLM_IO.attentionMask]: b.mask,
       });
     } catch (e) {
+      release();
       const err = new SchedulerError(`decoder '${this.name}': prefill failed: ${(e as Error).message}`);
       for (const r of reqs) this.settleFailed(r, err);
       return;
     }
+    release();
     this.counters.prefillCalls++;
     this.counters.prefillPrompts += R;
     const V = cfg.lm.vocabSize;
@@ -644,7 +648,7 @@ export class Decoder implements WorkSource {
   }
 
   /** One decode step of every sequence in `lane`; finished ones leave and the rows compact. */
-  private async step(lane: Lane, ex: Executor): Promise<void> {
+  private async step(lane: Lane, ex: Executor, release: () => void): Promise<void> {
     const seqs = lane.seqs;
     const B = seqs.length;
     const ids = new BigInt64Array(B);
@@ -663,6 +667,7 @@ export class Decoder implements WorkSource {
       [LVLM_IO.positions]: { dtype: "int64", dims: [B], data: positions },
       ...lane.pool.feeds(B),
     });
+    release();
     this.counters.decodeSteps++;
     this.counters.decodeRows += B;
     lane.pool.append(out, slots);

@@ -31,8 +31,13 @@ export interface WorkSource {
   readyWork(now: number): ReadyWork | undefined;
   /** The earliest time queued work becomes ready by timeout, if any is queued. */
   nextDeadline(): number | undefined;
-  /** Take the ready work and run it on `executor`. Resolves (never rejects) when done. */
-  dispatch(executor: Executor, now: number): Promise<void>;
+  /**
+   * Take the ready work and run it on `executor`. Resolves (never rejects) when done.
+   * `release` (idempotent) hands the executor back before that, e.g. as soon as the worker call
+   * returned while the source still post-processes on the main thread; after it the source must
+   * not use `executor` again in this dispatch, and must not offer the same work twice meanwhile.
+   */
+  dispatch(executor: Executor, now: number, release: () => void): Promise<void>;
   /** Reject everything queued (scheduler shutdown). */
   close(reason: Error): void;
 }

@@ -142,15 +142,21 @@ export class Scheduler {
       if (!src) continue;
       ex.busy = true;
       this.cursor = (i + 1) % n;
-      // The executor frees one event-loop turn after its batch settles: callers resubmitting on
-      // their results (promise continuations) then join the next batch. Freeing it at once would
-      // let an overdue straggler leave alone ahead of them, and phase-lock into 7+1 batches.
-      src.dispatch(ex, now).finally(() =>
-        setImmediate(() => {
-          ex.busy = false;
-          this.pump();
-        }),
-      );
+      // A source may release the executor early (the decoder does once its worker call returned,
+      // so other models use the worker while it samples on the main thread). `held` guards
+      // against freeing an executor that already runs someone else's work.
+      let held = true;
+      const release = () => {
+        if (!held) return;
+        held = false;
+        ex.busy = false;
+        this.pump();
+      };
+      // Otherwise the executor frees one event-loop turn after its batch settles: callers
+      // resubmitting on their results (promise continuations) then join the next batch. Freeing
+      // it at once would let an overdue straggler leave alone ahead of them, and phase-lock into
+      // 7+1 batches. An early-released source still gets a pump then, for its own next work.
+      src.dispatch(ex, now, release).finally(() => setImmediate(() => (held ? release() : this.pump())));
     }
     this.arm(now);
   }

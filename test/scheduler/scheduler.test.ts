@@ -329,6 +329,45 @@ describe("dynamic batching on a virtual clock", () => {
     ]);
   });
 
+  test("a source that releases its executor early lets other work use it while it post-processes", async () => {
+    const { clock, calls, reg, s } = setup();
+    const enc = reg("enc", { maxBatch: 2, maxDelayMs: 1, priority: 0 });
+    await enc.ready;
+    // Like the decoder: release after the worker call, then 5 ms of main-thread sampling during
+    // which the source offers no work (its lane is busy).
+    const POST_MS = 5;
+    const loaded = new Set<Executor>();
+    let steps = 2;
+    let post = false;
+    const decoder: WorkSource = {
+      name: "dec",
+      servesOn: (ex) => loaded.has(ex),
+      readyWork: () => (steps > 0 && !post ? { priority: 1, since: 0 } : undefined),
+      nextDeadline: () => undefined,
+      dispatch: async (ex, _now, release) => {
+        steps--;
+        post = true;
+        await ex.host.run("dec", { x: item(50 + steps).x });
+        release();
+        release(); // idempotent
+        await new Promise<void>((r) => clock.scheduler.schedule(() => r(), POST_MS));
+        post = false;
+      },
+      close: () => {},
+    };
+    s.addSource(decoder, "cpu", 1, (exs) => {
+      for (const ex of exs) loaded.add(ex);
+    });
+    const ps = [enc.run(item(0, 2))];
+    await clock.runAll();
+    await Promise.all(ps);
+    expect(calls.map((c) => [c.model, c.t])).toEqual([
+      ["dec", 0],
+      ["enc", RUN_MS], // at once when the decoder's call returned, not after its post-processing
+      ["dec", 2 * RUN_MS], // the decoder's end (t = RUN_MS + POST_MS) did not free the busy executor
+    ]);
+  });
+
   test("metrics: fill ratio, queue wait percentiles, per-stream counts", async () => {
     const { clock, reg, s } = setup();
     const m = reg("m", { maxBatch: 4, maxDelayMs: 5 });
