@@ -58,6 +58,8 @@ export class Scheduler {
   // Executors in creation order; `cursor` rotates the starting point so replicas take turns.
   private readonly all: Executor[] = [];
   private cursor = 0;
+  /** Dispatches not yet settled (an early-released executor may already run the next one). */
+  private readonly inflight = new Set<Promise<void>>();
   private timer: Subscription | undefined;
   private timerAt = Number.POSITIVE_INFINITY;
   private closed = false;
@@ -156,7 +158,12 @@ export class Scheduler {
       // resubmitting on their results (promise continuations) then join the next batch. Freeing
       // it at once would let an overdue straggler leave alone ahead of them, and phase-lock into
       // 7+1 batches. An early-released source still gets a pump then, for its own next work.
-      src.dispatch(ex, now, release).finally(() => setImmediate(() => (held ? release() : this.pump())));
+      const call = src.dispatch(ex, now, release);
+      this.inflight.add(call);
+      call.finally(() => {
+        this.inflight.delete(call);
+        setImmediate(() => (held ? release() : this.pump()));
+      });
     }
     this.arm(now);
   }
@@ -196,6 +203,9 @@ export class Scheduler {
     this.timer?.unsubscribe();
     const err = new SchedulerError("scheduler closed");
     for (const s of this.sources.values()) s.close(err);
+    // Let calls running in workers finish first: terminating a worker inside an ORT run aborts
+    // the whole process (seen with Bun 1.4 once executors were released early).
+    await Promise.allSettled([...this.inflight]);
     await Promise.all(this.all.map((e) => e.host.terminate()));
   }
 }
