@@ -42,50 +42,122 @@ export function argmax(logits: ArrayLike<number>): number {
   return best;
 }
 
-/**
- * The distribution sampling draws from after temperature, top-k and top-p, as (token, prob)
- * pairs sorted by descending probability (ties by token id). Exposed for tests.
- */
-export function samplingDistribution(logits: ArrayLike<number>, opts: SamplingOptions = {}): { token: number; p: number }[] {
+// Scratch buffers reused across calls (sampling runs once per token on the main thread): the
+// sort keys / token order and the unnormalised weights of the kept tokens.
+let keyBuf = new Float64Array(0);
+let wBuf = new Float64Array(0);
+const idxBuf: number[] = [];
+// Float32 keys pack (rank of the logit, token id) into one exactly representable double.
+const MAX_PACKED_VOCAB = 1 << 21; // 2^32 ranks × 2^21 ids < 2^53
+
+function validate(opts: SamplingOptions): { t: number; topK: number; topP: number } {
   const t = opts.temperature ?? 1;
   if (!(t > 0)) throw new Error(`samplingDistribution: temperature must be > 0, got ${t}`);
   const topK = opts.topK ?? 0, topP = opts.topP ?? 1;
   if (!Number.isInteger(topK) || topK < 0) throw new Error(`topK must be a non-negative integer, got ${topK}`);
   if (!(topP > 0 && topP <= 1)) throw new Error(`topP must be in (0, 1], got ${topP}`);
-  const order = Array.from({ length: logits.length }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b);
-  const kept = topK > 0 ? order.slice(0, topK) : order;
-  const m = logits[kept[0]!]! / t;
-  let z = 0;
-  const w = kept.map((i) => {
-    const e = Math.exp(logits[i]! / t - m);
-    z += e;
-    return e;
-  });
-  let out = kept.map((token, j) => ({ token, p: w[j]! / z }));
-  if (topP < 1) {
-    let c = 0, n = 0;
-    while (n < out.length && c < topP) c += out[n++]!.p;
-    out = out.slice(0, Math.max(1, n));
-    const s = out.reduce((a, b) => a + b.p, 0);
-    out = out.map((o) => ({ token: o.token, p: o.p / s }));
+  return { t, topK, topP };
+}
+
+/**
+ * Token ids by descending logit, ties by ascending id, into `keyBuf[0..V)` (as numbers).
+ * Float32 logits (the decoder's) sort as packed keys with the native numeric sort — no
+ * comparator calls, no allocation; anything else (or a NaN, whose comparator order is
+ * implementation-defined) sorts ids with the comparator, exactly as a plain Array sort.
+ */
+function sortedOrder(logits: ArrayLike<number>): Float64Array {
+  const V = logits.length;
+  if (keyBuf.length < V) keyBuf = new Float64Array(Math.max(V, 2 * keyBuf.length));
+  const keys = keyBuf;
+  if (logits instanceof Float32Array && V <= MAX_PACKED_VOCAB) {
+    const bits = new Uint32Array(logits.buffer, logits.byteOffset, V);
+    let nan = false;
+    for (let i = 0; i < V; i++) {
+      let u = bits[i]!;
+      if (u === 0x80000000) u = 0; // -0 ties with +0, as `b - a` does
+      else if ((u & 0x7fffffff) > 0x7f800000) nan = true;
+      // rank: ascending in the key = descending logit (IEEE bits, sign-magnitude flipped)
+      const rank = u & 0x80000000 ? u : 0x7fffffff - u;
+      keys[i] = rank * V + i;
+    }
+    if (!nan) {
+      const view = keys.subarray(0, V);
+      view.sort();
+      for (let j = 0; j < V; j++) view[j] = view[j]! % V;
+      return keys;
+    }
   }
+  idxBuf.length = V;
+  for (let i = 0; i < V; i++) idxBuf[i] = i;
+  idxBuf.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  for (let j = 0; j < V; j++) keys[j] = idxBuf[j]!;
+  return keys;
+}
+
+/**
+ * Tokens and unnormalised weights of the sampling distribution: `order[0..n)` with weights
+ * `w[0..n)`, p_j = w_j / z / s. The arithmetic (and its order) is exactly that of the original
+ * sort-everything implementation, so draws land on the same tokens bit for bit.
+ */
+function prepare(logits: ArrayLike<number>, t: number, topK: number, topP: number): { order: Float64Array; w: Float64Array; n: number; z: number; s: number } {
+  const V = logits.length;
+  if (V === 0) throw new Error("sampling: logits are empty");
+  const order = sortedOrder(logits);
+  const K = topK > 0 ? Math.min(topK, V) : V;
+  if (wBuf.length < K) wBuf = new Float64Array(Math.max(K, 2 * wBuf.length));
+  const w = wBuf;
+  const m = logits[order[0]!]! / t;
+  let z = 0;
+  for (let j = 0; j < K; j++) {
+    const e = Math.exp(logits[order[j]!]! / t - m);
+    w[j] = e;
+    z += e;
+  }
+  let n = K, s = 1;
+  if (topP < 1) {
+    let c = 0, k = 0;
+    while (k < K && c < topP) c += w[k++]! / z;
+    n = Math.max(1, k);
+    s = c; // Σ of the kept p's, summed in the same order
+  }
+  return { order, w, n, z, s };
+}
+
+/**
+ * The distribution sampling draws from after temperature, top-k and top-p, as (token, prob)
+ * pairs sorted by descending probability (ties by token id). Exposed for tests.
+ */
+export function samplingDistribution(logits: ArrayLike<number>, opts: SamplingOptions = {}): { token: number; p: number }[] {
+  const { t, topK, topP } = validate(opts);
+  const { order, w, n, z, s } = prepare(logits, t, topK, topP);
+  const out: { token: number; p: number }[] = [];
+  for (let j = 0; j < n; j++) out.push({ token: order[j]!, p: topP < 1 ? w[j]! / z / s : w[j]! / z });
   return out;
 }
 
 /**
- * Pick the next token from logits [V].
+ * Pick the next token from logits [V]: one `rng.uniform()` draw (none when greedy) walked along
+ * the cumulative distribution of `samplingDistribution`.
  * @example
  * const rng = sampleRng(42, 0);
  * const tok = sampleToken(logits, { temperature: 0.7, topP: 0.95 }, rng);
  */
 export function sampleToken(logits: ArrayLike<number>, opts: SamplingOptions, rng: Rng): number {
   if ((opts.temperature ?? 1) === 0) return argmax(logits);
-  const dist = samplingDistribution(logits, opts);
+  const { t, topK, topP } = validate(opts);
+  const { order, w, n, z, s } = prepare(logits, t, topK, topP);
   const u = rng.uniform();
   let c = 0;
-  for (const d of dist) {
-    c += d.p;
-    if (u < c) return d.token;
+  if (topP < 1) {
+    for (let j = 0; j < n; j++) {
+      c += w[j]! / z / s;
+      if (u < c) return order[j]!;
+    }
+  } else {
+    for (let j = 0; j < n; j++) {
+      c += w[j]! / z;
+      if (u < c) return order[j]!;
+    }
   }
-  return dist[dist.length - 1]!.token; // u within rounding of 1
+  return order[n - 1]!; // u within rounding of 1
 }
