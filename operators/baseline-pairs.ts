@@ -24,7 +24,7 @@ import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
 import { Rng } from "../src/util/rng.ts";
 import { evaluateAnswer, fnv1a64, sceneAt, SPLITS, type Scene, type Split } from "../src/world/index.ts";
 import { countWords } from "./filter.ts";
-import { groupPairs, lengthRatio, type PairsCounts } from "./pairs.ts";
+import { groupPairs, lengthRatio, pairRow, type PairsCounts } from "./pairs.ts";
 
 export type BaselineStrategy = "random" | "oracle";
 
@@ -148,15 +148,7 @@ export function baselinePairs(opts: BaselinePairsOptions): FlowOperator & { read
           u.add(`${a.row},${b.row}`);
         }
         const [c, r] = pair;
-        out.push({
-          image_id: img,
-          prompt: String(prompt.get(c.row)),
-          chosen: String(text.get(c.row)),
-          rejected: String(text.get(r.row)),
-          chosen_score: c.score,
-          rejected_score: r.score,
-          margin: c.score - r.score,
-        });
+        out.push(pairRow(img, prompt, text, c, r));
         counts.pairs++;
       }
     }

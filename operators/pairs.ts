@@ -47,6 +47,25 @@ export interface PairsCounts {
   capped: number;
 }
 
+/** One `pairs` row from a chosen and a rejected candidate row of a `scored` batch. */
+export function pairRow(
+  imageId: string,
+  prompt: { get(i: number): unknown },
+  text: { get(i: number): unknown },
+  chosen: { row: number; score: number },
+  rejected: { row: number; score: number },
+): PairRow {
+  return {
+    image_id: imageId,
+    prompt: String(prompt.get(chosen.row)),
+    chosen: String(text.get(chosen.row)),
+    rejected: String(text.get(rejected.row)),
+    chosen_score: chosen.score,
+    rejected_score: rejected.score,
+    margin: chosen.score - rejected.score,
+  };
+}
+
 interface Cand {
   row: number;
   score: number;
@@ -161,15 +180,7 @@ export function pairs(opts: PairsOptions = {}): FlowOperator & { readonly counts
           const pr = l[k];
           if (!pr || taken >= maxPerImage) continue;
           const [c, r] = pr;
-          out.push({
-            image_id: img,
-            prompt: String(prompt.get(c.row)),
-            chosen: String(text.get(c.row)),
-            rejected: String(text.get(r.row)),
-            chosen_score: c.score,
-            rejected_score: r.score,
-            margin: c.score - r.score,
-          });
+          out.push(pairRow(img, prompt, text, c, r));
           taken++;
         }
       }
