@@ -293,22 +293,14 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
       return finish();
     }
 
-    if (p.eval) {
-      const tEval = performance.now();
+    await evaluateAndSettle(p, report, signal, log, opts.resumeCommand, (ev) => {
       const subjects: EvalSubject[] = [startSubject(p, resources)];
       const trained = p.stages.find((s) => s.name === "dpoTrain");
       const policyDir = join(outDir, RUN_FILES.policy);
-      if (trained && "model" in trained.options && trained.options.model === p.eval.model && existsSync(join(policyDir, "config.json")))
+      if (trained && "model" in trained.options && trained.options.model === ev.model && existsSync(join(policyDir, "config.json")))
         subjects.push(trainedSubject(p, trainedRowName(p), policyDir, report.training?.pairs ?? null));
-      const done = await evaluate(p, subjects, report, signal, log);
-      report.timings.evalMs = performance.now() - tEval;
-      if (!done) {
-        report.status = "interrupted";
-        report.resumeCommand = opts.resumeCommand;
-        return finish();
-      }
-    }
-    report.status = "completed";
+      return subjects;
+    });
     return finish();
   } catch (e) {
     report.status = signal.aborted ? "interrupted" : "failed";
@@ -430,6 +422,31 @@ function trainedSubject(p: ResolvedPipeline, name: string, dir: string, pairs: n
 }
 
 /** Evaluates the subjects into `report.evaluation`; false when interrupted. */
+/**
+ * Runs the evaluation when the pipeline has one (subjects are built only then) and settles the
+ * report's status: `completed`, or `interrupted` with the resume command when Ctrl-C cut it short.
+ */
+async function evaluateAndSettle(
+  p: ResolvedPipeline,
+  report: RunReport,
+  signal: AbortSignal,
+  log: (line: string) => void,
+  resumeCommand: string,
+  subjects: (ev: NonNullable<ResolvedPipeline["eval"]>) => EvalSubject[],
+): Promise<void> {
+  if (p.eval) {
+    const tEval = performance.now();
+    const done = await evaluate(p, subjects(p.eval), report, signal, log);
+    report.timings.evalMs = performance.now() - tEval;
+    if (!done) {
+      report.status = "interrupted";
+      report.resumeCommand = resumeCommand;
+      return;
+    }
+  }
+  report.status = "completed";
+}
+
 async function evaluate(p: ResolvedPipeline, subjects: EvalSubject[], report: RunReport, signal: AbortSignal, log: (line: string) => void): Promise<boolean> {
   const src = p.stages[0];
   const imageSize = src?.name === "source" && "imageSize" in src.options ? Number(src.options.imageSize) : undefined;
@@ -488,17 +505,7 @@ async function runVariants(p: ResolvedPipeline, report: RunReport, opts: RunPipe
       if (existsSync(join(policyDir, "config.json"))) trained.push(trainedSubject(p, v.name, policyDir, vr.training?.pairs ?? null));
     }
     report.timings.flowMs = performance.now() - t0;
-    if (p.eval) {
-      const tEval = performance.now();
-      const done = await evaluate(p, [startSubject(p, resources), ...trained], report, signal, log);
-      report.timings.evalMs = performance.now() - tEval;
-      if (!done) {
-        report.status = "interrupted";
-        report.resumeCommand = opts.resumeCommand;
-        return finish();
-      }
-    }
-    report.status = "completed";
+    await evaluateAndSettle(p, report, signal, log, opts.resumeCommand, () => [startSubject(p, resources), ...trained]);
     return finish();
   } catch (e) {
     report.status = signal.aborted ? "interrupted" : "failed";

@@ -9,6 +9,7 @@ import type { Executor, ReadyWork, WorkSource } from "./executor.ts";
 import { FairQueue, type QueueItem } from "./fair-queue.ts";
 import { ModelMetrics, type ModelStats } from "./metrics.ts";
 import type { SessionInfo } from "./model-host.ts";
+import { deferred, type Deferred } from "./deferred.ts";
 
 export type Tensors = Record<string, TensorValue>;
 
@@ -72,22 +73,6 @@ export function abortError(message: string): Error {
   return new DOMException(message, "AbortError");
 }
 
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve: (v: T) => void;
-  reject: (e: unknown) => void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  promise.catch(() => {}); // settled-but-unobserved rejections are the caller's choice, not a crash
-  return { promise, resolve, reject };
-}
 
 class Request {
   readonly parts: (Tensors | undefined)[];

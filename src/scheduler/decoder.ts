@@ -43,6 +43,7 @@ import { abortError, SchedulerError, type BatchedModel } from "./batched-model.t
 import type { Executor, ReadyWork, WorkSource } from "./executor.ts";
 import { FairQueue, type QueueItem } from "./fair-queue.ts";
 import { KvPool, type KvShape } from "./kv-pool.ts";
+import { deferred, type Deferred } from "./deferred.ts";
 
 /** The scheduler surface a decoder needs (Scheduler implements it). */
 export interface DecoderHost {
@@ -139,22 +140,6 @@ export interface DecoderStats {
   kvBytes: number;
 }
 
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve: (v: T) => void;
-  reject: (e: unknown) => void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  promise.catch(() => {});
-  return { promise, resolve, reject };
-}
 
 interface Prefilled {
   /** Next-token logits of this prompt [V] (a view of the prefill output). */
