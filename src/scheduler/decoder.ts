@@ -2,8 +2,8 @@
  * Continuous (iteration-level) batching of LVLM generation, as a work source of the Scheduler.
  *
  * A decoder owns `replicas` lanes; a lane is one running batch with its own KV pool
- * (kv-pool.ts, the layout and the copy costs are documented there). Whenever a lane is idle and
- * an executor is free, the scheduler lets it do one thing, in one worker call:
+ * (kv-pool.ts, the layout and the copy costs are documented there). Whenever an executor is
+ * free, the scheduler lets the decoder do one thing, in one worker call:
  *
  * - prefill: prompts waiting in the fair queue (round-robin over streams) run through the
  *   prefill graph together, once per prompt however many samples it asks for; each sample then
@@ -11,7 +11,9 @@
  * - decode: one step for every running sequence of the lane; finished sequences (stop token,
  *   max new tokens, last position) leave at once and the rows compact.
  *
- * New prompts join a running batch whenever it has `minJoin` free rows (continuous). The
+ * Continuous (default): prompts are prefilled ahead, in batches, as lane-independent work (so
+ * usually while a lane samples on the main thread), and their samples wait until a row frees:
+ * every step refills the rows the previous step's finished sequences left. The
  * baseline `batching: "static"` (bench/scheduler.ts) is classic padded batch generation: a batch
  * is formed once, its finished rows stay in it (stepping, output ignored) and it takes new
  * prompts only when its longest sequence is done; `drain` is the same without the padding rows.
@@ -19,7 +21,9 @@
  * Memory bound: each admitted sample reserves min(maxPositions, image tokens + prompt +
  * maxNewTokens) KV slots until it leaves; the sum of reservations over all lanes never exceeds
  * `maxTokensInFlight`. Samples that do not fit wait (admission waits, never rejects); samples of
- * an already prefilled prompt go first. Submissions beyond `maxQueue` waiting samples await
+ * an already prefilled prompt go first. Prefilled samples waiting for a row hold their prompt's
+ * K/V once per prompt, outside the pools; their number is bounded (see prefillAheadRows).
+ * Submissions beyond `maxQueue` waiting samples await
  * admission to the queue (backpressure).
  *
  * Sampling reproduces src/models/generate.ts exactly: sample i of a request seeded s draws from
@@ -68,8 +72,18 @@ export interface DecoderOptions {
   intraOpThreads?: number;
   /** Device of the replicas (Scheduler.decoder: the scheduler's first device; else cpu). */
   device?: Device;
-  /** Free rows a running batch needs before new prompts are prefilled into it (default maxBatch / 8). */
+  /**
+   * Continuous: a prefill call waits until the lanes are short of at least this many prefilled
+   * samples (see prefillAhead), so each call takes at least this many (default maxBatch / 8).
+   */
   minJoin?: number;
+  /**
+   * Continuous: prefilled samples kept waiting beyond the rows free now (default maxBatch / 2),
+   * so rows that free up are refilled at the very next step. Prefills run as work of their own,
+   * in batches of at least `minJoin` samples, usually while the lane samples on the main
+   * thread; their K/V (one copy per prompt, not per sample) waits outside the lanes' pools.
+   */
+  prefillAhead?: number;
   /**
    * `continuous` (default); `static`: padded batches that wait for their longest sequence;
    * `drain`: like static, but finished rows leave at once (the batch shrinks, never refills).
@@ -132,9 +146,10 @@ export interface DecoderStats {
   /** Running sequences now / at most so far. */
   running: number;
   peakRunning: number;
-  /** Samples queued for prefill / prefilled but waiting for a row. */
+  /** Samples queued for prefill / prefilled but waiting for a row (now, at most so far). */
   queuedSamples: number;
   pendingSamples: number;
+  peakPendingSamples: number;
   /** Floats copied into or within the KV pools (joins and compaction). */
   kvCopiedFloats: number;
   kvBytes: number;
@@ -228,6 +243,8 @@ export class Decoder implements WorkSource {
   private readonly np: number;
   private readonly featureFloats: number;
   private reserved = 0;
+  /** A lane-independent prefill (continuous batching) is running. */
+  private prefilling = false;
   private failure: Error | undefined;
   private closed = false;
   private readonly counters = {
@@ -241,6 +258,7 @@ export class Decoder implements WorkSource {
     peakReservedTokens: 0,
     peakLiveTokens: 0,
     peakRunning: 0,
+    peakPendingSamples: 0,
   };
 
   constructor(
@@ -259,6 +277,7 @@ export class Decoder implements WorkSource {
       intraOpThreads: opts.intraOpThreads ?? 1,
       device: opts.device ?? "cpu",
       minJoin: opts.minJoin ?? Math.max(1, Math.floor(maxBatch / 8)),
+      prefillAhead: opts.prefillAhead ?? Math.max(1, Math.floor(maxBatch / 2)),
       batching: opts.batching ?? "continuous",
     };
     const o = this.options;
@@ -267,7 +286,7 @@ export class Decoder implements WorkSource {
       const v = o[k] as number;
       if (!Number.isInteger(v) || v < 1) throw bad(`${k} must be an integer >= 1 (got ${v})`);
     };
-    (["maxBatch", "maxTokensInFlight", "maxQueue", "replicas", "intraOpThreads", "minJoin"] as const).forEach(posInt);
+    (["maxBatch", "maxTokensInFlight", "maxQueue", "replicas", "intraOpThreads", "minJoin", "prefillAhead"] as const).forEach(posInt);
     if (!Number.isFinite(o.priority)) throw bad(`priority must be a finite number (got ${o.priority})`);
     if (!["continuous", "static", "drain"].includes(o.batching)) throw bad(`batching must be "continuous", "static" or "drain" (got ${String(o.batching)})`);
     const cfg = lvlm.cfg;
@@ -463,8 +482,9 @@ export class Decoder implements WorkSource {
     if (this.closed) return undefined;
     let since = Number.POSITIVE_INFINITY;
     for (const lane of this.lanes) if (!lane.running && this.plan(lane) && lane.since < since) since = lane.since;
-    if (since === Number.POSITIVE_INFINITY) return undefined;
     const q = this.queue.oldestEnqueuedAt();
+    if (this.prefillAheadRows() > 0) since = Math.min(since, q ?? now);
+    if (since === Number.POSITIVE_INFINITY) return undefined;
     return { priority: this.options.priority, since: Math.min(since, q ?? now, now) };
   }
 
@@ -473,14 +493,32 @@ export class Decoder implements WorkSource {
   }
 
   async dispatch(executor: Executor, _now: number, release: () => void = () => {}): Promise<void> {
-    const lane = this.lanes.find((l) => !l.running && this.plan(l) !== undefined);
+    // the idle lane with work that has waited longest
+    let lane: Lane | undefined;
+    for (const l of this.lanes) if (!l.running && (!lane || l.since < lane.since) && this.plan(l) !== undefined) lane = l;
+    const ahead = this.prefillAheadRows();
+    // Prefill first only when the lane could not fill its free rows from what is prefilled;
+    // otherwise step now and let the prefill run while the lane samples (see `prefillAheadRows`).
+    if (ahead > 0 && (!lane || this.unstarted() < this.options.maxBatch - lane.seqs.length)) {
+      this.prefilling = true;
+      try {
+        await this.prefill(undefined, ahead, executor, release);
+      } catch (e) {
+        release();
+        const err = new SchedulerError(`decoder '${this.name}': prefill failed: ${(e as Error).message}`);
+        for (const r of [...this.pending]) this.settleFailed(r, err);
+      } finally {
+        this.prefilling = false;
+      }
+      return;
+    }
     if (!lane) return;
     // The lane stays `running` (not offered again) until its tokens are sampled and its KV cache
     // updated; the executor is released as soon as the worker call returns (see prefill/step).
     lane.running = true;
     try {
       this.joinPending(lane);
-      if (this.canPrefill(lane)) await this.prefill(lane, executor, release);
+      if (this.canPrefill(lane)) await this.prefill(lane, Math.max(1, this.options.maxBatch - lane.seqs.length), executor, release);
       else if (lane.seqs.length > 0) await this.step(lane, executor, release);
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
@@ -519,13 +557,39 @@ export class Decoder implements WorkSource {
   }
 
   private canPrefill(lane: Lane): boolean {
+    if (this.options.batching === "continuous") return false; // continuous prefills are lane-independent (prefillAheadRows)
     if (this.queue.queuedRows === 0 || this.pending.some((p) => !p.settled)) return false;
     if (!this.canJoin(lane)) return false;
-    const room = this.options.maxBatch - lane.seqs.length;
-    if (lane.seqs.length > 0 && this.options.batching === "continuous" && room < this.options.minJoin) return false;
     // Room for at least one more sample of the longest kind; requests are checked exactly on joining.
     const free = this.options.maxTokensInFlight - this.reserved;
     return free >= Math.min(this.shape.capacity, this.options.maxTokensInFlight);
+  }
+
+  /** Samples prefilled and waiting for a row. */
+  private unstarted(): number {
+    let n = 0;
+    for (const r of this.pending) if (!r.settled) n += r.rows - r.nextSample;
+    return n;
+  }
+
+  /**
+   * Continuous batching: rows of queued samples to prefill now, lane-independently (0 = none).
+   * Target: as many prefilled samples waiting as the lanes could start now (free rows the token
+   * budget allows, at maxPositions slots each) plus `prefillAhead`; a prefill runs once the
+   * waiting samples fell `minJoin` below that (or at once when nothing waits for free rows), so
+   * calls take several prompts. One prefill at a time. The scheduler offers it as soon as a
+   * step's worker call returned, i.e. while the lane samples on the main thread, so it starts in
+   * a gap in which the worker would otherwise wait. Bound: waiting samples ≤ the lanes' rows +
+   * prefillAhead + one request's n - 1 (the queue hands out whole requests).
+   */
+  private prefillAheadRows(): number {
+    const o = this.options;
+    if (o.batching !== "continuous" || this.prefilling || this.closed || this.queue.queuedRows === 0) return 0;
+    let free = 0;
+    for (const l of this.lanes) free += o.maxBatch - l.seqs.length;
+    free = Math.min(free, Math.floor((o.maxTokensInFlight - this.reserved) / this.shape.capacity));
+    const want = free + o.prefillAhead - this.unstarted();
+    return want >= o.minJoin || (want > 0 && free > 0 && this.unstarted() === 0) ? want : 0;
   }
 
   /** Start pending samples in `lane` while it has rows and the token budget allows. */
@@ -590,11 +654,12 @@ export class Decoder implements WorkSource {
     }
   }
 
-  /** One prefill call for prompts taken fairly from the queue, then their samples join `lane`. */
-  private async prefill(lane: Lane, ex: Executor, release: () => void): Promise<void> {
-    const o = this.options;
-    const room = Math.max(1, o.maxBatch - lane.seqs.length);
-    const reqs = this.queue.take(room).filter((r) => !r.settled);
+  /**
+   * One prefill call for prompts of at most `rows` samples taken fairly from the queue; their
+   * samples wait in `pending` (and join `lane` at once, if given).
+   */
+  private async prefill(lane: Lane | undefined, rows: number, ex: Executor, release: () => void): Promise<void> {
+    const reqs = this.queue.take(rows).filter((r) => !r.settled);
     this.queue.admitWaiting(this.host.now());
     if (reqs.length === 0) return;
     const R = reqs.length;
@@ -629,7 +694,8 @@ export class Decoder implements WorkSource {
       r.prefilled = { logits: logits.subarray(i * V, (i + 1) * V), present: out, srcRow: i, srcSlots, length: this.np + r.ids.length };
       this.pending.push(r);
     });
-    this.joinPending(lane);
+    this.counters.peakPendingSamples = Math.max(this.counters.peakPendingSamples, this.unstarted());
+    if (lane) this.joinPending(lane);
   }
 
   /** One decode step of every sequence in `lane`; finished ones leave and the rows compact. */
@@ -748,6 +814,8 @@ export class Decoder implements WorkSource {
     req.detach();
     if (this.queue.remove((r) => r === req).length > 0) this.queue.admitWaiting(this.host.now());
     req.prefilled = undefined;
+    const i = this.pending.indexOf(req);
+    if (i >= 0) this.pending.splice(i, 1); // its prefill K/V is released now, not when a lane next joins
     for (const lane of this.lanes) this.dropSettled(lane);
     req.admitted.reject(err);
     req.done.reject(err);
@@ -755,7 +823,7 @@ export class Decoder implements WorkSource {
 
   private failAll(err: Error): void {
     for (const r of this.queue.remove(() => true)) this.settleFailed(r, err);
-    for (const r of this.pending) this.settleFailed(r, err);
+    for (const r of [...this.pending]) this.settleFailed(r, err);
     this.pending.length = 0;
     for (const lane of this.lanes) for (const s of [...lane.seqs]) this.settleFailed(s.req, err);
   }

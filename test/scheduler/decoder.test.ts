@@ -67,6 +67,28 @@ describe("continuous-batching decoder", () => {
     });
   }
 
+  test("continuous: prompts are prefilled ahead in batches, bounded, and their samples refill rows as they free", async () => {
+    // 6 prompts × 3 samples through 4 rows: a prefill call waits until 3 samples are missing
+    // (minJoin), then takes up to free rows + prefillAhead (2) samples, i.e. one or two prompts
+    const { s, gen } = setup({ maxBatch: 4, minJoin: 3, prefillAhead: 2 });
+    try {
+      const runs = images.map((pixels, i) => gen.run({ pixels, prompt: prompts[i]!, n: 3, seed: 30 + i }, { ...sampling }));
+      const got = await Promise.all(runs);
+      for (let i = 0; i < images.length; i++) expectSame(got[i]!, await reference(i, { ...sampling, n: 3, seed: 30 + i }));
+      const st = gen.stats();
+      expect(st.prefillPrompts).toBe(6);
+      expect(st.prefillCalls).toBeLessThan(6); // some calls took several prompts
+      expect(st.peakPendingSamples).toBeGreaterThan(0);
+      expect(st.peakPendingSamples).toBeLessThanOrEqual(4 + 2 + (3 - 1)); // rows + prefillAhead + n - 1
+      expect(st.joinedRunning).toBeGreaterThan(0);
+      expect(st.peakRunning).toBe(4);
+      expect([st.running, st.reservedTokens, st.pendingSamples, st.queuedSamples]).toEqual([0, 0, 0, 0]);
+      expect(() => s.decoder("bad", m, { prefillAhead: 0 })).toThrow(/decoder 'bad': prefillAhead must be an integer >= 1 \(got 0\)/);
+    } finally {
+      await s.close();
+    }
+  });
+
   test("maxTokensInFlight bounds the reserved KV slots; admission waits, never rejects", async () => {
     // each sample reserves 4 image + 3..5 prompt + 12 new tokens; 60 slots admit 3 at once
     const { s, gen } = setup({ maxBatch: 16, maxTokensInFlight: 60 });
