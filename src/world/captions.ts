@@ -29,6 +29,19 @@ export const CAPTION_PROMPTS = [
   "Describe the shapes in this picture briefly.",
 ] as const;
 
+/**
+ * The sentence a CLIP-pretraining caption appends when a painted word is in the image (`{W}` is
+ * the word, lower case), so the CLIP can learn to see rendered text and the text-in-image
+ * filter has something to detect. Policy captions (`sft`) never carry it.
+ * @example
+ * textMentionSentence("SALE"); // "The word sale is written in the picture."
+ */
+export const TEXT_MENTION_TEMPLATE = "The word {W} is written in the picture.";
+
+export function textMentionSentence(word: string): string {
+  return TEXT_MENTION_TEMPLATE.replace("{W}", word.toLowerCase());
+}
+
 /** List-sentence templates; `{L}` is the object list, `{be}` is "is"/"are". */
 export const CAPTION_TEMPLATES = [
   "There {be} {L}.",

@@ -31,7 +31,7 @@ export { renderScene, renderScenes, renderSceneRgb, sceneToSvg, shapeSvg } from 
 export type { RenderOptions } from "./render.ts";
 export {
   CAPTION_PROMPTS, CAPTION_TEMPLATES, RELATION_PHRASES, RELATION_TEMPLATE, DEFAULT_CAPTION_OPTIONS,
-  captionScene, captionDefaultsFor, captionRng, planCaption, applyCaptionNoise, realiseCaption, groupObjects,
+  captionScene, captionDefaultsFor, TEXT_MENTION_TEMPLATE, textMentionSentence, captionRng, planCaption, applyCaptionNoise, realiseCaption, groupObjects,
 } from "./captions.ts";
 export type { Caption, CaptionPlan, CaptionNoise, CaptionOptions, MentionGroup } from "./captions.ts";
 export { sceneExample } from "./examples.ts";

@@ -1,5 +1,6 @@
 import { COLOURS, COUNT_WORDS, KIND_NOUNS, SIZES, pluralOf } from "./attributes.ts";
-import { CAPTION_PROMPTS, CAPTION_TEMPLATES, RELATION_PHRASES, RELATION_TEMPLATE } from "./captions.ts";
+import { CAPTION_PROMPTS, CAPTION_TEMPLATES, RELATION_PHRASES, RELATION_TEMPLATE, TEXT_MENTION_TEMPLATE } from "./captions.ts";
+import { PAINTED_WORDS } from "./stroke-font.ts";
 import { QA_TEMPLATES } from "./qa.ts";
 import { worldTokenize } from "./tokenize.ts";
 import { ZERO_SHOT_TEMPLATE } from "./zero-shot.ts";
@@ -15,7 +16,7 @@ import { ZERO_SHOT_TEMPLATE } from "./zero-shot.ts";
 export function worldVocabulary(): string[] {
   const words = new Set<string>();
   const add = (text: string): void => worldTokenize(text.replace(/\{[A-Za-z]+\}/g, " ")).forEach((t) => words.add(t));
-  [...CAPTION_PROMPTS, ...CAPTION_TEMPLATES, RELATION_TEMPLATE, ZERO_SHOT_TEMPLATE].forEach(add);
+  [...CAPTION_PROMPTS, ...CAPTION_TEMPLATES, RELATION_TEMPLATE, ZERO_SHOT_TEMPLATE, TEXT_MENTION_TEMPLATE, ...PAINTED_WORDS].forEach(add);
   Object.values(RELATION_PHRASES).flat().forEach(add);
   Object.values(QA_TEMPLATES).flat().forEach(add);
   // Slot fillers.
