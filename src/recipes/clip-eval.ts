@@ -8,7 +8,7 @@
  *   caption with one absent, co-occurring object added (the SFT noise exactly) — the signal
  *   CLIP-DPO's pairs rely on; likewise for one wrong colour. Margins are on the ×100 cosine scale.
  */
-import { applyCaptionNoise, captionDefaultsFor, captionScene, generateScenes, realiseCaption, retrievalTopK, zeroShotAccuracy, zeroShotPrompts, SHAPE_KINDS, type Scene } from "../world/index.ts";
+import { applyCaptionNoise, captionDefaultsFor, captionScene, generateScenes, hardNegatives, realiseCaption, retrievalTopK, textMentionSentence, zeroShotAccuracy, zeroShotPrompts, PAINTED_WORDS, SHAPE_KINDS, type Scene } from "../world/index.ts";
 import type { ClipEncoder } from "../models/index.ts";
 import { Rng } from "../util/rng.ts";
 import { pixelsOf, renderAll } from "./world-data.ts";
@@ -31,6 +31,17 @@ export interface ClipMetrics {
   /** Share of scenes with cos(image, clean) > cos(image, one colour wrong). */
   readonly wrongColourPreference: number;
   readonly wrongColourScenes: number;
+  /** Share of scenes with cos(image, clean) > cos(image, one kind replaced by an absent kind). */
+  readonly replacedKindPreference: number;
+  readonly replacedKindScenes: number;
+  /**
+   * Rendered text: share of scenes where the caption with the world's text-mention sentence
+   * ("The word sale is written in the picture.") scores above the plain caption when the image
+   * carries that word, and below it (with a random word) when it carries none.
+   */
+  readonly textMentionAccuracyWithText: number;
+  readonly textScenes: number;
+  readonly textMentionAccuracyWithoutText: number;
 }
 
 /** Row-wise L2 normalisation of [n, d] in place; returns the array. */
@@ -131,6 +142,29 @@ export async function evaluateClip(clip: ClipEncoder, opts: { seed?: number; sce
   wrong.forEach(({ i }, k) => {
     if (dot(img, i, txt, i, d) > dot(img, i, wrongEmb, k, d)) wpref++;
   });
+  // clean vs one kind replaced
+  const replaced: { i: number; text: string }[] = [];
+  scenes.forEach((s, i) => {
+    const h = hardNegatives(s, clean[i]!.plan, new Rng(i).fork(3)).find((x) => x.type === "replace-kind");
+    if (h) replaced.push({ i, text: h.text });
+  });
+  const replacedEmb = await embedTexts(clip, replaced.map((x) => x.text));
+  let kpref = 0;
+  replaced.forEach(({ i }, k) => {
+    if (dot(img, i, txt, i, d) > dot(img, i, replacedEmb, k, d)) kpref++;
+  });
+
+  // rendered text: caption + text mention vs the plain caption
+  const mentioned = scenes.map((s, i) => `${clean[i]!.text} ${textMentionSentence(s.text?.word ?? new Rng(i).fork(4).pick(PAINTED_WORDS))}`);
+  const mentionEmb = await embedTexts(clip, mentioned);
+  let withText = 0, withTextOk = 0, withoutOk = 0;
+  scenes.forEach((s, i) => {
+    const says = dot(img, i, mentionEmb, i, d) > dot(img, i, txt, i, d);
+    if (s.text) {
+      withText++;
+      if (says) withTextOk++;
+    } else if (!says) withoutOk++;
+  });
   const share = (a: number, b: number) => (b === 0 ? 0 : a / b);
   return {
     heldoutScenes: scenes.length,
@@ -146,5 +180,10 @@ export async function evaluateClip(clip: ClipEncoder, opts: { seed?: number; sce
     addedObjectScenes: added.length,
     wrongColourPreference: share(wpref, wrong.length),
     wrongColourScenes: wrong.length,
+    replacedKindPreference: share(kpref, replaced.length),
+    replacedKindScenes: replaced.length,
+    textMentionAccuracyWithText: share(withTextOk, withText),
+    textScenes: withText,
+    textMentionAccuracyWithoutText: share(withoutOk, scenes.length - withText),
   };
 }

@@ -44,6 +44,23 @@ export const pretrainClipOptions = z.strictObject({
   embedDim: z.number().int().positive().default(128),
   /** Text context (tokens incl. bos/eos); just above the longest world caption. */
   contextLength: z.number().int().positive().default(48),
+  /**
+   * Warm-up of the vision tower before the contrastive stage: per-patch shape-kind labels of
+   * the same clip-pretrain scenes (src/recipes/patch-kind.ts explains why). `steps: 0` skips it.
+   */
+  patchWarmup: z
+    .strictObject({
+      steps: z.number().int().nonnegative(),
+      batchSize: z.number().int().positive(),
+      lr: z.number().positive(),
+      warmupSteps: z.number().int().nonnegative(),
+      minLr: z.number().nonnegative(),
+      weightDecay: z.number().nonnegative(),
+      maxGradNorm: z.number().positive(),
+      /** Held-out scenes the patch probe is measured on. */
+      probeScenes: z.number().int().positive(),
+    })
+    .default({ steps: 1200, batchSize: 64, lr: 1e-3, warmupSteps: 20, minLr: 1e-4, weightDecay: 0.05, maxGradNorm: 1, probeScenes: 600 }),
   optim: optimSchema.default({ steps: 600, lr: 1e-3, warmupSteps: 40, minLr: 2e-5, weightDecay: 0.05, maxGradNorm: 1 }),
   /** ORT intra-op threads of the training step. */
   threads: z.number().int().positive().default(1),

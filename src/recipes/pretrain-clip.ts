@@ -8,10 +8,11 @@
  * const { clip, metrics } = await pretrainClip(cfg);
  */
 import type { z } from "zod";
-import { applyCaptionNoise, captionDefaultsFor, captionScene, generateScenes, hardNegatives, realiseCaption, type Scene } from "../world/index.ts";
+import { applyCaptionNoise, captionDefaultsFor, captionScene, generateScenes, hardNegatives, realiseCaption, textMentionSentence, PAINTED_WORDS, type Scene } from "../world/index.ts";
 import { ClipModel, clipConfig, padIds, type ClipConfig } from "../models/index.ts";
 import { Rng } from "../util/rng.ts";
 import { hardNegativeClipLoss } from "./clip-contrastive.ts";
+import { patchWarmup, type PatchProbe } from "./patch-kind.ts";
 import { evaluateClip, type ClipMetrics } from "./clip-eval.ts";
 import { pretrainClipOptions } from "./options.ts";
 import { trainLoop, type StepLog } from "./train-loop.ts";
@@ -36,28 +37,47 @@ export function clipConfigOf(o: PretrainClipOptions): ClipConfig {
  * One training example: a clean caption (positive) and up to `negatives` false edits of it.
  * Order: the SFT noise exactly (an absent co-occurring kind at a random place) — what CLIP-DPO
  * must detect; then the other hard-negative types in random order — or, with `kindFirst`, a
- * replaced kind before the rest (tried to push the towers towards shape; it did not raise
- * held-out retrieval in a 1000-step run, see models/shapes-clip/MODEL_CARD.md).
+ * replaced kind before the rest.
+ *
+ * A scene with a painted word gets the world's text-mention sentence appended to its caption
+ * and to every negative (so negatives still differ by their one edit); the text mention is also
+ * an edit of its own: dropped for a scene with a word, added (a random word) for one without.
+ * That is how the CLIP learns to see rendered text, which the text-in-image filter relies on.
  */
 export function trainingTexts(scene: Scene, rng: Rng, captionVariants: number, negatives: number, kindFirst = false): { positive: string; negatives: string[] } {
   const cap = captionScene(scene, { ...captionDefaultsFor("clip-pretrain"), index: rng.int(captionVariants) });
-  if (negatives === 0) return { positive: cap.text, negatives: [] };
+  const mention = scene.text ? " " + textMentionSentence(scene.text.word) : "";
+  const positive = cap.text + mention;
+  if (negatives === 0) return { positive, negatives: [] };
   const pool: string[] = [];
   const added = applyCaptionNoise(scene, cap.plan, rng.fork(rng.nextU32()), { noiseProb: 1, wrongAttributeProb: 0, sizeProb: 0.5, synonymProb: 0.15 });
-  if (added.noise.addedKind) pool.push(realiseCaption(added.plan));
-  const hard = rng.shuffle(hardNegatives(scene, cap.plan, rng.fork(rng.nextU32())));
+  if (added.noise.addedKind) pool.push(realiseCaption(added.plan) + mention);
+  const textEdit = { type: "text-mention", text: scene.text ? cap.text : `${cap.text} ${textMentionSentence(rng.pick(PAINTED_WORDS))}` };
+  const hard = rng.shuffle([...hardNegatives(scene, cap.plan, rng.fork(rng.nextU32())).map((h) => ({ type: h.type as string, text: h.text + mention })), textEdit]);
   const ordered = kindFirst ? [...hard.filter((h) => h.type === "replace-kind"), ...hard.filter((h) => h.type !== "replace-kind")] : hard;
-  for (const h of ordered) if (h.text !== cap.text && !pool.includes(h.text)) pool.push(h.text);
-  return { positive: cap.text, negatives: pool.slice(0, negatives) };
+  for (const h of ordered) if (h.text !== positive && !pool.includes(h.text)) pool.push(h.text);
+  return { positive, negatives: pool.slice(0, negatives) };
 }
 
 export interface PretrainClipResult {
   clip: ClipModel;
   metrics: ClipMetrics;
   losses: number[];
+  /** Training seconds of both stages. */
   trainSeconds: number;
   totalSeconds: number;
   params: number;
+  /** The patch warm-up stage, or null when skipped. */
+  warmup: {
+    steps: number;
+    seconds: number;
+    firstLoss: number;
+    lastLoss: number;
+    /** Held-out patch probe right after the warm-up. */
+    probe: PatchProbe;
+    /** Same probe after the contrastive stage (set at the end). */
+    afterContrastive?: PatchProbe;
+  } | null;
 }
 
 /**
@@ -72,6 +92,19 @@ export async function pretrainClip(o: PretrainClipOptions, log: (msg: string) =>
   const scenes = generateScenes("clip-pretrain", o.scenes, { seed: o.worldSeed });
   const rendered = await renderAll(scenes, o.imageSize);
   log(`rendered ${scenes.length} clip-pretrain scenes in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${clip.store.numel()} params`);
+
+  let warmup: PretrainClipResult["warmup"] = null;
+  let probeAgain: (() => Promise<PatchProbe>) | null = null;
+  if (o.patchWarmup.steps > 0) {
+    const { steps, batchSize, probeScenes, ...optim } = o.patchWarmup;
+    const held = await renderAll(generateScenes("heldout", probeScenes, { seed: o.worldSeed }), o.imageSize);
+    const w = await patchWarmup(clip, rendered, held, { steps, batchSize, optim, seed: o.seed, threads: o.threads, logEvery: o.logEvery * 5 }, (l) =>
+      log(`patch warm-up step ${l.step} loss ${l.loss.toFixed(4)} grad_norm ${l.gradNorm.toFixed(3)} lr ${l.lr.toExponential(2)} ${l.seconds.toFixed(0)} s`),
+    );
+    warmup = { steps, seconds: w.seconds, firstLoss: w.losses[0]!, lastLoss: w.losses[w.losses.length - 1]!, probe: w.probe };
+    probeAgain = w.probeAgain;
+    log(`patch warm-up: object-patch accuracy ${(w.probe.objectPatchAccuracy * 100).toFixed(1)}%, single-object kind ${(w.probe.singleObjectKindAccuracy * 100).toFixed(1)}% of ${w.probe.singleObjectScenes} held-out scenes`);
+  }
 
   const { graph, outputs } = hardNegativeClipLoss(cfg);
   const step = await graph.compile({ outputs, grads: graph.grad(outputs.loss, clip.store.trainableNames()), params: clip.store, threads: o.threads });
@@ -102,5 +135,7 @@ export async function pretrainClip(o: PretrainClipOptions, log: (msg: string) =>
   const r = await trainLoop({ store: clip.store, step, batch, config: o.optim, logEvery: o.logEvery, extraOutputs: ["scale"], log: (l) => log(fmt(l)) });
   if (tok.truncations > 0) log(`warning: ${tok.truncations} training texts were truncated to ${o.contextLength} tokens`);
   const metrics = await evaluateClip(clip, { seed: o.worldSeed, scenes: o.eval.scenes, candidates: o.eval.candidates, imageSize: o.imageSize });
-  return { clip, metrics, losses: r.losses, trainSeconds: r.seconds, totalSeconds: (performance.now() - t0) / 1000, params: clip.store.numel() };
+  // The warm-up head read again on the contrastively trained tower: does kind survive in the patch tokens?
+  if (warmup && probeAgain) warmup = { ...warmup, afterContrastive: await probeAgain() };
+  return { clip, metrics, losses: r.losses, trainSeconds: r.seconds + (warmup?.seconds ?? 0), totalSeconds: (performance.now() - t0) / 1000, params: clip.store.numel(), warmup };
 }

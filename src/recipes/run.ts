@@ -83,7 +83,7 @@ export async function runRecipeFile(raw: unknown, opts: RunOptions): Promise<{ d
     mkdirSync(dir, { recursive: true });
     await exportClip(res.clip, dir);
     const wall = (performance.now() - t0) / 1000;
-    metrics = { recipe: r.name, ...res.metrics, params: res.params, trainSeconds: res.trainSeconds, wallSeconds: wall, firstLoss: res.losses[0], lastLoss: res.losses.at(-1), options: r.options };
+    metrics = { recipe: r.name, ...res.metrics, params: res.params, trainSeconds: res.trainSeconds, wallSeconds: wall, firstLoss: res.losses[0], lastLoss: res.losses.at(-1), patchWarmup: res.warmup, options: r.options };
     await Bun.write(join(dir, "MODEL_CARD.md"), clipCard({ options: r.options, result: res, wallSeconds: wall, command: opts.command, file }));
   } else {
     const res = await sftPolicy(r.options, opts.log);

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { evaluateAnswer, generateScenes } from "../../src/world/index.ts";
+import { evaluateAnswer, generateScenes, textMentionSentence } from "../../src/world/index.ts";
 import { exportClip, loadClip, loadClipModel } from "../../src/models/index.ts";
 import { Rng } from "../../src/util/rng.ts";
 import { pretrainClip, pretrainClipOptions, trainingTexts } from "../../src/recipes/pretrain-clip.ts";
@@ -32,6 +32,26 @@ describe("pretrainClip recipe", () => {
     const a = trainingTexts(s0, new Rng(9), 8, 9, false), b = trainingTexts(s0, new Rng(9), 8, 9, true);
     expect(a.positive).toBe(b.positive);
     expect([...a.negatives].sort()).toEqual([...b.negatives].sort());
+  });
+
+  test("training texts: a painted word is mentioned in the positive and every edit, and the text mention is itself an edit", () => {
+    const scenes = generateScenes("clip-pretrain", 400);
+    const withWord = scenes.filter((s) => s.text !== null);
+    expect(withWord.length).toBeGreaterThan(5);
+    for (const s of withWord) {
+      const t = trainingTexts(s, new Rng(s.index), 8, 9);
+      const mention = textMentionSentence(s.text!.word);
+      expect(t.positive.endsWith(" " + mention)).toBe(true);
+      const dropped = t.negatives.filter((n) => !n.includes("written"));
+      expect(dropped).toEqual([t.positive.slice(0, -(mention.length + 1))]);
+      for (const n of t.negatives) if (n.includes("written")) expect(n.endsWith(" " + mention)).toBe(true);
+    }
+    const plain = scenes.find((s) => s.text === null)!;
+    const t = trainingTexts(plain, new Rng(1), 8, 9);
+    expect(t.positive).not.toContain("written");
+    const added = t.negatives.filter((n) => n.includes("written"));
+    expect(added.length).toBe(1);
+    expect(added[0]!.startsWith(t.positive + " The word ")).toBe(true);
   });
 
   test("tiny run: loss decreases, is reproducible from the seed, metrics are in range, and the export reloads with identical embeddings", async () => {

@@ -9,6 +9,7 @@ export const tinyClipOptions = {
   vision: { width: 32, layers: 2, heads: 2, mlp: 64 },
   text: { width: 32, layers: 1, heads: 2, mlp: 64 },
   embedDim: 16,
+  patchWarmup: { steps: 8, batchSize: 8, lr: 0.003, warmupSteps: 1, minLr: 0.0003, weightDecay: 0, maxGradNorm: 1, probeScenes: 20 },
   optim: { steps: 16, lr: 0.003, warmupSteps: 2, minLr: 0.0003, weightDecay: 0, maxGradNorm: 1 },
   eval: { scenes: 20, candidates: 10 },
   logEvery: 100,
