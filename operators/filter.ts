@@ -7,6 +7,9 @@
  *   zero-shot per image: the best CLIPScore against `textPrompts` must reach `textThreshold`
  *   and beat the best against `noTextPrompts` (when given). Decided once per image (cached in
  *   the ImageStore entry), from the image embedding `clipScore` already stored.
+ *   Prompts may contain `{caption}`: it is replaced by the image's first candidate text in the
+ *   batch, so a CLIP that learned rendered text as an *edit of a caption* (the shapes CLIP:
+ *   "… The word sale is written in the picture.") can decide it against `{caption}` alone.
  * - `min-score`: `clip_score` < `minScore`.
  * - `max-words`: more than `maxWords` words (runs of letters/digits).
  * - `max-tokens`: more than `maxTokens` CLIP tokens (special tokens included; CLIP sees ≤ 77).
@@ -45,6 +48,9 @@ export interface FilterOptions {
   name?: string;
 }
 
+/** Placeholder in text/no-text prompts for the image's candidate caption. */
+export const CAPTION_SLOT = "{caption}";
+
 export const DEFAULT_TEXT_PROMPTS = ["an image with text", "a picture of written words", "a screenshot of a document"];
 /** The no-text side of the zero-shot decision: plain descriptions, no negations (CLIP reads "without text" as "text"). */
 export const DEFAULT_NO_TEXT_PROMPTS = ["a photo", "a picture of shapes", "a drawing"];
@@ -67,23 +73,39 @@ export function filter(opts: FilterOptions = {}): FlowOperator & { readonly coun
   const counts: FilterCounts = { "text-in-image": 0, "min-score": 0, "max-words": 0, "max-tokens": 0 };
   let prompts: Promise<Float32Array> | null = null; // [textPrompts + noTextPrompts, E] unit rows
 
-  /** Per image: does it contain rendered text? */
-  const textVerdicts = async (ids: string[], scope: Parameters<typeof imageEmbeddings>[3]): Promise<Map<string, boolean>> => {
+  const allPrompts = [...textPrompts, ...noTextPrompts];
+  const templated = allPrompts.some((t) => t.includes(CAPTION_SLOT));
+  if (dropTextImages && templated && allPrompts.some((t) => !t.includes(CAPTION_SLOT)))
+    throw new Error(`${name}: either every text/no-text prompt contains ${CAPTION_SLOT} or none does`);
+
+  /** Per image: does it contain rendered text? `captions[i]` is row i's candidate text. */
+  const textVerdicts = async (ids: string[], captions: (i: number) => string, scope: Parameters<typeof imageEmbeddings>[3]): Promise<Map<string, boolean>> => {
     const emb = await imageEmbeddings(ids, clip!, store!, scope, stream);
-    prompts ??= clip!.embedTexts([...textPrompts, ...noTextPrompts], stream);
-    const p = await prompts;
-    const e = clip!.embedDim;
+    const e = clip!.embedDim, np = allPrompts.length;
     const out = new Map<string, boolean>();
-    for (const [id, v] of emb) {
+    const todo: string[] = [];
+    for (const id of emb.keys()) {
+      const known = store!.get(id)?.hasText;
+      if (known !== undefined) out.set(id, known);
+      else todo.push(id);
+    }
+    if (todo.length === 0) return out;
+    // Prompt rows per undecided image: shared ([np, E]) or filled with its first caption ([todo·np, E]).
+    let p: Float32Array;
+    if (templated) {
+      const first = new Map<string, string>();
+      ids.forEach((id, i) => {
+        if (!first.has(id)) first.set(id, captions(i));
+      });
+      p = await clip!.embedTexts(todo.flatMap((id) => allPrompts.map((t) => t.replaceAll(CAPTION_SLOT, first.get(id)!))), stream);
+    } else p = await (prompts ??= clip!.embedTexts(allPrompts, stream));
+    for (const [m, id] of todo.entries()) {
+      const v = emb.get(id)!, base = templated ? m * np : 0;
       const entry = store!.get(id);
-      if (entry?.hasText !== undefined) {
-        out.set(id, entry.hasText);
-        continue;
-      }
       let bestText = -Infinity, bestPlain = -Infinity;
-      for (let j = 0; j < textPrompts.length + noTextPrompts.length; j++) {
+      for (let j = 0; j < np; j++) {
         let cos = 0;
-        for (let k = 0; k < e; k++) cos += v[k]! * p[j * e + k]!;
+        for (let k = 0; k < e; k++) cos += v[k]! * p[(base + j) * e + k]!;
         const s = clipScoreOf(cos, 1);
         if (j < textPrompts.length) bestText = Math.max(bestText, s);
         else bestPlain = Math.max(bestPlain, s);
@@ -104,7 +126,8 @@ export function filter(opts: FilterOptions = {}): FlowOperator & { readonly coun
     if ((maxWords !== null || maxTokens !== null) && !textCol) throw new Error("filter: word/token limits need a 'text' column");
     if (minScore !== null && !scoreCol) throw new Error("filter: minScore needs a 'clip_score' column (put clipScore before filter)");
     if (dropTextImages && !idCol) throw new Error("filter: dropTextImages needs an 'image_id' column");
-    const verdicts = dropTextImages ? await textVerdicts(Array.from({ length: n }, (_, i) => String(idCol!.get(i))), scope) : null;
+    if (dropTextImages && templated && !textCol) throw new Error(`filter: ${CAPTION_SLOT} in text prompts needs a 'text' column`);
+    const verdicts = dropTextImages ? await textVerdicts(Array.from({ length: n }, (_, i) => String(idCol!.get(i))), (i) => String(textCol!.get(i)), scope) : null;
     const keep: number[] = [];
     for (let i = 0; i < n; i++) {
       if (scope.isRejected(i)) continue;

@@ -173,6 +173,7 @@ export const stageRegistry = {
         store: imageStore(ctx),
         textThreshold: o.textThreshold,
         textPrompts: o.textPrompts,
+        noTextPrompts: o.noTextPrompts,
         name: ctx.name,
       });
     },

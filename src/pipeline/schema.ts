@@ -194,12 +194,15 @@ export const filterOptions = z.strictObject({
   dropTextImages: z.boolean().default(false),
   /** CLIP model for the text-in-image test; required when `dropTextImages` is true. */
   model: modelRef().nullable().default(null),
-  /** An image is dropped when its best CLIPScore against `textPrompts` is at least this. */
+  /** An image is dropped when its best CLIPScore against `textPrompts` is at least this (and beats `noTextPrompts`). */
   textThreshold: z.number().default(25),
+  /** Zero-shot prompts for rendered text; `{caption}` is replaced by the image's first candidate text. */
   textPrompts: z
     .array(nonEmpty())
     .min(1)
     .default(["an image with text", "a picture of written words", "a screenshot of a document"]),
+  /** Competing prompts for images without text ([] = threshold only); `{caption}` as above. */
+  noTextPrompts: z.array(nonEmpty()).default(["a photo", "a picture of shapes", "a drawing"]),
 });
 
 /** (chosen, rejected) pairs per (image, prompt) group from CLIP scores; never reads ground truth. */

@@ -51,7 +51,21 @@ describe("filter", () => {
     expect(r.batches[0]).toBe(b);
   });
 
-  test("text-in-image: CLIP zero-shot per image matches a direct reference; threshold 0 / 101 are all / none", async () => {
+  /** Reference CLIPScores of one image against prompts, straight from the model. */
+  const scoresOf = async (id: string, store: ImageStore, prompts: string[]): Promise<number[]> => {
+    const E = model.embedDim;
+    const P = normalizeRows(await model.encodeTexts(prompts), E);
+    const v = normalizeRows(await model.encodeImages(store.get(id)!.pixels.slice(), 1), E);
+    return prompts.map((_, j) => { let c = 0; for (let k = 0; k < E; k++) c += v[k]! * P[j * E + k]!; return 100 * Math.max(c, 0); });
+  };
+  /** A threshold between the lower and upper half of `xs` (so verdicts split whatever the random towers do). */
+  const midThreshold = (xs: number[]): number => {
+    const s = [...xs].sort((x, y) => x - y), h = s.length / 2;
+    expect(s[h]!).toBeGreaterThan(s[h - 1]!);
+    return (s[h - 1]! + s[h]!) / 2;
+  };
+
+  test("text-in-image: CLIP zero-shot per image matches a direct reference; threshold 0 / 101 are all / none; equal no-text prompts keep all", async () => {
     const store = new ImageStore();
     const ids = ["a", "b", "c", "d"];
     for (const [k, id] of ids.entries()) {
@@ -59,27 +73,21 @@ describe("filter", () => {
       store.put(id, { bytes, pixels: await preprocessImage(bytes, model.preprocess) });
     }
     const textPrompts = ["an image with text", "a picture of written words"];
-    const noTextPrompts = ["a picture of coloured shapes", "an image without any text"];
-    // reference verdicts from the model directly
-    const E = model.embedDim;
-    const P = normalizeRows(await model.encodeTexts([...textPrompts, ...noTextPrompts]), E);
-    const verdict = async (id: string, threshold: number) => {
-      const v = normalizeRows(await model.encodeImages(store.get(id)!.pixels.slice(), 1), E);
-      const s = [0, 1, 2, 3].map((j) => { let c = 0; for (let k = 0; k < E; k++) c += v[k]! * P[j * E + k]!; return 100 * Math.max(c, 0); });
-      const t = Math.max(s[0]!, s[1]!), plain = Math.max(s[2]!, s[3]!);
-      return t >= threshold && t > plain;
-    };
-    const threshold = 5;
-    const want = await Promise.all(ids.map((id) => verdict(id, threshold)));
-    expect(new Set(want).size).toBe(2); // the case is not trivial: some images have "text", some not
+    const best = await Promise.all(ids.map(async (id) => Math.max(...(await scoresOf(id, store, textPrompts)))));
+    const threshold = midThreshold(best);
+    const want = best.map((t) => t >= threshold);
     const b = buildScored(ids.flatMap((id) => [row(id, `${id} one`, 50), row(id, `${id} two`, 50)]));
-    const f = filter({ dropTextImages: true, clip, store, textPrompts, noTextPrompts, textThreshold: threshold });
+    const f = filter({ dropTextImages: true, clip, store, textPrompts, noTextPrompts: [], textThreshold: threshold });
     const r = await runStages([b], [f]);
     expect(texts(r.batches)).toEqual(ids.filter((_, k) => !want[k]).flatMap((id) => [`${id} one`, `${id} two`]));
-    expect(f.counts["text-in-image"]).toBe(2 * want.filter(Boolean).length);
+    expect(f.counts["text-in-image"]).toBe(4);
     expect(ids.map((id) => store.get(id)!.hasText)).toEqual(want);
 
     const fresh = () => { for (const id of ids) store.get(id)!.hasText = undefined; };
+    fresh();
+    // the competing side: a no-text prompt equal to a text prompt is never beaten, so nothing drops
+    const tie = filter({ dropTextImages: true, clip, store, textPrompts, noTextPrompts: textPrompts, textThreshold: 0, name: "tie" });
+    expect((await runStages([b], [tie])).rows).toBe(8);
     fresh();
     const all = filter({ dropTextImages: true, clip, store, textPrompts, noTextPrompts: [], textThreshold: 0, name: "all" });
     expect((await runStages([b], [all])).rows).toBe(0);
@@ -87,6 +95,32 @@ describe("filter", () => {
     fresh();
     const none = filter({ dropTextImages: true, clip, store, textPrompts, noTextPrompts: [], textThreshold: 101, name: "none" });
     expect((await runStages([b], [none])).rows).toBe(8);
+  });
+
+  test("text-in-image with {caption} prompts: each image is judged on its first candidate text, matching a direct reference", async () => {
+    const store = new ImageStore();
+    const ids = ["a", "b", "c", "d", "e", "f"];
+    for (const [k, id] of ids.entries()) {
+      const bytes = await png(40 * k, 220 - 35 * k, 30 + 20 * k);
+      store.put(id, { bytes, pixels: await preprocessImage(bytes, model.preprocess) });
+    }
+    const textPrompts = ["{caption} The word sale is written in the picture.", "{caption} There is a star."];
+    const first = (id: string) => `a ${["red", "blue", "green", "white", "black", "yellow"][ids.indexOf(id)]} circle.`;
+    const filled = (id: string, caption: string) => textPrompts.map((t) => t.replace("{caption}", caption));
+    const best = await Promise.all(ids.map(async (id) => Math.max(...(await scoresOf(id, store, filled(id, first(id)))))));
+    const threshold = midThreshold(best);
+    const want = best.map((t) => t >= threshold);
+    // the second candidate of each image would be judged differently: the first one must be used
+    const second = await Promise.all(ids.map(async (id) => Math.max(...(await scoresOf(id, store, filled(id, "two black squares."))))));
+    expect(second.map((t) => t >= threshold)).not.toEqual(want);
+    const b = buildScored(ids.flatMap((id) => [row(id, first(id), 50), row(id, "two black squares.", 50)]));
+    const f = filter({ dropTextImages: true, clip, store, textPrompts, noTextPrompts: [], textThreshold: threshold });
+    const r = await runStages([b], [f]);
+    expect(texts(r.batches)).toEqual(ids.filter((_, k) => !want[k]).flatMap((id) => [first(id), "two black squares."]));
+    expect(f.counts["text-in-image"]).toBe(6);
+    expect(() => filter({ dropTextImages: true, clip, store, textPrompts, noTextPrompts: ["a photo"] })).toThrow(
+      "filter: either every text/no-text prompt contains {caption} or none does",
+    );
   });
 
   test("configuration errors are one clear line; a missing column names it", async () => {
