@@ -46,6 +46,21 @@ export function normalizeRows(m: Float32Array, e: number): Float32Array {
   return m;
 }
 
+/** Width in tokens of the text tower's length groups (see `ScheduledClip.embedIds`). */
+export const TEXT_LENGTH_STEP = 4;
+
+/**
+ * Upper bounds of the text tower's length groups up to `contextLength`: 4, 8, … (the last is
+ * `contextLength`). Rows of one group pad to at most `TEXT_LENGTH_STEP - 1` tokens more than their own.
+ * @example textLengthBuckets(10) // [4, 8, 10]
+ */
+export function textLengthBuckets(contextLength: number): number[] {
+  const b: number[] = [];
+  for (let l = TEXT_LENGTH_STEP; l < contextLength; l += TEXT_LENGTH_STEP) b.push(l);
+  b.push(contextLength);
+  return b;
+}
+
 export class ScheduledClip implements ClipInfo {
   private constructor(
     readonly info: ClipInfo,
@@ -78,6 +93,9 @@ export class ScheduledClip implements ClipInfo {
           [CLIP_IO.attentionMask]: { variableAxis: 1, padValue: 0n },
         },
         outputNames: [CLIP_IO.textEmbeds],
+        // Text cost grows with the padded length (the tower runs every padded position): the
+        // batcher merges only requests of one length group (embedIds sends one per group).
+        lengthBuckets: textLengthBuckets(info.contextLength),
       },
       opts,
     );
@@ -129,15 +147,40 @@ export class ScheduledClip implements ClipInfo {
     return normalizeRows(out[CLIP_IO.imageEmbeds]!.data as Float32Array, this.embedDim);
   }
 
-  /** Token id sequences (bos/eos included, each ≤ contextLength) -> unit text embeddings [n, E]. */
+  /**
+   * Token id sequences (bos/eos included, each ≤ contextLength) -> unit text embeddings [n, E]
+   * (input order). The rows go out in length groups (`textLengthBuckets`), one request each,
+   * so a short text is not padded to the longest of the call: sampled captions vary widely in
+   * length and the padding would otherwise be a large share of the text tower's work.
+   */
   async embedIds(seqs: readonly (readonly number[])[], stream?: string): Promise<Float32Array> {
-    const b = padIds(seqs, this.tokenizer.special.pad);
     // Some exports take no attention mask (they pool at the end token and ignore padding).
     const withMask = (await this.text.ready).inputNames.includes(CLIP_IO.attentionMask);
-    const feeds: Record<string, TensorValue> = { [CLIP_IO.inputIds]: b.ids };
-    if (withMask) feeds[CLIP_IO.attentionMask] = b.mask;
-    const out = await this.text.run(feeds, stream ? { stream } : {});
-    return normalizeRows(out[CLIP_IO.textEmbeds]!.data as Float32Array, this.embedDim);
+    const pad = this.tokenizer.special.pad;
+    const e = this.embedDim;
+    const run = async (group: readonly (readonly number[])[]): Promise<Float32Array> => {
+      const b = padIds(group, pad);
+      const feeds: Record<string, TensorValue> = { [CLIP_IO.inputIds]: b.ids };
+      if (withMask) feeds[CLIP_IO.attentionMask] = b.mask;
+      const out = await this.text.run(feeds, stream ? { stream } : {});
+      return normalizeRows(out[CLIP_IO.textEmbeds]!.data as Float32Array, e);
+    };
+    const groups = new Map<number, number[]>(); // length group -> row indices
+    seqs.forEach((s, i) => {
+      const g = Math.ceil(s.length / TEXT_LENGTH_STEP);
+      const rows = groups.get(g);
+      if (rows) rows.push(i);
+      else groups.set(g, [i]);
+    });
+    if (groups.size <= 1) return run(seqs);
+    const parts = [...groups.values()];
+    const embs = await Promise.all(parts.map((rows) => run(rows.map((i) => seqs[i]!))));
+    const out = new Float32Array(seqs.length * e); // [n, E]
+    parts.forEach((rows, g) => {
+      const m = embs[g]!;
+      rows.forEach((i, k) => out.set(m.subarray(k * e, (k + 1) * e), i * e));
+    });
+    return out;
   }
 
   /** Texts, truncated to the context (counted by the tokenizer) -> unit text embeddings [n, E]. */

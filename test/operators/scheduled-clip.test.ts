@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { exportClip } from "../../src/models/hf-clip.ts";
 import { Rng } from "../../src/util/rng.ts";
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
-import { normalizeRows, ScheduledClip } from "../../operators/scheduled-clip.ts";
+import { normalizeRows, ScheduledClip, TEXT_LENGTH_STEP, textLengthBuckets } from "../../operators/scheduled-clip.ts";
 import { tinyClip } from "./fixtures.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "clipflow-sclip-"));
@@ -42,5 +42,30 @@ describe("ScheduledClip", () => {
     expect(norm).toBeCloseTo(1, 5);
     await expect(ScheduledClip.fromDir(sched, join(dir, "nope"))).rejects.toThrow("missing");
     await expect(clip.embedImages(new Float32Array(5), 1)).rejects.toThrow("embedImages: 5 floats is not [1, 3, 32, 32]");
+  });
+
+  test("textLengthBuckets: steps of TEXT_LENGTH_STEP, the last is the context length", () => {
+    expect(TEXT_LENGTH_STEP).toBe(4);
+    expect(textLengthBuckets(10)).toEqual([4, 8, 10]);
+    expect(textLengthBuckets(12)).toEqual([4, 8, 12]);
+    expect(textLengthBuckets(3)).toEqual([3]);
+  });
+
+  test("embedIds over texts of many lengths (one request per length group) equals each text embedded alone, in input order", async () => {
+    const model = tinyClip(5);
+    const clip = ScheduledClip.fromModel(sched, model, "grouped", { maxBatch: 8, maxDelayMs: 1 });
+    const words = ["a", "red", "circle", "and", "two", "blue", "squares", "on", "grey"];
+    // 1..13 words (+ bos/eos ≤ the tiny context of 16) in a scrambled order, so neighbours fall in different length groups
+    const texts = Array.from({ length: 17 }, (_, i) => words.slice(0, 1 + ((i * 7) % 9)).concat(i >= 9 ? words.slice(0, 4) : []).join(" "));
+    const seqs = texts.map((t) => model.tokenizer.encode(t, { maxLength: clip.contextLength }).ids);
+    const groups = new Set(seqs.map((s) => Math.ceil(s.length / TEXT_LENGTH_STEP)));
+    expect(groups.size).toBeGreaterThan(3);
+    const got = await clip.embedIds(seqs);
+    expect(got.length).toBe(texts.length * clip.embedDim);
+    const e = clip.embedDim;
+    for (let i = 0; i < texts.length; i++) {
+      const alone = normalizeRows(await model.encodeTexts([texts[i]!]), e);
+      for (let k = 0; k < e; k++) expect(got[i * e + k]!).toBeCloseTo(alone[k]!, 4);
+    }
   });
 });
