@@ -22,6 +22,13 @@
  * average, the decoder's fill (rows per decode step ÷ maxBatch, prompts per prefill call) and
  * the batch fill of the policy's vision model and of both CLIP towers.
  *
+ * And the ceilings, since every heavy stage is CPU-bound on the same cores (ratio =
+ * cpu_per_image_ratio × cores_ratio, and no flow can use more than the machine's cores):
+ * `overlap_ceiling_all_cores` and `four_ceiling_all_cores` are the ratios had the streaming side
+ * kept every core busy all the time at its measured CPU per image. Also the threads runnable on
+ * average in each phase (schedstat run + run-queue wait ÷ wall; above the core count = the phase
+ * alone already asks for every core, though the wait includes waiting behind other processes).
+ *
  * Settings (defaults): 48 images per flow in source batches of 8, the 5 caption prompts × 4
  * samples at temperature 1 / top-p 0.95, ≤ 32 new tokens; 8 batches in flight per flow and 4
  * input batches generating at once (more than the operator's default 2: the next batches'
@@ -161,6 +168,11 @@ function usage(p: Probe) {
     /** Share of the wall time the workers (on average) were runnable but waiting for a core. */
     workerWait: th.wait.workers / (EXECUTORS * ms),
     mainWait: th.wait.main / ms,
+    /**
+     * This process's threads runnable on average (on a CPU, or ready and waiting for one, behind
+     * this process's other threads or other processes): what the phase asks of the cores.
+     */
+    runnable: (th.run.main + th.run.workers + th.run.other + th.wait.main + th.wait.workers + th.wait.other) / ms,
     util: Object.values(busy.executors).reduce((a, b) => a + b, 0) / (EXECUTORS * ms),
     sessions: busy.sessions,
     /** Mean idle ms of an executor after a call of each session, before its next call. */
@@ -206,6 +218,8 @@ async function stageByStage(seed: number): Promise<{ ms: number; cpuMs: number; 
   const cpuMs = Object.values(use).reduce((a, u) => a + u.cpuMs, 0);
   return { ms, cpuMs, use, pairs: data.reduce((a, b) => a + b.numRows, 0) };
 }
+
+const CORES = availableParallelism();
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const r1 = (x: number) => Math.round(x * 10) / 10;
@@ -258,7 +272,7 @@ const settings = {
   images: IMAGES, batch: BATCH, prompts: CAPTION_PROMPTS.length, samples: SAMPLES, max_new_tokens: MAX_NEW, temperature: 1, top_p: 0.95,
   max_in_flight: IN_FLIGHT, gen_concurrency: GEN_CONCURRENCY, workers: EXECUTORS, clip_replicas: WORKERS, decoder_replicas: DEC_REPLICAS, decoder_max_batch: DEC_BATCH, max_tokens_in_flight: TOKENS,
   clip_max_batch: CLIP_BATCH, max_delay_ms: DELAY_MS, rounds: ROUNDS,
-  machine_cores: availableParallelism(), load_average: r2(median(rounds.map((o) => o.load))),
+  machine_cores: CORES, load_average: r2(median(rounds.map((o) => o.load))),
 };
 const one = last.useOne;
 if (doOverlap) {
@@ -281,7 +295,16 @@ if (doOverlap) {
     pairs_per_run: last.pairs,
     dead_lettered_per_run: last.deadLettered, // rows set aside under onError: skip (e.g. an empty caption)
     pairs_stage_by_stage: seq.pairs, // same images and seeds: equal unless a float tie sits at the margin
+    // the ratio if the streaming flow had kept every core of the machine busy all the time at its
+    // measured CPU per image (an upper bound: cpu_per_image_ratio × machine cores ÷ stage_by_stage_cores)
+    overlap_ceiling_all_cores: r3(median(rounds.map((o) => (o.seq!.cpuMs / o.useOne.cpuMs) * (CORES / (o.seq!.cpuMs / o.seq!.ms))))),
     stage_alone_ms_last_round: pick(seq.use, (u) => Math.round(u.ms)),
+    stage_alone_cpu_ms_last_round: pick(seq.use, (u) => Math.round(u.cpuMs)),
+    // threads runnable on average while the stage ran alone (≥ the core count: it alone asks for every core)
+    stage_alone_runnable_threads_last_round: pick(seq.use, (u) => r2(u.runnable)),
+    streaming_runnable_threads: r2(one.runnable),
+    decode_rows_per_step_generate_alone: r1(seq.use.generate!.decodeRows),
+    decode_rows_per_step_streaming: r1(one.decodeRows),
     stage_alone_worker_util_last_round: pick(seq.use, (u) => r2(u.util)),
     stage_alone_worker_cpu_wait_last_round: pick(seq.use, (u) => r2(u.workerWait)),
     // cores used while the stage ran alone: main thread / workers / other threads
@@ -319,6 +342,11 @@ if (doFour) {
     batch_fill_clip_image: r3(f.clipImageRows / CLIP_BATCH), mean_rows_clip_image: r1(f.clipImageRows),
     batch_fill_clip_text: r3(f.clipTextRows / CLIP_BATCH), mean_rows_clip_text: r1(f.clipTextRows),
     worker_util_four: r2(f.util), worker_util_one: r2(one.util),
+    // threads runnable on average: one flow ≥ the core count means it alone already asks for every core
+    runnable_threads_one: r2(median(rounds.map((o) => o.useOne.runnable))), runnable_threads_four: r2(median(rounds.map((o) => o.four!.use.runnable))),
+    // the ratio if 4 flows had kept every core busy all the time at their measured CPU per image
+    // (an upper bound: cpu_per_image_ratio × machine cores ÷ cores of one flow)
+    four_ceiling_all_cores: r3(median(rounds.map((o) => (o.useOne.cpuMs / (o.four!.use.cpuMs / STREAMS)) * (CORES / o.useOne.cores)))),
     cores_four: cores(f), cores_one: cores(one),
     worker_cpu_wait_four: r2(f.workerWait), worker_cpu_wait_one: r2(one.workerWait),
     session_busy_ms_four: round(f.sessions),
