@@ -22,6 +22,8 @@
  * average, the decoder's fill (rows per decode step ÷ maxBatch, prompts per prefill call) and
  * the batch fill of the policy's vision model and of both CLIP towers.
  *
+ * `--cases cost` adds `pairs-batch-cost` (see batchCost): CPU per row of each model by batch size.
+ *
  * And the ceilings, since every heavy stage is CPU-bound on the same cores (ratio =
  * cpu_per_image_ratio × cores_ratio, and no flow can use more than the machine's cores):
  * `overlap_ceiling_all_cores` and `four_ceiling_all_cores` are the ratios had the streaming side
@@ -44,7 +46,7 @@
  * Run: npx bun bench/pairs.ts [--images 48] [--rounds 5] [--batch 8] [--samples 4]
  *        [--max-new-tokens 32] [--in-flight 8] [--gen-concurrency 4] [--decoder-batch 64]
  *        [--max-tokens N] [--workers 2] [--decoder-replicas N] [--policy DIR | --random]
- *        [--cases overlap,four]
+ *        [--cases overlap,four[,cost]]
  */
 import { existsSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
@@ -56,6 +58,9 @@ import { loadLvlm } from "../src/models/lvlm-io.ts";
 import { lvlmPresets } from "../src/models/lvlm-config.ts";
 import { LvlmModel } from "../src/models/lvlm-model.ts";
 import { WordTokenizer } from "../src/models/word-tokenizer.ts";
+import { createSession, runSession, type TensorValue } from "../src/graph/runtime.ts";
+import { imageTokens } from "../src/models/lvlm-config.ts";
+import { LVLM_IO, lvlmDecodeGraph, lvlmPrefillGraph, lvlmVisionGraph } from "../src/models/lvlm.ts";
 import { Scheduler } from "../src/scheduler/scheduler.ts";
 import { CAPTION_PROMPTS } from "../src/world/captions.ts";
 import { worldVocabulary } from "../src/world/index.ts";
@@ -355,4 +360,59 @@ if (doFour) {
     ...settings,
   }));
 }
+/**
+ * `pairs-batch-cost`: CPU ms per row of each model the flow runs, by batch size (main thread, one
+ * ORT thread, the workers idle): how much CPU fuller batches (e.g. 4 flows sharing the scheduler)
+ * could save. Ratio = decode CPU per row at the decoder's maxBatch ÷ at a quarter of it.
+ */
+async function batchCost(): Promise<void> {
+  const o = { intraOpThreads: 1 };
+  const cfg = lvlm.cfg;
+  const bake = (g: ReturnType<typeof lvlmPrefillGraph>) => g.graph.toOnnx({ outputs: g.outputs, bake: lvlm.store }).bytes;
+  const rnd = (dims: number[]): TensorValue => ({ dtype: "float32", dims, data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i) * 0.1) });
+  const ints = (dims: number[], v: number): TensorValue => ({ dtype: "int64", dims, data: new BigInt64Array(dims.reduce((a, b) => a * b, 1)).fill(BigInt(v)) });
+  const H = cfg.lm.heads, T = cfg.lm.maxPositions, Dh = cfg.lm.width / H, S = cfg.vision.imageSize;
+  const prompt = lvlm.promptIds(CAPTION_PROMPTS[0]!);
+  const clipDirOnnx = (f: string) => join(clipDir, "onnx", f);
+  const textLen = 24; // about the sampled captions' mean CLIP length (+ bos/eos)
+  const models: Record<string, { model: Uint8Array | string; sizes: number[]; feeds: (n: number) => Record<string, TensorValue> }> = {
+    "policy.decode": {
+      model: bake(lvlmDecodeGraph(cfg)),
+      sizes: [DEC_BATCH / 8, DEC_BATCH / 4, DEC_BATCH / 2, DEC_BATCH].map((x) => Math.max(1, Math.round(x))),
+      feeds: (B) => {
+        const f: Record<string, TensorValue> = { [LVLM_IO.inputIds]: ints([B, 1], 5), [LVLM_IO.positions]: ints([B], T >> 1) };
+        for (let l = 0; l < cfg.lm.layers; l++) (f[LVLM_IO.pastKey(l)] = rnd([B, H, T, Dh])), (f[LVLM_IO.pastValue(l)] = rnd([B, H, T, Dh]));
+        return f;
+      },
+    },
+    "policy.prefill": {
+      model: bake(lvlmPrefillGraph(cfg, "features")),
+      sizes: [1, 2, 4, 8, 16],
+      feeds: (R) => ({ [LVLM_IO.imageFeatures]: rnd([R, imageTokens(cfg), cfg.vision.width]), [LVLM_IO.inputIds]: ints([R, prompt.length], 5), [LVLM_IO.attentionMask]: ints([R, prompt.length], 1) }),
+    },
+    "policy.vision": { model: bake(lvlmVisionGraph(cfg)), sizes: [1, 8, 32], feeds: (N) => ({ [LVLM_IO.pixelValues]: rnd([N, 3, S, S]) }) },
+    "clip.image": { model: clipDirOnnx("vision_model.onnx"), sizes: [1, 8, 32, 64], feeds: (N) => ({ pixel_values: rnd([N, 3, clip.imageSize, clip.imageSize]) }) },
+    "clip.text": { model: clipDirOnnx("text_model.onnx"), sizes: [8, 16, 32, 64], feeds: (N) => ({ input_ids: ints([N, textLen], 5), attention_mask: ints([N, textLen], 1) }) },
+  };
+  const perRow: Record<string, Record<number, number>> = {};
+  for (const [name, m] of Object.entries(models)) {
+    const session = await createSession(m.model, o);
+    perRow[name] = {};
+    for (const n of m.sizes) {
+      await runSession(session, m.feeds(n)); // warm
+      const reps = Math.max(8, Math.ceil(256 / n));
+      const feeds = Array.from({ length: reps }, () => m.feeds(n));
+      const c0 = process.cpuUsage();
+      for (const f of feeds) await runSession(session, f);
+      const c = process.cpuUsage(c0);
+      perRow[name]![n] = r3((c.user + c.system) / 1000 / reps / n);
+    }
+    await session.release();
+  }
+  const d = perRow["policy.decode"]!;
+  const full = d[DEC_BATCH]!, quarter = d[Math.max(1, Math.round(DEC_BATCH / 4))]!;
+  console.log(JSON.stringify({ case: "pairs-batch-cost", ratio: r3(full / quarter), cpu_ms_per_row: perRow, clip_text_tokens: textLen, policy: policySource, decoder_max_batch: DEC_BATCH, machine_cores: CORES }));
+}
+if (CASES.includes("cost")) await batchCost();
+
 await sched.close();
