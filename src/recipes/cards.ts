@@ -10,7 +10,7 @@ function pct(x: number): string {
   return `${(x * 100).toFixed(1)}%`;
 }
 
-function warmupSection(r: PretrainClipResult): string {
+function warmupSection(r: PretrainClipResult, o: PretrainClipOptions): string {
   const w = r.warmup;
   if (!w) return "";
   const row = (name: string, p: NonNullable<typeof w.afterContrastive>) => `| ${name} | ${pct(p.objectPatchAccuracy)} | ${pct(p.singleObjectKindAccuracy)} (${p.singleObjectScenes} scenes) |`;
@@ -20,7 +20,7 @@ Patch probe (the stage-1 head on last-layer patch tokens, held-out scenes; measu
 | when | object patches classified by kind | single-object scenes, majority vote |
 |---|---|---|
 ${row("after the patch warm-up", w.probe)}
-${w.afterContrastive ? row("after the contrastive stage, same head not refitted (the contrastive stage moves the last-layer patch features; the policy reads block " + (r.clip.cfg.vision.layers - 1) + ")", w.afterContrastive) : ""}
+${w.afterContrastive ? row(o.patchKindWeight > 0 ? `after the contrastive stage (the head kept training in the auxiliary term, weight ${o.patchKindWeight})` : "after the contrastive stage, same head not refitted (the contrastive stage moves the last-layer patch features)", w.afterContrastive) : ""}
 `;
 }
 
@@ -48,7 +48,7 @@ reloading as a trainable model (\`loadClip\` / \`loadClipModel\` in src/models).
 ${a.result.warmup ? `- Stage 1, patch warm-up (src/recipes/patch-kind.ts): ${o.patchWarmup.steps} steps, batch ${o.patchWarmup.batchSize}, AdamW lr ${o.patchWarmup.lr} (${o.patchWarmup.warmupSteps} warmup steps, cosine to ${o.patchWarmup.minLr}), on the same clip-pretrain scenes: every vision patch token is classified as the kind of the object covering its centre, or background, by a linear head that is discarded afterwards. Objects sit at random sub-patch offsets and a ViT has no built-in shift tolerance; trained only contrastively this tower took the colour/count shortcut and stayed kind-blind (zero-shot kind 15%). Loss ${a.result.warmup.firstLoss.toFixed(3)} → ${a.result.warmup.lastLoss.toFixed(3)}, ${(a.result.warmup.seconds / 60).toFixed(1)} min.
 - Stage 2, contrastive:` : "-"} Captions of scenes with a painted word end with "The word … is written in the picture." (src/world \`textMentionSentence\`), so the CLIP can see rendered text.
 - Hard negatives per image in every batch: ${o.negativesPerImage} — first the SFT noise exactly (the caption plus one absent, co-occurring object), ${o.kindNegativeFirst ? "then one kind replaced by an absent kind, then" : "then"} random other false edits from src/world's \`hardNegatives\` (wrong colour, replaced kind, added object, flipped relation, the text mention dropped or a false one added). Image→text cross-entropy runs over positives and negatives, text→image over the positives (src/recipes/clip-contrastive.ts).
-- Batch ${o.batchSize} images, ${o.optim.steps} steps of AdamW (weight decay ${o.optim.weightDecay}, global-norm clip ${o.optim.maxGradNorm}), lr ${o.optim.lr} with ${o.optim.warmupSteps} warmup steps and cosine decay to ${o.optim.minLr}. Seed ${o.seed}.
+${o.patchKindWeight > 0 ? `- The patch-kind loss stays in the contrastive stage as an auxiliary term (weight ${o.patchKindWeight}), so the patch tokens a LLaVA-style policy reads stay kind-discriminative; the head is discarded at export.\n` : ""}- Batch ${o.batchSize} images, ${o.optim.steps} steps of AdamW (weight decay ${o.optim.weightDecay}, global-norm clip ${o.optim.maxGradNorm}), lr ${o.optim.lr} with ${o.optim.warmupSteps} warmup steps and cosine decay to ${o.optim.minLr}. Seed ${o.seed}.
 - Loss: ${a.result.losses[0]?.toFixed(3)} (first step) → ${a.result.losses.at(-1)?.toFixed(3)} (last step).
 
 ## Evaluation (held-out split, ${m.heldoutScenes} scenes)
@@ -65,7 +65,7 @@ ${metricsTable([
     [`caption + "The word … is written in the picture." preferred, image with a painted word (${m.textScenes} scenes)`, m.textMentionAccuracyWithText, "rate"],
     [`plain caption preferred to that, image without a word (${m.heldoutScenes - m.textScenes} scenes)`, m.textMentionAccuracyWithoutText, "rate"],
   ])}
-${warmupSection(a.result)}
+${warmupSection(a.result, o)}
 
 ## Reproduce
 

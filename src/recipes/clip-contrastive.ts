@@ -9,7 +9,9 @@
  * ClipModel/exportClip) serves both.
  */
 import { Graph, type Tensor } from "../graph/index.ts";
-import { CLIP_IO, clipImageEmbeds, clipTextEmbeds, type ClipConfig } from "../models/index.ts";
+import { CLIP_IO, clipTextEmbeds, clipVisionTower, type ClipConfig } from "../models/index.ts";
+import { linear } from "../models/layers.ts";
+import { patchKindHead } from "./patch-kind.ts";
 
 /** x / ‖x‖ along the last axis. */
 function l2normalize(g: Graph, x: Tensor): Tensor {
@@ -25,23 +27,28 @@ export interface HardNegativeLossGraph {
     logits_per_image: Tensor;
     /** exp(logit_scale) clamped at 100. */
     scale: Tensor;
+    /** With `patchKindWeight` > 0: the two terms of `loss` = contrastive_loss + w · patch_loss. */
+    contrastive_loss?: Tensor;
+    patch_loss?: Tensor;
   };
 }
 
 /**
  * Inputs: `pixel_values` [B, 3, S, S]; `input_ids`, `attention_mask` [N, T] int64 with N ≥ B,
- * rows 0..B-1 the captions of images 0..B-1, rows B.. extra negatives.
+ * rows 0..B-1 the captions of images 0..B-1, rows B.. extra negatives. With `patchKindWeight`
+ * > 0 also `labels` [B, patches] (src/recipes/patch-kind.ts) and params `patch_kind.*`.
  * @example
  * const { graph, outputs } = hardNegativeClipLoss(cfg);
  * const step = await graph.compile({ outputs, grads: graph.grad(outputs.loss, store.trainableNames()), params: store });
  */
-export function hardNegativeClipLoss(cfg: ClipConfig): HardNegativeLossGraph {
+export function hardNegativeClipLoss(cfg: ClipConfig, opts: { patchKindWeight?: number } = {}): HardNegativeLossGraph {
   const g = new Graph({ name: "clip-loss-hard-negatives" });
   const s = cfg.vision.imageSize;
   const pixels = g.input(CLIP_IO.pixelValues, "float32", ["batch", 3, s, s]);
   const ids = g.input(CLIP_IO.inputIds, "int64", ["texts", "sequence"]);
   const mask = g.input(CLIP_IO.attentionMask, "int64", ["texts", "sequence"]);
-  const img = l2normalize(g, clipImageEmbeds(g, cfg, pixels)); // [B, E]
+  const tower = clipVisionTower(g, cfg.vision, pixels);
+  const img = l2normalize(g, linear(g, tower.pooled!, "vision.proj", cfg.vision.width, cfg.embedDim, { bias: false })); // [B, E], as clipImageEmbeds
   const txt = l2normalize(g, clipTextEmbeds(g, cfg, ids, mask)); // [N, E]
   const logScale = g.param("logit_scale", [1], { init: { kind: "constant", value: cfg.logitScaleInit } });
   const scale = g.min(g.exp(logScale), 100);
@@ -50,5 +57,10 @@ export function hardNegativeClipLoss(cfg: ClipConfig): HardNegativeLossGraph {
   const i2t = g.mean(g.crossEntropy(logits, labels));
   const square = g.transpose(g.gather(logits, labels, 1), [1, 0]); // [B(text), B(image)]
   const t2i = g.mean(g.crossEntropy(square, labels));
-  return { graph: g, outputs: { loss: g.mul(g.add(i2t, t2i), 0.5), logits_per_image: logits, scale } };
+  const contrastive = g.mul(g.add(i2t, t2i), 0.5);
+  const w = opts.patchKindWeight ?? 0;
+  if (w <= 0) return { graph: g, outputs: { loss: contrastive, logits_per_image: logits, scale } };
+  // Auxiliary: keep the patch tokens (what a LLaVA-style policy reads) kind-discriminative.
+  const patch = patchKindHead(g, cfg, tower.hidden);
+  return { graph: g, outputs: { loss: g.add(contrastive, g.mul(patch.loss, w)), logits_per_image: logits, scale, contrastive_loss: contrastive, patch_loss: patch.loss } };
 }

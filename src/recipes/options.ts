@@ -61,6 +61,11 @@ export const pretrainClipOptions = z.strictObject({
       probeScenes: z.number().int().positive(),
     })
     .default({ steps: 1200, batchSize: 64, lr: 1e-3, warmupSteps: 20, minLr: 1e-4, weightDecay: 0.05, maxGradNorm: 1, probeScenes: 600 }),
+  /**
+   * Weight of the patch-kind loss kept as an auxiliary term during the contrastive stage (0: off),
+   * so the patch tokens a LLaVA-style policy reads stay kind-discriminative.
+   */
+  patchKindWeight: z.number().nonnegative().default(0.5),
   optim: optimSchema.default({ steps: 600, lr: 1e-3, warmupSteps: 40, minLr: 2e-5, weightDecay: 0.05, maxGradNorm: 1 }),
   /** ORT intra-op threads of the training step. */
   threads: z.number().int().positive().default(1),

@@ -58,24 +58,46 @@ export const PATCH_TRAINED = ["vision.patch", "vision.cls", "vision.pos", "visio
  * and mean cross-entropy, from the last block's patch tokens through LN + linear.
  */
 export function patchKindGraph(cfg: ClipConfig): { graph: Graph; outputs: { loss: Tensor; logits: Tensor } } {
-  const v = cfg.vision, n = numPatches(v), s = v.imageSize;
+  const v = cfg.vision, s = v.imageSize;
   const g = new Graph({ name: "clip-patch-kind" });
   const pixels = g.input(CLIP_IO.pixelValues, "float32", ["batch", 3, s, s]);
-  const labels = g.input("labels", "int64", ["batch", n]);
   const { hidden } = clipVisionTower(g, v, pixels); // [B, 1+n, d]
+  return { graph: g, outputs: patchKindHead(g, cfg, hidden) };
+}
+
+/**
+ * The patch head on a vision tower's last hidden states [B, 1+n, d] (class token first): adds the
+ * `labels` input [B, n] int64 and returns per-patch logits [B·n, C] and their mean cross-entropy.
+ * Shared by the warm-up graph and the contrastive graph's auxiliary term.
+ */
+export function patchKindHead(g: Graph, cfg: ClipConfig, hidden: Tensor): { loss: Tensor; logits: Tensor } {
+  const v = cfg.vision, n = numPatches(v);
+  const labels = g.input(PATCH_LABELS, "int64", ["batch", n]);
   const patches = g.slice(hidden, [1], [n + 1], [1]); // [B, n, d]
   const h = layerNorm(g, patches, "patch_kind.ln", v.width, v.eps);
   const logits = g.reshape(linear(g, h, "patch_kind.head", v.width, PATCH_CLASSES), [-1, PATCH_CLASSES]); // [B·n, C]
-  const loss = g.mean(g.crossEntropy(logits, g.reshape(labels, [-1])));
-  return { graph: g, outputs: { loss, logits } };
+  return { loss: g.mean(g.crossEntropy(logits, g.reshape(labels, [-1]))), logits };
 }
 
-/** A store over the CLIP's own vision arrays (shared, so updates land in the CLIP) plus a fresh head. */
-function sharedStore(clip: ClipModel, graph: Graph, seed: number): ParamStore {
+/** Input name of the patch labels. */
+export const PATCH_LABELS = "labels";
+
+/** Patch labels of `rows` as an int64 feed [rows, n]. */
+export function patchLabelFeed(labels: readonly Int32Array[], rows: readonly number[], n: number) {
+  const l = new BigInt64Array(rows.length * n);
+  rows.forEach((r, k) => labels[r]!.forEach((c, p) => (l[k * n + p] = BigInt(c))));
+  return { dtype: "int64" as const, dims: [rows.length, n], data: l };
+}
+
+/**
+ * A store over the CLIP's own arrays (shared, so updates land in the CLIP) plus the head's:
+ * taken from `head` when given (the warm-up's, to keep training it), else freshly initialised.
+ */
+export function sharedStore(clip: ClipModel, graph: Graph, seed: number, head?: ParamStore): ParamStore {
   const s = new ParamStore();
   const rng = new Rng(seed).fork(0x9a7c);
   for (const spec of graph.params()) {
-    const own = clip.store.get(spec.name);
+    const own = clip.store.get(spec.name) ?? head?.get(spec.name);
     if (own) s.add(spec.name, own.shape, own.data, true);
     else s.add(spec.name, spec.shape, initParam(new Float32Array(spec.shape.reduce((a, b) => a * b, 1)), spec.init, rng, spec.name), true);
   }
@@ -89,6 +111,8 @@ export interface PatchWarmupResult {
   readonly probe: PatchProbe;
   /** The same probe, run again later (e.g. after further training of the shared tower). */
   readonly probeAgain: () => Promise<PatchProbe>;
+  /** The store the warm-up trained (CLIP arrays shared, plus the head `patch_kind.*`). */
+  readonly store: ParamStore;
 }
 
 export interface PatchProbe {
@@ -109,7 +133,7 @@ async function probe(step: CompiledGraph, clip: ClipModel, held: RenderedScenes,
     const rows = Array.from({ length: Math.min(128, held.scenes.length - b) }, (_, k) => b + k);
     const out = await step.run({
       [CLIP_IO.pixelValues]: { dtype: "float32", dims: [rows.length, 3, held.size, held.size], data: pixelsOf(held, rows, clip.preprocess) },
-      labels: { dtype: "int64", dims: [rows.length, n], data: new BigInt64Array(rows.length * n) },
+      [PATCH_LABELS]: { dtype: "int64", dims: [rows.length, n], data: new BigInt64Array(rows.length * n) },
     });
     const logits = out.logits!.data as Float32Array; // [rows·n, C]
     rows.forEach((r, k) => {
@@ -164,15 +188,13 @@ export async function patchWarmup(
       if (order.length === 0) order = rng.shuffle(Array.from({ length: train.scenes.length }, (_, k) => k));
       rows.push(order.pop()!);
     }
-    const l = new BigInt64Array(rows.length * n);
-    rows.forEach((r, k) => labels[r]!.forEach((c, p) => (l[k * n + p] = BigInt(c))));
     return {
       [CLIP_IO.pixelValues]: { dtype: "float32" as const, dims: [rows.length, 3, train.size, train.size], data: pixelsOf(train, rows, clip.preprocess) },
-      labels: { dtype: "int64" as const, dims: [rows.length, n], data: l },
+      [PATCH_LABELS]: patchLabelFeed(labels, rows, n),
     };
   };
   const r = await trainLoop({ store, step, batch, config: { ...o.optim, steps: o.steps }, logEvery: o.logEvery ?? 50, log });
   const evalStep = await graph.compile({ outputs: { logits: outputs.logits }, params: store, threads: o.threads });
   const p = await probe(evalStep, clip, held, grid);
-  return { losses: r.losses, seconds: r.seconds, probe: p, probeAgain: () => probe(evalStep, clip, held, grid) };
+  return { losses: r.losses, seconds: r.seconds, probe: p, probeAgain: () => probe(evalStep, clip, held, grid), store };
 }

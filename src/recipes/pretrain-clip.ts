@@ -12,7 +12,8 @@ import { applyCaptionNoise, captionDefaultsFor, captionScene, generateScenes, ha
 import { ClipModel, clipConfig, padIds, type ClipConfig } from "../models/index.ts";
 import { Rng } from "../util/rng.ts";
 import { hardNegativeClipLoss } from "./clip-contrastive.ts";
-import { patchWarmup, type PatchProbe } from "./patch-kind.ts";
+import { PATCH_LABELS, patchKindLabels, patchLabelFeed, patchWarmup, sharedStore, type PatchProbe } from "./patch-kind.ts";
+import type { ParamStore } from "../graph/params.ts";
 import { evaluateClip, type ClipMetrics } from "./clip-eval.ts";
 import { pretrainClipOptions } from "./options.ts";
 import { trainLoop, type StepLog } from "./train-loop.ts";
@@ -95,6 +96,7 @@ export async function pretrainClip(o: PretrainClipOptions, log: (msg: string) =>
 
   let warmup: PretrainClipResult["warmup"] = null;
   let probeAgain: (() => Promise<PatchProbe>) | null = null;
+  let headStore: ParamStore | undefined;
   if (o.patchWarmup.steps > 0) {
     const { steps, batchSize, probeScenes, ...optim } = o.patchWarmup;
     const held = await renderAll(generateScenes("heldout", probeScenes, { seed: o.worldSeed }), o.imageSize);
@@ -103,11 +105,17 @@ export async function pretrainClip(o: PretrainClipOptions, log: (msg: string) =>
     );
     warmup = { steps, seconds: w.seconds, firstLoss: w.losses[0]!, lastLoss: w.losses[w.losses.length - 1]!, probe: w.probe };
     probeAgain = w.probeAgain;
+    headStore = w.store;
     log(`patch warm-up: object-patch accuracy ${(w.probe.objectPatchAccuracy * 100).toFixed(1)}%, single-object kind ${(w.probe.singleObjectKindAccuracy * 100).toFixed(1)}% of ${w.probe.singleObjectScenes} held-out scenes`);
   }
 
-  const { graph, outputs } = hardNegativeClipLoss(cfg);
-  const step = await graph.compile({ outputs, grads: graph.grad(outputs.loss, clip.store.trainableNames()), params: clip.store, threads: o.threads });
+  const aux = o.patchKindWeight > 0;
+  const { graph, outputs } = hardNegativeClipLoss(cfg, { patchKindWeight: o.patchKindWeight });
+  // With the auxiliary patch term the step also trains the head (the warm-up's when there was one).
+  const store = aux ? sharedStore(clip, graph, o.seed, headStore) : clip.store;
+  const grid = o.imageSize / o.patchSize;
+  const labels = aux ? scenes.map((sc) => patchKindLabels(sc, grid)) : [];
+  const step = await graph.compile({ outputs, grads: graph.grad(outputs.loss, store.trainableNames()), params: store, threads: o.threads });
   const rng = new Rng(o.seed).fork(0xc11b);
   let order: number[] = [];
   const batch = (_i: number) => {
@@ -128,11 +136,12 @@ export async function pretrainClip(o: PretrainClipOptions, log: (msg: string) =>
       pixel_values: { dtype: "float32" as const, dims: [rows.length, 3, o.imageSize, o.imageSize], data: pixelsOf(rendered, rows, clip.preprocess) },
       input_ids: b.ids,
       attention_mask: b.mask,
+      ...(aux ? { [PATCH_LABELS]: patchLabelFeed(labels, rows, grid * grid) } : {}),
     };
   };
   const fmt = (l: StepLog) =>
-    `step ${l.step} loss ${l.loss.toFixed(4)} grad_norm ${l.gradNorm.toFixed(3)} lr ${l.lr.toExponential(2)} scale ${(l.extra.scale ?? 0).toFixed(1)} ${l.seconds.toFixed(0)} s`;
-  const r = await trainLoop({ store: clip.store, step, batch, config: o.optim, logEvery: o.logEvery, extraOutputs: ["scale"], log: (l) => log(fmt(l)) });
+    `step ${l.step} loss ${l.loss.toFixed(4)} grad_norm ${l.gradNorm.toFixed(3)} lr ${l.lr.toExponential(2)} scale ${(l.extra.scale ?? 0).toFixed(1)}${aux ? ` patch_loss ${(l.extra.patch_loss ?? 0).toFixed(4)}` : ""} ${l.seconds.toFixed(0)} s`;
+  const r = await trainLoop({ store, step, batch, config: o.optim, logEvery: o.logEvery, extraOutputs: ["scale", "patch_loss"], log: (l) => log(fmt(l)) });
   if (tok.truncations > 0) log(`warning: ${tok.truncations} training texts were truncated to ${o.contextLength} tokens`);
   const metrics = await evaluateClip(clip, { seed: o.worldSeed, scenes: o.eval.scenes, candidates: o.eval.candidates, imageSize: o.imageSize });
   // The warm-up head read again on the contrastively trained tower: does kind survive in the patch tokens?

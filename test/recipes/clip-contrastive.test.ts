@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { ClipModel, clipConfig, clipLossGraph, clipPresets, padIds } from "../../src/models/index.ts";
 import { Rng } from "../../src/util/rng.ts";
 import { hardNegativeClipLoss } from "../../src/recipes/clip-contrastive.ts";
+import { patchKindGraph, patchLabelFeed, sharedStore, PATCH_CLASSES } from "../../src/recipes/patch-kind.ts";
 import { worldTokenizer } from "../../src/recipes/world-data.ts";
 
 const tok = worldTokenizer();
@@ -62,5 +63,26 @@ describe("hard-negative CLIP loss", () => {
     const a = await (await ours.graph.compile({ outputs: ours.outputs, params: clip.store })).run(feeds);
     const c = await (await ref.graph.compile({ outputs: ref.outputs, params: clip.store })).run(feeds);
     expect(Math.abs((a.loss!.data as Float32Array)[0]! - (c.loss!.data as Float32Array)[0]!)).toBeLessThan(1e-5);
+  });
+  test("with patchKindWeight w the loss is the contrastive loss + w · the patch-kind loss of the warm-up graph, on the same weights", async () => {
+    const clip = ClipModel.create(cfg, tok, 6);
+    const B = 3, px = pixels(B, 3), n = (cfg.vision.imageSize / cfg.vision.patchSize) ** 2;
+    const b = padIds(texts.map((t) => tok.encode(t).ids), cfg.text.padTokenId);
+    const r = new Rng(9);
+    const labels = Array.from({ length: B }, () => Int32Array.from({ length: n }, () => r.int(PATCH_CLASSES)));
+    const feeds = { pixel_values: { dtype: "float32" as const, dims: [B, 3, 32, 32], data: px }, input_ids: b.ids, attention_mask: b.mask, labels: patchLabelFeed(labels, [0, 1, 2], n) };
+    const aux = hardNegativeClipLoss(cfg, { patchKindWeight: 0.7 });
+    const store = sharedStore(clip, aux.graph, 1);
+    const got = await (await aux.graph.compile({ outputs: aux.outputs, params: store })).run(feeds);
+    const plain = hardNegativeClipLoss(cfg);
+    const { labels: _l, ...textFeeds } = feeds;
+    const c = await (await plain.graph.compile({ outputs: plain.outputs, params: clip.store })).run(textFeeds);
+    const pk = patchKindGraph(cfg);
+    const p = await (await pk.graph.compile({ outputs: pk.outputs, params: store })).run({ pixel_values: feeds.pixel_values, labels: feeds.labels });
+    const v = (x: { data: unknown } | undefined) => (x!.data as Float32Array)[0]!;
+    expect(Math.abs(v(got.contrastive_loss) - v(c.loss))).toBeLessThan(1e-5);
+    expect(Math.abs(v(got.patch_loss) - v(p.loss))).toBeLessThan(1e-5);
+    expect(Math.abs(v(got.loss) - (v(c.loss) + 0.7 * v(p.loss)))).toBeLessThan(1e-5);
+    expect(v(p.loss)).toBeGreaterThan(1); // random labels on a random head: ~ln(10)
   });
 });
