@@ -22,7 +22,7 @@ import { buildPairs } from "../src/arrow/build.ts";
 import type { PairRow } from "../src/arrow/schemas.ts";
 import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
 import { Rng } from "../src/util/rng.ts";
-import { evaluateAnswer, fnv1a64, sceneAt, SPLITS, type Scene, type Split } from "../src/world/index.ts";
+import { evaluateAnswer, fnv1a64, sceneOfId, type Scene } from "../src/world/index.ts";
 import { countWords } from "./filter.ts";
 import { groupPairs, lengthRatio, pairRow, type PairsCounts } from "./pairs.ts";
 
@@ -46,9 +46,9 @@ interface Cand {
 
 /** The shapes-world scene an image id names (`dpo/1/7` → sceneAt("dpo", 7, { seed: 1 })). */
 export function sceneOfImageId(id: string): Scene {
-  const m = /^([a-z-]+)\/(\d+)\/(\d+)$/.exec(id);
-  if (!m || !(SPLITS as readonly string[]).includes(m[1]!)) throw new Error(`oracle pairs need shapes-world image ids like "dpo/1/7", got ${JSON.stringify(id)}`);
-  return sceneAt(m[1] as Split, Number(m[3]), { seed: Number(m[2]) });
+  const scene = sceneOfId(id);
+  if (!scene) throw new Error(`oracle pairs need shapes-world image ids like "dpo/1/7", got ${JSON.stringify(id)}`);
+  return scene;
 }
 
 /** True hallucination count of an answer: hallucinated objects + wrong attribute pairs. */

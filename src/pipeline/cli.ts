@@ -142,8 +142,11 @@ export function summary(r: RunReport, paths: { json: string; html: string } | un
     out.push(`evaluation on ${e.count} ${e.split} scenes:`);
     out.push(
       pad([
-        ["policy", "CHAIR_i %", "CHAIR_s %", "Cover %", "attr hal %", "pairs"],
-        ...e.rows.map((row) => [row.name, p(row.chairI), p(row.chairS), p(row.cover), p(row.attributeHallucination), row.pairs === null ? "-" : String(row.pairs)]),
+        ["policy", "CHAIR_i %", "CHAIR_s %", "Cover %", "attr hal %", "pairs", "pairs vs truth: fewer/more hal. %"],
+        ...e.rows.map((row) => [
+          row.name, p(row.chairI), p(row.chairS), p(row.cover), p(row.attributeHallucination), row.pairs === null ? "-" : String(row.pairs),
+          row.pairAudit ? `${p(row.pairAudit.chosenFewer)} / ${p(row.pairAudit.chosenMore)}` : "-",
+        ]),
       ]),
     );
   }

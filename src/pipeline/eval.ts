@@ -14,7 +14,7 @@
 import type { LvlmModel } from "../models/lvlm-model.ts";
 import { generateMany } from "../models/generate.ts";
 import { preprocessBatch } from "../models/image-preprocess.ts";
-import { CAPTION_PROMPTS, captionScene, generateScenes, hallucinationMetrics, renderScene, type Scene } from "../world/index.ts";
+import { CAPTION_PROMPTS, captionScene, generateScenes, hallucinationMetrics, renderScene, type PairAudit, type Scene } from "../world/index.ts";
 import type { EvalExample, EvalReport, EvalRow } from "./report.ts";
 import type { EvalConfig } from "./schema.ts";
 
@@ -26,6 +26,8 @@ export interface EvalSubject {
   model: string;
   /** Preference pairs it was trained on (null: not DPO-trained). */
   pairs: number | null;
+  /** Those pairs audited against the scene truth (null: none, or not shapes-world images). */
+  pairAudit?: PairAudit | null;
   /** The policy itself, or a loader (called when the row's turn comes, so only one is in memory). */
   policy: LvlmModel | (() => Promise<LvlmModel>);
 }
@@ -75,13 +77,14 @@ export async function answerScenes(policy: LvlmModel, pngs: readonly Uint8Array[
 }
 
 /** Scores answers against their scenes as one result-table row. */
-export function evalRow(subject: Pick<EvalSubject, "name" | "model" | "pairs">, answers: readonly string[], scenes: readonly Scene[]): EvalRow {
+export function evalRow(subject: Pick<EvalSubject, "name" | "model" | "pairs" | "pairAudit">, answers: readonly string[], scenes: readonly Scene[]): EvalRow {
   if (answers.length !== scenes.length) throw new Error(`eval: ${answers.length} answers for ${scenes.length} scenes`);
   const m = hallucinationMetrics(answers.map((text, i) => ({ text, scene: scenes[i]! })));
   return {
     name: subject.name,
     model: subject.model,
     pairs: subject.pairs,
+    pairAudit: subject.pairAudit ?? null,
     answers: m.answers,
     chairI: m.chairI,
     chairS: m.chairS,

@@ -47,13 +47,13 @@ function header(r: RunReport): string {
 function evaluation(e: EvalReport | null): string {
   if (!e) return `<h2 id="evaluation-none">Evaluation</h2><p>No evaluation in this pipeline.</p>`;
   const relation = e.metrics.includes("rel");
-  const head = ["policy", "CHAIR<sub>i</sub> %", "CHAIR<sub>s</sub> %", "Cover %", "attribute hal. %", ...(relation ? ["relation hal. %"] : []), "pairs", "answers"];
+  const head = ["policy", "CHAIR<sub>i</sub> %", "CHAIR<sub>s</sub> %", "Cover %", "attribute hal. %", ...(relation ? ["relation hal. %"] : []), "pairs", "pairs vs truth: chosen names fewer / more absent objects", "answers"];
   const body = e.rows.map(
     (row) =>
-      `<tr data-row="${esc(row.name)}"><td>${esc(row.name)}</td><td data-metric="chairI">${pct(row.chairI)}</td><td data-metric="chairS">${pct(row.chairS)}</td><td data-metric="cover">${pct(row.cover)}</td><td data-metric="attr">${pct(row.attributeHallucination)}</td>${relation ? `<td data-metric="rel">${pct(row.relationHallucination)}</td>` : ""}<td data-metric="pairs">${row.pairs === null ? "–" : int(row.pairs)}</td><td>${int(row.answers)}</td></tr>`,
+      `<tr data-row="${esc(row.name)}"><td>${esc(row.name)}</td><td data-metric="chairI">${pct(row.chairI)}</td><td data-metric="chairS">${pct(row.chairS)}</td><td data-metric="cover">${pct(row.cover)}</td><td data-metric="attr">${pct(row.attributeHallucination)}</td>${relation ? `<td data-metric="rel">${pct(row.relationHallucination)}</td>` : ""}<td data-metric="pairs">${row.pairs === null ? "–" : int(row.pairs)}</td><td data-metric="pair-audit">${row.pairAudit ? `${pct(row.pairAudit.chosenFewer)} / ${pct(row.pairAudit.chosenMore)}` : "–"}</td><td>${int(row.answers)}</td></tr>`,
   );
   return `<h2>Evaluation</h2>
-<p class="meta">${int(e.count)} scenes of the <b>${esc(e.split)}</b> split (seed ${e.seed}), prompt “${esc(e.prompt)}”. Lower is better for hallucination rates, higher for Cover. Ground truth is used only to measure.</p>
+<p class="meta">${int(e.count)} scenes of the <b>${esc(e.split)}</b> split (seed ${e.seed}), prompt “${esc(e.prompt)}”. Lower is better for hallucination rates, higher for Cover. Ground truth is used only to measure (also for the pairs audit: the rest of the pairs are ties in absent objects named).</p>
 <table id="evaluation"><thead><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr></thead><tbody>${body.join("")}</tbody></table>`;
 }
 

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import type { CreditStats, DeadRow, StageSnapshot } from "../flow/index.ts";
 import { writeFileAtomic } from "../io/atomic-file.ts";
 import type { SchedulerStats } from "../scheduler/scheduler.ts";
+import type { PairAudit } from "../world/index.ts";
 import { renderReportHtml } from "./report-html.ts";
 
 export const REPORT_FORMAT = "clipflow-run-report";
@@ -64,6 +65,8 @@ export interface EvalRow {
   model: string;
   /** Preference pairs this policy was trained on (null for the starting policy). */
   pairs: number | null;
+  /** Those pairs audited against the scene truth (measurement only; null when not audited). */
+  pairAudit: PairAudit | null;
   answers: number;
   /** CHAIR_i. */
   chairI: number;
@@ -118,6 +121,8 @@ export interface VariantReport {
   outDir: string;
   /** Pairs its trainer consumed. */
   pairs: number | null;
+  /** Its pairs audited against the scene truth. */
+  pairAudit: PairAudit | null;
   steps: number;
   totalMs: number;
 }
@@ -163,6 +168,12 @@ export interface RunReport {
   training: TrainingReport | null;
   evaluation: EvalReport | null;
   samples: SampleReport[];
+  /**
+   * The pairs stage's output audited against the scene truth (shapes-world images only; a
+   * measurement for this report, never an input of any stage): share of pairs whose chosen
+   * answer names fewer / more absent objects than the rejected one.
+   */
+  pairAudit: PairAudit | null;
   /** Job stages run (pipelines of jobs, e.g. pretraining recipes). */
   jobs: JobReport[];
   /** Variants run (pipelines with a `variants` section). */
@@ -195,6 +206,7 @@ export function emptyReport(init: { file: string; description?: string | null; c
     training: null,
     evaluation: null,
     samples: [],
+    pairAudit: null,
     jobs: [],
     variants: [],
     outputs: [],

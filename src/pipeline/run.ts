@@ -26,6 +26,7 @@ import type { RecordBatch } from "apache-arrow";
 import { tap } from "rxjs";
 import { readDeadLetter, runFlow, type FlowContext, type FlowOperator, type RunReport as FlowReport, type StageSnapshot } from "../flow/index.ts";
 import { loadLvlm } from "../models/lvlm-io.ts";
+import { PairAuditor, type PairAudit } from "../world/index.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
 import { readMetricsLog } from "../train/metrics-log.ts";
 import { evaluatePolicies, pngDataUri, type EvalSubject } from "./eval.ts";
@@ -202,6 +203,17 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
       if (!id || !img) return;
       for (let i = 0; i < b.numRows && images.size < 4 * wantSamples; i++) images.set(String(id.get(i)), img.get(i) as Uint8Array);
     };
+    // Pairs audited against the scene truth (a measurement for the report), once: at the first
+    // operator whose output is a pairs batch.
+    const auditor = new PairAuditor();
+    let auditAt = -1;
+    const auditPairs = (b: RecordBatch, at: number): void => {
+      if (!isPairsBatch(b)) return;
+      if (auditAt < 0) auditAt = at;
+      if (auditAt !== at) return;
+      const id = b.getChild("image_id")!, c = b.getChild("chosen")!, r = b.getChild("rejected")!;
+      for (let i = 0; i < b.numRows; i++) auditor.add(String(id.get(i)), String(c.get(i)), String(r.get(i)));
+    };
     const keepPairs = (b: RecordBatch): void => {
       if (samples.length >= wantSamples || !isPairsBatch(b)) return;
       const col = (n: string) => b.getChild(n)!;
@@ -226,7 +238,12 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
     // Taps watch batches on their way without touching credits or metrics.
     const watched: FlowOperator[] = operators.map((op, i) => {
       const f = (src: Parameters<FlowOperator>[0]) =>
-        op(i === 0 ? src.pipe(tap((fb) => keepImages(fb.batch))) : src).pipe(tap((fb) => keepPairs(fb.batch)));
+        op(i === 0 ? src.pipe(tap((fb) => keepImages(fb.batch))) : src).pipe(
+          tap((fb) => {
+            auditPairs(fb.batch, i);
+            keepPairs(fb.batch);
+          }),
+        );
       return Object.assign(f, { stageName: op.stageName });
     });
     if (watched.length === 0) {
@@ -283,6 +300,7 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
     report.deadLetter = { rows: flow.deadLettered, path: flow.deadLettered > 0 ? p.flow.deadLetter : null };
     report.scheduler = resources.scheduler.stats();
     report.samples = samples;
+    report.pairAudit = auditor.result();
     report.outputs = outputsOf(p);
 
     if (hasTrainer) report.training = await trainingReport(outDir, flow.stages, resumedFrom);
@@ -298,7 +316,7 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
       const trained = p.stages.find((s) => s.name === "dpoTrain");
       const policyDir = join(outDir, RUN_FILES.policy);
       if (trained && "model" in trained.options && trained.options.model === ev.model && existsSync(join(policyDir, "config.json")))
-        subjects.push(trainedSubject(p, trainedRowName(p), policyDir, report.training?.pairs ?? null));
+        subjects.push(trainedSubject(p, trainedRowName(p), policyDir, report.training?.pairs ?? null, report.pairAudit));
       return subjects;
     });
     return finish();
@@ -412,13 +430,14 @@ function startSubject(p: ResolvedPipeline, resources: PipelineResources): EvalSu
     name: m && "builtin" in m && m.builtin === "shapes-lvlm" ? "SFT policy" : `${name} (start)`,
     model: name,
     pairs: null,
+    pairAudit: null,
     policy: () => resources.freshLvlm(name),
   };
 }
 
 /** A trained policy folder as a row of the result table. */
-function trainedSubject(p: ResolvedPipeline, name: string, dir: string, pairs: number | null): EvalSubject {
-  return { name, model: dir, pairs, policy: () => loadLvlm(dir, { threads: p.scheduler.threads }) };
+function trainedSubject(p: ResolvedPipeline, name: string, dir: string, pairs: number | null, pairAudit: PairAudit | null): EvalSubject {
+  return { name, model: dir, pairs, pairAudit, policy: () => loadLvlm(dir, { threads: p.scheduler.threads }) };
 }
 
 /** Evaluates the subjects into `report.evaluation`; false when interrupted. */
@@ -494,7 +513,7 @@ async function runVariants(p: ResolvedPipeline, report: RunReport, opts: RunPipe
         const vp = loadPipeline(p.file, { overrides: [...p.overrides, ...v.set, "eval=null"], outDir, asVariant: true });
         vr = (await runPipeline(vp, { ...opts, log })).report;
       }
-      report.variants.push({ name: v.name, set: [...v.set], status: vr.status, error: vr.error, outDir, pairs: vr.training?.pairs ?? null, steps: vr.training?.steps.length ?? 0, totalMs: vr.timings.totalMs });
+      report.variants.push({ name: v.name, set: [...v.set], status: vr.status, error: vr.error, outDir, pairs: vr.training?.pairs ?? null, pairAudit: vr.pairAudit ?? null, steps: vr.training?.steps.length ?? 0, totalMs: vr.timings.totalMs });
       report.outputs.push(join(outDir, "report.html"));
       if (vr.status !== "completed") {
         report.status = vr.status;
@@ -502,7 +521,7 @@ async function runVariants(p: ResolvedPipeline, report: RunReport, opts: RunPipe
         if (vr.status === "interrupted") report.resumeCommand = opts.resumeCommand;
         return finish();
       }
-      if (existsSync(join(policyDir, "config.json"))) trained.push(trainedSubject(p, v.name, policyDir, vr.training?.pairs ?? null));
+      if (existsSync(join(policyDir, "config.json"))) trained.push(trainedSubject(p, v.name, policyDir, vr.training?.pairs ?? null, vr.pairAudit ?? null));
     }
     report.timings.flowMs = performance.now() - t0;
     await evaluateAndSettle(p, report, signal, log, opts.resumeCommand, () => [startSubject(p, resources), ...trained]);

@@ -24,7 +24,8 @@ export {
   SPLITS, RELATIONS, DEFAULT_SCENE_CONFIG, TEXT_STRIP_TOP, generateLayout, checkSceneConfig, relationHolds, clearRelation, sceneKinds, interiorPoint,
 } from "./scene.ts";
 export type { Scene, SceneObject, PaintedText, SceneConfig, Split, Relation } from "./scene.ts";
-export { sceneAt, generateScenes, sceneContentKey, sceneContentHash, splitOfContentHash } from "./splits.ts";
+export { sceneAt, sceneOfId, generateScenes, sceneContentKey, sceneContentHash, splitOfContentHash } from "./splits.ts";
+export { PairAuditor, type PairAudit } from "./pair-audit.ts";
 export type { SceneOptions } from "./splits.ts";
 export { PAINTED_WORDS, strokeTextPath, strokeTextWidth } from "./stroke-font.ts";
 export { renderScene, renderScenes, renderSceneRgb, sceneToSvg, shapeSvg } from "./render.ts";

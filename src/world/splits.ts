@@ -71,6 +71,18 @@ export function sceneAt(split: Split, index: number, opts: SceneOptions = {}): S
 }
 
 /**
+ * The scene a shapes-world image id names (`"dpo/1/7"` → sceneAt("dpo", 7, { seed: 1 })), or
+ * null when the id is not of that form (an image from another source).
+ * @example
+ * sceneOfId("heldout/1/7")?.index; // 7
+ */
+export function sceneOfId(id: string): Scene | null {
+  const m = /^([a-z-]+)\/(\d+)\/(\d+)$/.exec(id);
+  if (!m || !(SPLITS as readonly string[]).includes(m[1]!)) return null;
+  return sceneAt(m[1] as Split, Number(m[3]), { seed: Number(m[2]) });
+}
+
+/**
  * Scenes `start … start+count-1` of a split.
  * @example
  * generateScenes("sft", 4, { seed: 1, start: 100 })[0]; // equals sceneAt("sft", 100, { seed: 1 })

@@ -20,6 +20,12 @@ describe("dataflow pipelines on a tiny configuration", () => {
     const pairs = stage(r, "pairs").rowsOut;
     expect(r.report.training!.pairs).toBe(pairs);
     expect(r.report.evaluation!.rows.map((x) => [x.name, x.pairs, x.answers])).toEqual([["SFT policy", null, 4], ["CLIP-DPO", pairs, 4]]);
+    // every pair (shapes-world images) audited once against the truth, and the trained row carries it
+    const audit = r.report.pairAudit!;
+    expect([audit.pairs, audit.audited]).toEqual([pairs, pairs]);
+    expect(Math.abs(audit.chosenFewer + audit.chosenMore + audit.same - 1)).toBeLessThan(1e-12);
+    expect(r.report.evaluation!.rows[1]!.pairAudit).toEqual(audit);
+    expect(r.report.evaluation!.rows[0]!.pairAudit).toBeNull();
     expect(existsSync(join(r.out, "report.html")) && existsSync(join(r.out, "policy/config.json"))).toBe(true);
   }, 120_000);
 
