@@ -2,6 +2,7 @@
  * The tiny configuration each file in pipelines/ runs with in CI (through --set, exactly as a
  * user would), and what its run must produce. Every file in pipelines/ must have an entry.
  */
+import type { PairAudit } from "../../src/world/index.ts";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -62,7 +63,8 @@ export interface CliRun {
     stages: { stage: string; rowsIn: number; rowsOut: number }[];
     reconciliation: { balanced: boolean } | null;
     training: { steps: unknown[]; pairs: number } | null;
-    evaluation: { count: number; rows: { name: string; pairs: number | null; chairI: number; cover: number; answers: number }[] } | null;
+    evaluation: { count: number; rows: { name: string; pairs: number | null; pairAudit: PairAudit | null; chairI: number; cover: number; answers: number }[] } | null;
+    pairAudit: PairAudit | null;
     variants: { name: string; status: string; pairs: number | null }[];
     jobs: { stage: string; outputs: string[] }[];
   };

@@ -13,9 +13,9 @@ describe("pair audit", () => {
     const o = scene.objects[0]!;
     const present = new Set(scene.objects.map((x) => x.kind));
     const [a1, a2] = SHAPE_KINDS.filter((k) => !present.has(k));
-    const truth = `a ${o.colour} ${kindNoun(o.kind)}.`;
-    const one = `a ${o.colour} ${kindNoun(o.kind)} and a ${kindNoun(a1!)}.`;
-    const two = `a ${o.colour} ${kindNoun(o.kind)}, a ${kindNoun(a1!)} and a ${kindNoun(a2!)}.`;
+    const truth = `a ${o.colour} ${kindNoun(o.kind, false)}.`;
+    const one = `a ${o.colour} ${kindNoun(o.kind, false)} and a ${kindNoun(a1!, false)}.`;
+    const two = `a ${o.colour} ${kindNoun(o.kind, false)}, a ${kindNoun(a1!, false)} and a ${kindNoun(a2!, false)}.`;
     const a = new PairAuditor();
     expect(a.result()).toBeNull();
     a.add(scene.id, truth, one); // fewer (0 vs 1)
