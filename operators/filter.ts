@@ -48,6 +48,26 @@ export interface FilterOptions {
   name?: string;
 }
 
+/**
+ * The caption to put in every `{caption}` slot of `templates`: the whole caption when all filled
+ * prompts fit the CLIP's context, else its longest word prefix that makes them all fit (the same
+ * text in every prompt, so the text/no-text comparison stays like for like).
+ * @example
+ * fitCaption(["{caption} The word sale is written in the picture.", "{caption}"], longCaption, clip);
+ */
+export function fitCaption(templates: readonly string[], caption: string, clip: Pick<ScheduledClip, "tokenizer" | "contextLength">): string {
+  const fits = (c: string) => templates.every((t) => clip.tokenizer.encode(t.replaceAll(CAPTION_SLOT, c), { maxLength: Infinity }).fullLength <= clip.contextLength);
+  if (fits(caption)) return caption;
+  const words = caption.split(/\s+/);
+  let lo = 0, hi = words.length - 1; // the longest prefix that fits
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (fits(words.slice(0, mid).join(" "))) lo = mid;
+    else hi = mid - 1;
+  }
+  return words.slice(0, lo).join(" ");
+}
+
 /** Placeholder in text/no-text prompts for the image's candidate caption. */
 export const CAPTION_SLOT = "{caption}";
 
@@ -97,7 +117,13 @@ export function filter(opts: FilterOptions = {}): FlowOperator & { readonly coun
       ids.forEach((id, i) => {
         if (!first.has(id)) first.set(id, captions(i));
       });
-      p = await clip!.embedTexts(todo.flatMap((id) => allPrompts.map((t) => t.replaceAll(CAPTION_SLOT, first.get(id)!))), stream);
+      p = await clip!.embedTexts(
+        todo.flatMap((id) => {
+          const c = fitCaption(allPrompts, first.get(id)!, clip!);
+          return allPrompts.map((t) => t.replaceAll(CAPTION_SLOT, c));
+        }),
+        stream,
+      );
     } else p = await (prompts ??= clip!.embedTexts(allPrompts, stream));
     for (const [m, id] of todo.entries()) {
       const v = emb.get(id)!, base = templated ? m * np : 0;

@@ -4,7 +4,7 @@ import type { ScoredRow } from "../../src/arrow/schemas.ts";
 import { ImageStore } from "../../src/io/image-store.ts";
 import { preprocessImage } from "../../src/models/image-preprocess.ts";
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
-import { countWords, filter } from "../../operators/filter.ts";
+import { countWords, filter, fitCaption } from "../../operators/filter.ts";
 import { normalizeRows, ScheduledClip } from "../../operators/scheduled-clip.ts";
 import { creditsBack, png, runStages, stage, tinyClip } from "./fixtures.ts";
 
@@ -121,6 +121,20 @@ describe("filter", () => {
     expect(() => filter({ dropTextImages: true, clip, store, textPrompts, noTextPrompts: ["a photo"] })).toThrow(
       "filter: either every text/no-text prompt contains {caption} or none does",
     );
+  });
+
+  test("fitCaption: a caption that would overflow the CLIP context loses end words, the same in every prompt", () => {
+    // a tokenizer counting words, context 8
+    const fake = { tokenizer: { encode: (t: string) => ({ fullLength: t.split(/\s+/).filter(Boolean).length }) }, contextLength: 8 } as unknown as Parameters<typeof fitCaption>[2];
+    const templates = ["{caption} a b c", "{caption}"];
+    expect(fitCaption(templates, "w1 w2 w3", fake)).toBe("w1 w2 w3");
+    expect(fitCaption(templates, "w1 w2 w3 w4 w5 w6 w7", fake)).toBe("w1 w2 w3 w4 w5");
+    expect(fitCaption(["{caption} a b c d e f g h i"], "w1 w2", fake)).toBe(""); // nothing fits: empty caption
+    // the real tokenizer: every filled prompt of the shipped-size context fits
+    const long = Array.from({ length: 30 }, () => "a red circle").join(" and ");
+    const c = fitCaption(["{caption} The word sale is written in the picture.", "{caption}"], long, clip);
+    expect(clip.tokenizer.encode(`${c} The word sale is written in the picture.`, { maxLength: Infinity }).fullLength).toBeLessThanOrEqual(clip.contextLength);
+    expect(long.startsWith(c) && c.length > 0).toBe(true);
   });
 
   test("configuration errors are one clear line; a missing column names it", async () => {
