@@ -60,8 +60,12 @@ export function clipVisionTower(g: Graph, v: ClipVisionConfig, pixels: Tensor, l
 
 /** Image tower + projection: pixels [B,3,S,S] -> image embeddings [B, E] (not normalised, like HF). */
 export function clipImageEmbeds(g: Graph, cfg: ClipConfig, pixels: Tensor): Tensor {
-  const { pooled } = clipVisionTower(g, cfg.vision, pixels);
-  return linear(g, pooled!, "vision.proj", cfg.vision.width, cfg.embedDim, { bias: false });
+  return clipImageProjection(g, cfg, clipVisionTower(g, cfg.vision, pixels).pooled!);
+}
+
+/** The image projection alone: pooled class token [B, width] -> image embeddings [B, E]. */
+export function clipImageProjection(g: Graph, cfg: ClipConfig, pooled: Tensor): Tensor {
+  return linear(g, pooled, "vision.proj", cfg.vision.width, cfg.embedDim, { bias: false });
 }
 
 /**

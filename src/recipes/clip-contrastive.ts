@@ -9,14 +9,9 @@
  * ClipModel/exportClip) serves both.
  */
 import { Graph, type Tensor } from "../graph/index.ts";
-import { CLIP_IO, clipTextEmbeds, clipVisionTower, type ClipConfig } from "../models/index.ts";
-import { linear } from "../models/layers.ts";
+import { CLIP_IO, clipImageProjection, clipTextEmbeds, clipVisionTower, type ClipConfig } from "../models/index.ts";
+import { l2normalize } from "../models/layers.ts";
 import { patchKindHead } from "./patch-kind.ts";
-
-/** x / ‖x‖ along the last axis. */
-function l2normalize(g: Graph, x: Tensor): Tensor {
-  return g.div(x, g.sqrt(g.add(g.reduceSum(g.mul(x, x), [-1], true), 1e-12)));
-}
 
 export interface HardNegativeLossGraph {
   graph: Graph;
@@ -48,7 +43,7 @@ export function hardNegativeClipLoss(cfg: ClipConfig, opts: { patchKindWeight?: 
   const ids = g.input(CLIP_IO.inputIds, "int64", ["texts", "sequence"]);
   const mask = g.input(CLIP_IO.attentionMask, "int64", ["texts", "sequence"]);
   const tower = clipVisionTower(g, cfg.vision, pixels);
-  const img = l2normalize(g, linear(g, tower.pooled!, "vision.proj", cfg.vision.width, cfg.embedDim, { bias: false })); // [B, E], as clipImageEmbeds
+  const img = l2normalize(g, clipImageProjection(g, cfg, tower.pooled!)); // [B, E]
   const txt = l2normalize(g, clipTextEmbeds(g, cfg, ids, mask)); // [N, E]
   const logScale = g.param("logit_scale", [1], { init: { kind: "constant", value: cfg.logitScaleInit } });
   const scale = g.min(g.exp(logScale), 100);

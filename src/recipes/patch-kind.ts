@@ -82,10 +82,15 @@ export function patchKindHead(g: Graph, cfg: ClipConfig, hidden: Tensor): { loss
 /** Input name of the patch labels. */
 export const PATCH_LABELS = "labels";
 
+/** Patch labels of every scene as int64 rows (converted once, then copied per batch). */
+export function patchLabelRows(scenes: readonly Scene[], grid: number): BigInt64Array[] {
+  return scenes.map((s) => BigInt64Array.from(patchKindLabels(s, grid), BigInt));
+}
+
 /** Patch labels of `rows` as an int64 feed [rows, n]. */
-export function patchLabelFeed(labels: readonly Int32Array[], rows: readonly number[], n: number) {
+export function patchLabelFeed(labels: readonly BigInt64Array[], rows: readonly number[], n: number) {
   const l = new BigInt64Array(rows.length * n);
-  rows.forEach((r, k) => labels[r]!.forEach((c, p) => (l[k * n + p] = BigInt(c))));
+  rows.forEach((r, k) => l.set(labels[r]!, k * n));
   return { dtype: "int64" as const, dims: [rows.length, n], data: l };
 }
 
@@ -179,7 +184,7 @@ export async function patchWarmup(
   const store = sharedStore(clip, graph, o.seed);
   store.trainOnly([...PATCH_TRAINED, "patch_kind"]);
   const step = await graph.compile({ outputs, grads: graph.grad(outputs.loss, store.trainableNames()), params: store, threads: o.threads });
-  const labels = train.scenes.map((s) => patchKindLabels(s, grid));
+  const labels = patchLabelRows(train.scenes, grid);
   const rng = new Rng(o.seed).fork(0x9a7d);
   let order: number[] = [];
   const batch = () => {

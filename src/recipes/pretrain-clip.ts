@@ -12,7 +12,7 @@ import { applyCaptionNoise, captionDefaultsFor, captionScene, generateScenes, ha
 import { ClipModel, clipConfig, padIds, type ClipConfig } from "../models/index.ts";
 import { Rng } from "../util/rng.ts";
 import { hardNegativeClipLoss } from "./clip-contrastive.ts";
-import { PATCH_LABELS, patchKindLabels, patchLabelFeed, patchWarmup, sharedStore, type PatchProbe } from "./patch-kind.ts";
+import { PATCH_LABELS, patchLabelFeed, patchLabelRows, patchWarmup, sharedStore, type PatchProbe } from "./patch-kind.ts";
 import type { ParamStore } from "../graph/params.ts";
 import { evaluateClip, type ClipMetrics } from "./clip-eval.ts";
 import { pretrainClipOptions } from "./options.ts";
@@ -114,7 +114,7 @@ export async function pretrainClip(o: PretrainClipOptions, log: (msg: string) =>
   // With the auxiliary patch term the step also trains the head (the warm-up's when there was one).
   const store = aux ? sharedStore(clip, graph, o.seed, headStore) : clip.store;
   const grid = o.imageSize / o.patchSize;
-  const labels = aux ? scenes.map((sc) => patchKindLabels(sc, grid)) : [];
+  const labels = aux ? patchLabelRows(scenes, grid) : [];
   const step = await graph.compile({ outputs, grads: graph.grad(outputs.loss, store.trainableNames()), params: store, threads: o.threads });
   const rng = new Rng(o.seed).fork(0xc11b);
   let order: number[] = [];

@@ -69,7 +69,7 @@ describe("hard-negative CLIP loss", () => {
     const B = 3, px = pixels(B, 3), n = (cfg.vision.imageSize / cfg.vision.patchSize) ** 2;
     const b = padIds(texts.map((t) => tok.encode(t).ids), cfg.text.padTokenId);
     const r = new Rng(9);
-    const labels = Array.from({ length: B }, () => Int32Array.from({ length: n }, () => r.int(PATCH_CLASSES)));
+    const labels = Array.from({ length: B }, () => BigInt64Array.from({ length: n }, () => BigInt(r.int(PATCH_CLASSES))));
     const feeds = { pixel_values: { dtype: "float32" as const, dims: [B, 3, 32, 32], data: px }, input_ids: b.ids, attention_mask: b.mask, labels: patchLabelFeed(labels, [0, 1, 2], n) };
     const aux = hardNegativeClipLoss(cfg, { patchKindWeight: 0.7 });
     const store = sharedStore(clip, aux.graph, 1);
