@@ -28,7 +28,7 @@ import { WordTokenizer } from "../src/models/word-tokenizer.ts";
 import { buildDpoBatch, type PairRecord } from "../src/train/dpo-batch.ts";
 import { DpoEngine } from "../src/train/dpo-engine.ts";
 import { Rng } from "../src/util/rng.ts";
-import { captionScene, sceneAt, worldVocabulary } from "../src/world/index.ts";
+import { captionScene, sceneAt, worldVocabulary } from "../demo/world/index.ts";
 import { matmulReference, median, timeOnce } from "./lib/reference.ts";
 
 const THREADS = 2;

@@ -62,8 +62,8 @@ import { createSession, runSession, type TensorValue } from "../src/graph/runtim
 import { imageTokens } from "../src/models/lvlm-config.ts";
 import { LVLM_IO, lvlmDecodeGraph, lvlmPrefillGraph, lvlmVisionGraph } from "../src/models/lvlm.ts";
 import { Scheduler } from "../src/scheduler/scheduler.ts";
-import { CAPTION_PROMPTS } from "../src/world/captions.ts";
-import { worldVocabulary } from "../src/world/index.ts";
+import { CAPTION_PROMPTS } from "../demo/world/captions.ts";
+import { worldVocabulary } from "../demo/world/index.ts";
 import { clipScore, decode, filter, pairs, sourceBatches, ScheduledClip } from "../operators/index.ts";
 import { generate } from "../operators/generate.ts";
 import { BusyMeter, type BusySnapshot } from "./lib/busy-host.ts";

@@ -30,8 +30,8 @@ import { loadLvlm } from "../src/models/lvlm-io.ts";
 import { LvlmModel } from "../src/models/lvlm-model.ts";
 import { WordTokenizer } from "../src/models/word-tokenizer.ts";
 import type { Decoder, DecodeOptions } from "../src/scheduler/decoder.ts";
-import { CAPTION_PROMPTS } from "../src/world/captions.ts";
-import { worldVocabulary } from "../src/world/vocabulary.ts";
+import { CAPTION_PROMPTS } from "../demo/world/captions.ts";
+import { worldVocabulary } from "../demo/world/vocabulary.ts";
 import { vitFlopsPerImage, type VitConfig } from "../test/scheduler/fixtures/onnx-models.ts";
 
 interface TowerCase {

@@ -9,7 +9,7 @@
  *   kept). Same images, same count, preferences that ignore CLIP: the control for "does the CLIP
  *   ranking matter?". Seeded per group, so reruns give the same pairs.
  * - `oracle`: ranks a group's candidates by their TRUE hallucination count (hallucinated objects
- *   + wrong attributes, src/world evaluateAnswer against the scene the `image_id` names), then
+ *   + wrong attributes, demo/world evaluateAnswer against the scene the `image_id` names), then
  *   pairs fewest vs most like `best-vs-worst` with a margin of at least one hallucination. Uses
  *   ground truth, so it is an upper bound only; `chosen_score`/`rejected_score` are the negated
  *   counts and `margin` their difference. Needs shapes-world image ids (`split/seed/index`).
@@ -22,7 +22,7 @@ import { buildPairs } from "../src/arrow/build.ts";
 import type { PairRow } from "../src/arrow/schemas.ts";
 import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
 import { Rng } from "../src/util/rng.ts";
-import { evaluateAnswer, fnv1a64, sceneOfId, type Scene } from "../src/world/index.ts";
+import { evaluateAnswer, fnv1a64, sceneOfId, type Scene } from "../demo/world/index.ts";
 import { countWords } from "./filter.ts";
 import { groupPairs, lengthRatio, pairRow, type PairsCounts } from "./pairs.ts";
 

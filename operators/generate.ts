@@ -32,8 +32,8 @@ import { LVLM_IO } from "../src/models/lvlm.ts";
 import type { Sample } from "../src/models/generate.ts";
 import { generateOptions, type GenerateOptions } from "../src/pipeline/schema.ts";
 import type { Decoder } from "../src/scheduler/decoder.ts";
-import { CAPTION_PROMPTS } from "../src/world/captions.ts";
-import { mixSeed } from "../src/world/hash.ts";
+import { CAPTION_PROMPTS } from "../demo/world/captions.ts";
+import { mixSeed } from "../demo/world/hash.ts";
 
 const stageOptions = generateOptions.omit({ model: true });
 

@@ -26,7 +26,7 @@ import { failOnBadRow, type BadRowHandler } from "../src/io/image-rows.ts";
 import { readLlavaJsonl } from "../src/io/jsonl.ts";
 import { readParquetImages } from "../src/io/parquet.ts";
 import type { SourceOptions } from "../src/pipeline/schema.ts";
-import { renderScene, sceneExample, type Split } from "../src/world/index.ts";
+import { renderScene, sceneExample, type Split } from "../demo/world/index.ts";
 
 /** Source options as in pipeline files (src/pipeline/schema.ts), defaults optional here. */
 export type SourceSpec =

@@ -68,8 +68,8 @@ export { AdamW, lrSchedule, clipGradNorm, dpoLoss, dpoLossReference, DpoTrainer 
 export type { DpoLossConfig, DpoTrainerOptions } from "./train/index.ts";
 
 // Shapes world
-export { sceneAt, renderScene, captionScene, hallucinationMetrics, SPLITS } from "./world/index.ts";
-export type { Scene, Split } from "./world/index.ts";
+export { sceneAt, renderScene, captionScene, hallucinationMetrics, SPLITS } from "../demo/world/index.ts";
+export type { Scene, Split } from "../demo/world/index.ts";
 
 // Pipeline files
 export { loadPipeline, parsePipeline, pipelineToYaml } from "./pipeline/loader.ts";

@@ -14,7 +14,7 @@
 import type { LvlmModel } from "../models/lvlm-model.ts";
 import { generateMany } from "../models/generate.ts";
 import { preprocessBatch } from "../models/image-preprocess.ts";
-import { CAPTION_PROMPTS, captionScene, generateScenes, hallucinationMetrics, renderScene, type PairAudit, type Scene } from "../world/index.ts";
+import { CAPTION_PROMPTS, captionScene, generateScenes, hallucinationMetrics, renderScene, type PairAudit, type Scene } from "../../demo/world/index.ts";
 import type { EvalExample, EvalReport, EvalRow } from "./report.ts";
 import type { EvalConfig } from "./schema.ts";
 

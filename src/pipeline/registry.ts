@@ -37,8 +37,8 @@ import { write } from "../../operators/write.ts";
 import { join } from "node:path";
 import { ImageStore } from "../io/image-store.ts";
 import type { DpoLossTerm } from "../train/dpo-loss-config.ts";
-import { pretrainClipStageOptions, sftPolicyStageOptions } from "../recipes/options.ts";
-import { runRecipeFile } from "../recipes/run.ts";
+import { pretrainClipStageOptions, sftPolicyStageOptions } from "../../demo/recipes/options.ts";
+import { runRecipeFile } from "../../demo/recipes/run.ts";
 import { dirname } from "node:path";
 import type { ResolvedPipeline } from "./loader.ts";
 import { RUN_FILES } from "./run-files.ts";
@@ -249,7 +249,7 @@ export const stageRegistry = {
   }),
 } as const;
 
-/** Runs a pretraining recipe (src/recipes) with its resolved options; it writes the model folder `modelDir`. */
+/** Runs a pretraining recipe (demo/recipes) with its resolved options; it writes the model folder `modelDir`. */
 async function recipeJob(name: "pretrainClip" | "sftPolicy", options: { modelDir: string }, ctx: Omit<StageContext, "flow">): Promise<JobResult> {
   const file = ctx.pipeline.file;
   // Paths are absolute already (the loader resolved them), so the recipe runner keeps them as they are.

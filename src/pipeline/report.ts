@@ -16,7 +16,7 @@ import { join } from "node:path";
 import type { CreditStats, DeadRow, StageSnapshot } from "../flow/index.ts";
 import { writeFileAtomic } from "../io/atomic-file.ts";
 import type { SchedulerStats } from "../scheduler/scheduler.ts";
-import type { PairAudit } from "../world/index.ts";
+import type { PairAudit } from "../../demo/world/index.ts";
 import { renderReportHtml } from "./report-html.ts";
 
 export const REPORT_FORMAT = "clipflow-run-report";

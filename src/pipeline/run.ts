@@ -26,7 +26,7 @@ import type { RecordBatch } from "apache-arrow";
 import { tap } from "rxjs";
 import { readDeadLetter, runFlow, type FlowContext, type FlowOperator, type RunReport as FlowReport, type StageSnapshot } from "../flow/index.ts";
 import { loadLvlm } from "../models/lvlm-io.ts";
-import { PairAuditor, type PairAudit } from "../world/index.ts";
+import { PairAuditor, type PairAudit } from "../../demo/world/index.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
 import { readMetricsLog } from "../train/metrics-log.ts";
 import { evaluatePolicies, pngDataUri, type EvalSubject } from "./eval.ts";

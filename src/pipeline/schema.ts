@@ -100,7 +100,7 @@ export const outSchema = z.strictObject({
 // stages
 
 /**
- * Shapes-world splits, disjoint by construction. Mirrors `SPLITS` in src/world/scene.ts
+ * Shapes-world splits, disjoint by construction. Mirrors `SPLITS` in demo/world/scene.ts
  * (clip-pretrain: CLIP training, sft: policy SFT, dpo: preference data, heldout: evaluation).
  */
 export const worldSplits = ["clip-pretrain", "sft", "dpo", "heldout"] as const;

@@ -4,7 +4,7 @@ import { rowAt } from "../../src/arrow/rows.ts";
 import type { PairRow, ScoredRow } from "../../src/arrow/schemas.ts";
 import { baselinePairs, hallucinationCount, sceneOfImageId } from "../../operators/baseline-pairs.ts";
 import { pairs } from "../../operators/pairs.ts";
-import { captionScene, sceneAt, SHAPE_KINDS } from "../../src/world/index.ts";
+import { captionScene, sceneAt, SHAPE_KINDS } from "../../demo/world/index.ts";
 import { creditsBack, runStages } from "./fixtures.ts";
 
 let n = 0;

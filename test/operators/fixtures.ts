@@ -9,7 +9,7 @@ import { clipPresets } from "../../src/models/clip-config.ts";
 import { ClipModel } from "../../src/models/clip-model.ts";
 import { clipImageConfig } from "../../src/models/preprocessor-config.ts";
 import { WordTokenizer } from "../../src/models/word-tokenizer.ts";
-import { worldVocabulary } from "../../src/world/index.ts";
+import { worldVocabulary } from "../../demo/world/index.ts";
 import type { Observable } from "rxjs";
 
 export interface Collected {

@@ -13,7 +13,7 @@ import { LvlmModel } from "../../src/models/lvlm-model.ts";
 import { WordTokenizer } from "../../src/models/word-tokenizer.ts";
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
 import { Rng } from "../../src/util/rng.ts";
-import { CAPTION_PROMPTS } from "../../src/world/captions.ts";
+import { CAPTION_PROMPTS } from "../../demo/world/captions.ts";
 import { generate, requestSeed } from "../../operators/generate.ts";
 
 const tok = WordTokenizer.fromCorpus([...CAPTION_PROMPTS, "a red circle left of a blue square .", "two green stars"]);

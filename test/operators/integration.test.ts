@@ -19,7 +19,7 @@ import type { CandidateRow } from "../../src/arrow/schemas.ts";
 import { mapBatch } from "../../src/flow/index.ts";
 import { ImageStore } from "../../src/io/image-store.ts";
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
-import { captionScene, sceneAt, type Split } from "../../src/world/index.ts";
+import { captionScene, sceneAt, type Split } from "../../demo/world/index.ts";
 import { clipScore, decode, filter, pairs, source, write, ScheduledClip } from "../../operators/index.ts";
 import { creditsBack, runStages, tinyClip } from "./fixtures.ts";
 

@@ -8,7 +8,7 @@ import { imagesSchema } from "../../src/arrow/schemas.ts";
 import { createFlowContext, fromSource, release, type FlowBatch } from "../../src/flow/index.ts";
 import { ArrowIpcWriter } from "../../src/io/arrow-ipc.ts";
 import { ParquetBatchWriter, plainColumns, plainParquetSchema } from "../../src/io/parquet.ts";
-import { renderScene, sceneExample } from "../../src/world/index.ts";
+import { renderScene, sceneExample } from "../../demo/world/index.ts";
 import { source, sourceBatches } from "../../operators/source.ts";
 import { creditsBack, png, runStages, stage } from "./fixtures.ts";
 

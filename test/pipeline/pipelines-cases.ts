@@ -2,7 +2,7 @@
  * The tiny configuration each file in pipelines/ runs with in CI (through --set, exactly as a
  * user would), and what its run must produce. Every file in pipelines/ must have an entry.
  */
-import type { PairAudit } from "../../src/world/index.ts";
+import type { PairAudit } from "../../demo/world/index.ts";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";

@@ -5,7 +5,7 @@
 import type { StageSnapshot } from "../../src/flow/index.ts";
 import { evalRow, pngDataUri } from "../../src/pipeline/eval.ts";
 import { emptyReport, reconcile, stageReports, type RunReport, type TrainingStep } from "../../src/pipeline/report.ts";
-import { generateScenes, renderScene } from "../../src/world/index.ts";
+import { generateScenes, renderScene } from "../../demo/world/index.ts";
 
 export function snapshot(stage: string, o: Partial<StageSnapshot>): StageSnapshot {
   return { stage, rowsIn: 0, rowsOut: 0, batchesIn: 1, batchesOut: 1, filtered: 0, deadLettered: 0, expanded: 0, buffered: 0, inFlight: 0, maxInFlight: 1, rowsPerSec: 10, activeMs: 1000, ...o };
