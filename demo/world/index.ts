@@ -47,5 +47,7 @@ export { parseCaption } from "./parse-caption.ts";
 export type { ObjectMention, RelationMention, ParsedCaption } from "./parse-caption.ts";
 export { evaluateAnswer, hallucinationMetrics } from "./hallucination-metrics.ts";
 export type { AnswerEvaluation, AttributeCheck, AttributeType, RelationCheck, HallucinationMetrics } from "./hallucination-metrics.ts";
+export { HALLUCINATION_CAUSES, RATE_DEFINITIONS, attributeAnswer, addAnswerCounts, zeroCounts } from "./hallucination-attribution.ts";
+export type { AnswerCounts, AttributedAnswer, AttributedHallucination, CountKey, HallucinationCause, RateDefinition } from "./hallucination-attribution.ts";
 export { ZERO_SHOT_TEMPLATE, zeroShotPrompts, zeroShotAccuracy, retrievalTopK } from "./zero-shot.ts";
 export { mixSeed, fnv1a64 } from "./hash.ts";
