@@ -9,7 +9,7 @@
  * f.write(new TextEncoder().encode('{"a":1}\n'));
  * f.commit(); // out/pairs.jsonl appears complete, or not at all
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 
 let counter = 0;
@@ -24,6 +24,8 @@ export class AtomicFile {
   constructor(readonly path: string) {
     const dir = dirname(path);
     mkdirSync(dir, { recursive: true });
+    // A writer killed before commit left its temp file: drop it now that the target is rewritten.
+    removeStaleTemps(dir, `.${basename(path)}.tmp-`);
     this.tempPath = join(dir, `.${basename(path)}.tmp-${process.pid}-${++counter}`);
     this.fd = openSync(this.tempPath, "w");
   }
@@ -71,4 +73,45 @@ export function writeFileAtomic(path: string, bytes: Uint8Array | string): void 
     f.abort();
     throw e;
   }
+}
+
+/** Temp names this codebase writes: `.<name>.tmp-<pid>-<n>` (AtomicFile), `<name>.tmp-<pid>-<n>` (graph writeFileAtomic), `.tmp-step-<n>-<pid>` (checkpoint dirs). */
+const TEMP_RES: readonly RegExp[] = [/^\..+\.tmp-(\d+)-[0-9a-z]+$/, /^.+\.tmp-(\d+)-[0-9a-z]+$/, /^\.tmp-step-\d+-(\d+)$/];
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: the pid exists but belongs to someone else, so it is alive.
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Removes the temp files/folders an interrupted writer left in `dir` (kill -9 between open and
+ * rename): only names of the shapes above (starting with `prefix`, when given) whose writer
+ * process is gone, so a writer running now (this process or another) is never disturbed.
+ * Returns the names removed.
+ *
+ * @example
+ * removeStaleTemps("out") // [".pairs.parquet.tmp-4242-1"] after a killed run
+ */
+export function removeStaleTemps(dir: string, prefix = ""): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return []; // no folder yet: nothing to clean
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = TEMP_RES.map((re) => re.exec(name)).find((m) => m)?.[1];
+    if (pid === undefined || processAlive(Number(pid))) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed.sort();
 }
