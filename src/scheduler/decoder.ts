@@ -1,5 +1,8 @@
 /**
- * Continuous (iteration-level) batching of LVLM generation, as a work source of the Scheduler.
+ * Continuous (iteration-level) batching of generation, as a work source of the Scheduler. The
+ * decoder drives a model *interface* ({@link PolicyModel}, src/models/lvlm-policy.ts: prefill,
+ * decode step, KV shape and layout), so the built-in LVLM and an imported Hugging Face ONNX VLM
+ * (src/models/hf-vlm/) plug in the same way; a bare LvlmModel is wrapped by `lvlmPolicy`.
  *
  * A decoder owns `replicas` lanes; a lane is one running batch with its own KV pool
  * (kv-pool.ts, the layout and the copy costs are documented there). Whenever an executor is
@@ -30,30 +33,30 @@
  * sampleRng(s, i), one uniform per token, from its own logits; logp is Σ log p under the model
  * itself (temperature 1, no top-k/top-p), as in the reference.
  *
- * Both graphs run in the model-host worker: `{name}.prefill` (image features + prompt) and
- * `{name}.decode`, with weights baked from the LVLM's store when the decoder is created.
+ * The policy's sessions run in the model-host workers as `{name}.{session}` (the built-in
+ * LVLM: `prefill` and `decode`, weights baked from its store when the decoder is created).
  * Image features come from `{name}.vision`, a dynamically batched model on the same
  * executors; requests may pass `pixels` (the decoder runs the vision model) or `features`.
+ * Each lane's KV cache follows the policy's layout (kv-pool.ts): `slots` (KvPool) or the
+ * exported decoders' growing `past` (PastKvLane).
  */
 import type { Device, TensorValue } from "../graph/runtime.ts";
 import type { Sample } from "../models/generate.ts";
-import { imageTokens, maxTextTokens } from "../models/lvlm-config.ts";
-import type { LvlmModel } from "../models/lvlm-model.ts";
-import { LVLM_IO, lvlmDecodeGraph, lvlmPrefillGraph, lvlmVisionGraph } from "../models/lvlm.ts";
+import { LvlmModel } from "../models/lvlm-model.ts";
+import { lvlmPolicy, type PolicyModel, type PolicyPrefill, type SessionRun } from "../models/lvlm-policy.ts";
 import { sampleRng, sampleToken, tokenLogProb, type SamplingOptions } from "../models/sampling.ts";
-import { padIds } from "../models/text-batch.ts";
 import type { Rng } from "../util/rng.ts";
 import { abortError, SchedulerError, type BatchedModel } from "./batched-model.ts";
 import type { Executor, ReadyWork, WorkSource } from "./executor.ts";
 import { FairQueue, type QueueItem } from "./fair-queue.ts";
-import { KvPool, type KvShape } from "./kv-pool.ts";
+import { KvPool, PastKvLane, type KvLane, type KvShape } from "./kv-pool.ts";
 import { deferred, type Deferred } from "./deferred.ts";
 
 /** The scheduler surface a decoder needs (Scheduler implements it). */
 export interface DecoderHost {
   now(): number;
   pump(): void;
-  register(name: string, spec: { model: Uint8Array }, opts: { maxBatch: number; maxDelayMs: number; priority: number; replicas: number; intraOpThreads: number; device: Device }): BatchedModel;
+  register(name: string, spec: { model: Uint8Array | string }, opts: { maxBatch: number; maxDelayMs: number; priority: number; replicas: number; intraOpThreads: number; device: Device }): BatchedModel;
   addSource(source: WorkSource, device: Device, replicas: number, load: (executors: Executor[]) => void): void;
 }
 
@@ -110,8 +113,8 @@ export interface DecodeOptions extends SamplingOptions {
   maxNewTokens: number;
   n?: number;
   seed?: number;
-  /** Token that ends a sample (default: the model's eos); null = never stop early. */
-  stopToken?: number | null;
+  /** Token(s) that end a sample (default: the model's eos ids); null = never stop early. */
+  stopToken?: number | readonly number[] | null;
   /** Submitting stream, for fair service (default "default"). */
   stream?: string;
   /** Aborting drops the request wherever it is (queued or running); it rejects with an AbortError. */
@@ -188,7 +191,7 @@ class Req implements QueueItem {
     readonly features: Float32Array,
     readonly sampling: SamplingOptions,
     readonly maxNewTokens: number,
-    readonly stop: number | null,
+    readonly stop: readonly number[],
     readonly seed: number,
     /** KV slots each sample reserves. */
     readonly reserve: number,
@@ -212,7 +215,7 @@ interface Seq {
 }
 
 interface Lane {
-  readonly pool: KvPool;
+  readonly pool: KvLane;
   /** Running sequences; index = KV row. */
   readonly seqs: Seq[];
   running: boolean;
@@ -228,7 +231,9 @@ interface Lane {
  * for await (const seq of gen.generate(requests, { maxNewTokens: 32, seed: 1 })) console.log(seq.request, seq.sample, seq.text);
  */
 export class Decoder implements WorkSource {
-  /** The LVLM's vision features model, `{name}.vision` (pixel_values -> image_features). */
+  /** The policy this decoder generates from. */
+  readonly model: PolicyModel;
+  /** The policy's vision features model, `{name}.vision` (pixel_values -> image_features). */
   readonly vision: BatchedModel;
   /** Resolves once the prefill and decode graphs are loaded on every replica. */
   readonly ready: Promise<void>;
@@ -242,6 +247,7 @@ export class Decoder implements WorkSource {
   private readonly shape: KvShape;
   private readonly np: number;
   private readonly featureFloats: number;
+  private readonly visionIo: { input: string; output: string };
   private reserved = 0;
   /** A lane-independent prefill (continuous batching) is running. */
   private prefilling = false;
@@ -264,9 +270,11 @@ export class Decoder implements WorkSource {
   constructor(
     private readonly host: DecoderHost,
     readonly name: string,
-    readonly lvlm: LvlmModel,
+    policy: PolicyModel | LvlmModel,
     opts: DecoderOptions = {},
   ) {
+    const model = policy instanceof LvlmModel ? lvlmPolicy(policy) : policy;
+    this.model = model;
     const maxBatch = opts.maxBatch ?? 32;
     this.options = {
       maxBatch,
@@ -289,22 +297,22 @@ export class Decoder implements WorkSource {
     (["maxBatch", "maxTokensInFlight", "maxQueue", "replicas", "intraOpThreads", "minJoin", "prefillAhead"] as const).forEach(posInt);
     if (!Number.isFinite(o.priority)) throw bad(`priority must be a finite number (got ${o.priority})`);
     if (!["continuous", "static", "drain"].includes(o.batching)) throw bad(`batching must be "continuous", "static" or "drain" (got ${String(o.batching)})`);
-    const cfg = lvlm.cfg;
-    this.np = imageTokens(cfg);
-    this.featureFloats = this.np * cfg.vision.width;
-    this.shape = { layers: cfg.lm.layers, heads: cfg.lm.heads, headDim: cfg.lm.width / cfg.lm.heads, capacity: cfg.lm.maxPositions };
+    this.np = model.imageTokens;
+    this.featureFloats = model.featureDims[0] * model.featureDims[1];
+    const { layers, heads, headDim, layout } = model.kv;
+    this.shape = { layers, heads, headDim, capacity: model.maxPositions };
     this.queue = new FairQueue<Req>(o.maxQueue);
     for (let i = 0; i < o.replicas; i++) {
-      this.lanes.push({ pool: new KvPool(this.shape, o.maxBatch), seqs: [], running: false, forming: true, since: host.now() });
+      const pool = layout === "slots" ? new KvPool(this.shape, o.maxBatch) : new PastKvLane(this.shape, o.maxBatch);
+      this.lanes.push({ pool, seqs: [], running: false, forming: true, since: host.now() });
     }
     this.ready = this.readyD.promise;
 
-    // Weights are baked now: the decoder generates from a snapshot of the policy.
-    const bake = (g: ReturnType<typeof lvlmPrefillGraph>) => g.graph.toOnnx({ outputs: g.outputs, bake: lvlm.store }).bytes;
-    const prefill = bake(lvlmPrefillGraph(cfg, "features"));
-    const decode = bake(lvlmDecodeGraph(cfg));
-    const vision = bake(lvlmVisionGraph(cfg));
-    this.vision = host.register(`${name}.vision`, { model: vision }, {
+    // The policy's graphs (the built-in LVLM bakes its weights now: a snapshot of the policy).
+    const sessions = model.sessions();
+    const vision = model.vision();
+    this.visionIo = { input: vision.input, output: vision.output };
+    this.vision = host.register(`${name}.vision`, { model: vision.model }, {
       maxBatch: opts.vision?.maxBatch ?? 32,
       maxDelayMs: opts.vision?.maxDelayMs ?? 2,
       priority: o.priority,
@@ -316,8 +324,7 @@ export class Decoder implements WorkSource {
       const sessionOpts = { intraOpThreads: o.intraOpThreads };
       Promise.all(
         executors.map(async (ex) => {
-          await ex.host.load(this.prefillSession, prefill, sessionOpts);
-          await ex.host.load(this.decodeSession, decode, sessionOpts);
+          for (const [key, graph] of Object.entries(sessions)) await ex.host.load(this.session(key), graph, sessionOpts);
           this.loadedOn.add(ex);
           this.host.pump();
         }),
@@ -332,11 +339,13 @@ export class Decoder implements WorkSource {
     });
   }
 
-  private get prefillSession(): string {
-    return `${this.name}.prefill`;
+  private session(key: string): string {
+    return `${this.name}.${key}`;
   }
-  private get decodeSession(): string {
-    return `${this.name}.decode`;
+
+  /** Runs the policy's sessions on `ex` (their worker-side names are `{name}.{key}`). */
+  private runner(ex: Executor): SessionRun {
+    return (key, feeds) => ex.host.run(this.session(key), feeds);
   }
 
   /** Generate the samples of one request; resolves with all of them (sample order). */
@@ -359,9 +368,10 @@ export class Decoder implements WorkSource {
     let features = request.features;
     if (!features) {
       const px = request.pixels!;
-      const s = this.lvlm.cfg.vision.imageSize;
-      const out = await this.vision.run({ [LVLM_IO.pixelValues]: { dtype: "float32", dims: [1, 3, s, s], data: px } }, { stream, ...(opts.signal ? { signal: opts.signal } : {}) });
-      features = out[LVLM_IO.imageFeatures]!.data as Float32Array;
+      const s = this.model.imageSize;
+      const out = await this.vision.run({ [this.visionIo.input]: { dtype: "float32", dims: [1, 3, s, s], data: px } }, { stream, ...(opts.signal ? { signal: opts.signal } : {}) });
+      features = out[this.visionIo.output]!.data as Float32Array;
+      if (features.length !== this.featureFloats) throw new SchedulerError(`${where}: vision model returned ${features.length} floats, expected [${this.model.featureDims.join(", ")}]`);
       if (this.closed) throw new SchedulerError(`${where}: scheduler is closed`);
       if (opts.signal?.aborted) throw abortError(`${where}: stream '${stream}' aborted`);
     }
@@ -632,9 +642,9 @@ export class Decoder implements WorkSource {
     seq.logp += tokenLogProb(logits, tok);
     this.counters.tokens++;
     let finish: Sample["finish"] | undefined;
-    if (tok === req.stop) finish = "stop";
+    if (req.stop.includes(tok)) finish = "stop";
     // feeding `tok` writes it at position `length`; the model has positions up to maxPositions - 1
-    else if (seq.tokens.length >= req.maxNewTokens || seq.length >= this.lvlm.cfg.lm.maxPositions) finish = "length";
+    else if (seq.tokens.length >= req.maxNewTokens || seq.length >= this.model.maxPositions) finish = "length";
     if (!finish) return false;
     this.deliver(seq, finish);
     return true;
@@ -643,7 +653,7 @@ export class Decoder implements WorkSource {
   private deliver(seq: Seq, finish: Sample["finish"]): void {
     const req = seq.req;
     if (req.settled) return;
-    const s: Sample = { tokens: seq.tokens, text: this.lvlm.tokenizer.decode(seq.tokens), logp: seq.logp, nTokens: seq.tokens.length, finish };
+    const s: Sample = { tokens: seq.tokens, text: this.model.decodeTokens(seq.tokens), logp: seq.logp, nTokens: seq.tokens.length, finish };
     req.samples[seq.index] = s;
     this.counters.finished++;
     req.onSample?.(seq.index, s);
@@ -665,18 +675,9 @@ export class Decoder implements WorkSource {
     const R = reqs.length;
     const feats = new Float32Array(R * this.featureFloats);
     reqs.forEach((r, i) => feats.set(r.features, i * this.featureFloats));
-    const b = padIds(
-      reqs.map((r) => r.ids),
-      this.lvlm.cfg.padTokenId,
-    );
-    const cfg = this.lvlm.cfg;
-    let out: Record<string, TensorValue>;
+    let out: PolicyPrefill;
     try {
-      out = await ex.host.run(this.prefillSession, {
-        [LVLM_IO.imageFeatures]: { dtype: "float32", dims: [R, this.np, cfg.vision.width], data: feats },
-        [LVLM_IO.inputIds]: b.ids,
-        [LVLM_IO.attentionMask]: b.mask,
-      });
+      out = await this.model.prefill(this.runner(ex), feats, reqs.map((r) => r.ids));
     } catch (e) {
       release();
       const err = new SchedulerError(`decoder '${this.name}': prefill failed: ${(e as Error).message}`);
@@ -686,12 +687,10 @@ export class Decoder implements WorkSource {
     release();
     this.counters.prefillCalls++;
     this.counters.prefillPrompts += R;
-    const V = cfg.lm.vocabSize;
-    const logits = out[LVLM_IO.logits]!.data as Float32Array;
-    const srcSlots = out[LVLM_IO.presentKey(0)]!.dims[2]!;
+    const V = this.model.vocabSize;
     reqs.forEach((r, i) => {
       if (r.settled) return;
-      r.prefilled = { logits: logits.subarray(i * V, (i + 1) * V), present: out, srcRow: i, srcSlots, length: this.np + r.ids.length };
+      r.prefilled = { logits: out.logits.subarray(i * V, (i + 1) * V), present: out.present, srcRow: i, srcSlots: out.srcSlots, length: out.lengths[i]! };
       this.pending.push(r);
     });
     this.counters.peakPendingSamples = Math.max(this.counters.peakPendingSamples, this.unstarted());
@@ -702,28 +701,19 @@ export class Decoder implements WorkSource {
   private async step(lane: Lane, ex: Executor, release: () => void): Promise<void> {
     const seqs = lane.seqs;
     const B = seqs.length;
-    const ids = new BigInt64Array(B);
-    const positions = new BigInt64Array(B);
+    const ids: number[] = new Array<number>(B);
     const slots: number[] = new Array<number>(B);
     const T = this.shape.capacity;
     seqs.forEach((s, b) => {
-      ids[b] = BigInt(s.tokens[s.tokens.length - 1]!);
+      ids[b] = s.tokens[s.tokens.length - 1]!;
       // a finished row kept by static batching keeps stepping on its last slot (output ignored)
-      const slot = s.done ? Math.min(s.length, T - 1) : s.length;
-      positions[b] = BigInt(slot);
-      slots[b] = slot;
+      slots[b] = s.done ? Math.min(s.length, T - 1) : s.length;
     });
-    const out = await ex.host.run(this.decodeSession, {
-      [LVLM_IO.inputIds]: { dtype: "int64", dims: [B, 1], data: ids },
-      [LVLM_IO.positions]: { dtype: "int64", dims: [B], data: positions },
-      ...lane.pool.feeds(B),
-    });
+    const logits = await this.model.step(this.runner(ex), ids, slots, lane.pool);
     release();
     this.counters.decodeSteps++;
     this.counters.decodeRows += B;
-    lane.pool.append(out, slots);
-    const V = this.lvlm.cfg.lm.vocabSize;
-    const logits = out[LVLM_IO.logits]!.data as Float32Array;
+    const V = this.model.vocabSize;
     let live = 0;
     let running = 0;
     seqs.forEach((s, b) => {
@@ -770,7 +760,7 @@ export class Decoder implements WorkSource {
 
   private describe(request: DecodeRequest, opts: DecodeOptions) {
     const where = `decoder '${this.name}'`;
-    const cfg = this.lvlm.cfg;
+    const m = this.model;
     if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) throw new SchedulerError(`${where}: maxNewTokens must be a positive integer, got ${opts.maxNewTokens}`);
     const n = request.n ?? opts.n ?? 1;
     if (!Number.isInteger(n) || n < 1) throw new SchedulerError(`${where}: n must be a positive integer, got ${n}`);
@@ -783,20 +773,20 @@ export class Decoder implements WorkSource {
     if (!(topP > 0 && topP <= 1)) throw new SchedulerError(`${where}: topP must be in (0, 1], got ${topP}`);
     if (request.features) {
       if (request.features.length !== this.featureFloats) {
-        throw new SchedulerError(`${where}: features have ${request.features.length} floats, expected [${this.np}, ${cfg.vision.width}] = ${this.featureFloats}`);
+        throw new SchedulerError(`${where}: features have ${request.features.length} floats, expected [${m.featureDims.join(", ")}] = ${this.featureFloats}`);
       }
     } else if (request.pixels) {
-      const s = cfg.vision.imageSize;
+      const s = m.imageSize;
       if (request.pixels.length !== 3 * s * s) throw new SchedulerError(`${where}: pixels have ${request.pixels.length} floats, expected [3, ${s}, ${s}]`);
     } else throw new SchedulerError(`${where}: a request needs features or pixels`);
-    const ids = typeof request.prompt === "string" ? this.lvlm.promptIds(request.prompt) : [...request.prompt];
+    const ids = typeof request.prompt === "string" ? m.promptIds(request.prompt) : [...request.prompt];
     if (ids.length < 1) throw new SchedulerError(`${where}: empty prompt`);
-    if (ids.length >= maxTextTokens(cfg)) throw new SchedulerError(`${where}: prompt of ${ids.length} tokens leaves no room in ${maxTextTokens(cfg)} text positions`);
-    const reserve = Math.min(cfg.lm.maxPositions, this.np + ids.length + opts.maxNewTokens);
+    if (ids.length >= m.maxPromptTokens) throw new SchedulerError(`${where}: prompt of ${ids.length} tokens leaves no room in ${m.maxPromptTokens} text positions`);
+    const reserve = Math.min(m.maxPositions, this.np + ids.length + opts.maxNewTokens);
     if (reserve > this.options.maxTokensInFlight) {
       throw new SchedulerError(`${where}: one sample needs ${reserve} KV slots, more than maxTokensInFlight ${this.options.maxTokensInFlight}`);
     }
-    const stop = opts.stopToken === undefined ? cfg.eosTokenId : opts.stopToken;
+    const stop = opts.stopToken === undefined ? m.stopTokens : opts.stopToken === null ? [] : typeof opts.stopToken === "number" ? [opts.stopToken] : [...opts.stopToken];
     const sampling: SamplingOptions = { temperature: t, topK, topP };
     return { n, seed, ids, reserve, stop, sampling };
   }
