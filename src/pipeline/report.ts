@@ -57,6 +57,54 @@ export interface TrainingReport {
   resumedFrom: string | null;
 }
 
+/** A point estimate with its 95% percentile-bootstrap (or t) interval. */
+export interface CiValue {
+  value: number;
+  lo: number;
+  hi: number;
+}
+
+/** How answers were decoded for one column group of the table. */
+export interface DecodingSpec {
+  /** "greedy" or "sampled". */
+  name: string;
+  /** 0 = greedy. */
+  temperature: number;
+  topP: number;
+  /** Answers per scene. */
+  samples: number;
+}
+
+/** One row's results under one decoding. */
+export interface DecodingResult {
+  /** DecodingSpec.name. */
+  decoding: string;
+  /** Answers scored (scenes × samples). */
+  answers: number;
+  /** Summed counts behind every rate (demo/world AnswerCounts). */
+  counts: Record<string, number>;
+  /** Every rate of RATE_DEFINITIONS with its 95% CI over scenes (bootstrap, resampling scenes). */
+  rates: Record<string, CiValue>;
+  /** Paired difference (this row − the starting policy) per rate, same scenes and resamples; null on the starting row. */
+  vsStart: Record<string, CiValue> | null;
+  /** Paired difference (this row − DPO on random pairs); null when there is no such row or this is it. */
+  vsRandom: Record<string, CiValue> | null;
+}
+
+/** A probe measured through the policy: binary existence questions (POPE), QA, zero-shot kind. */
+export interface ProbeReport {
+  /** How the policy answers, in words (e.g. scored by log-probability of candidate answers). */
+  method: string;
+  /** POPE per negative setting: accuracy, precision, recall, f1, yesRatio (each with its CI over scenes) and questions asked. */
+  pope: Record<string, { questions: number; accuracy: CiValue; precision: CiValue; recall: CiValue; f1: CiValue; yesRatio: CiValue }>;
+  /** QA accuracy per item type (count, colour, shape) and overall, with items asked. */
+  qa: Record<string, { items: number; accuracy: CiValue }>;
+  /** Zero-shot kind classification of single-object scenes through the policy. */
+  zeroShot: { scenes: number; accuracy: CiValue };
+  /** Paired differences to the starting policy (f1 per POPE setting, QA overall, zero-shot), null on the starting row. */
+  vsStart: Record<string, CiValue> | null;
+}
+
 /** One evaluated policy: a row of the result table. */
 export interface EvalRow {
   /** e.g. "SFT policy", "CLIP-DPO", "DPO on random pairs". */
@@ -67,6 +115,7 @@ export interface EvalRow {
   pairs: number | null;
   /** Those pairs audited against the scene truth (measurement only; null when not audited). */
   pairAudit: PairAudit | null;
+  /** Greedy answers scored (the fields below are the first decoding's, kept for old readers). */
   answers: number;
   /** CHAIR_i. */
   chairI: number;
@@ -76,6 +125,20 @@ export interface EvalRow {
   attributeHallucination: number;
   relationHallucination: number;
   counts: Record<string, number>;
+  /** Per decoding (EvalReport.decodings order): rates with CIs, paired differences. */
+  decodings?: DecodingResult[];
+  /** POPE / QA / zero-shot probes through this policy (null when not run). */
+  probes?: ProbeReport | null;
+}
+
+/** A seed group: rows that differ only by their seed, summarised by mean and t-interval over seeds. */
+export interface SeedGroup {
+  /** Row name without its " (seed N)" suffix. */
+  name: string;
+  rows: string[];
+  seeds: number[];
+  /** decoding name → rate key → mean over seeds with its t 95% interval (wide with 3 seeds). */
+  rates: Record<string, Record<string, CiValue & { perSeed: number[] }>>;
 }
 
 /** A generated answer of the evaluation, for the report's examples. */
@@ -85,6 +148,8 @@ export interface EvalExample {
   truth: string;
   /** Answer per evaluated row, in `rows` order. */
   answers: string[];
+  /** Sampled answers per row (the second decoding's), when sampled decoding ran. */
+  sampled?: string[][];
 }
 
 export interface EvalReport {
@@ -95,6 +160,12 @@ export interface EvalReport {
   metrics: string[];
   rows: EvalRow[];
   examples: EvalExample[];
+  /** Decodings evaluated, in column order (greedy first). */
+  decodings?: DecodingSpec[];
+  /** Bootstrap resamples behind every CI (over scenes). */
+  resamples?: number;
+  /** Rows grouped over seeds (empty without seed variants). */
+  seedGroups?: SeedGroup[];
 }
 
 /** A preference pair shown in the report. */
