@@ -28,7 +28,8 @@ describe("eval statistics on hand-written answers", () => {
     expect(row.chairI).toBe(0.5);
     expect(row.chairS).toBe(1);
     expect(row.counts.hallucinated).toBe(6);
-    expect(row.counts.addition + row.counts.misread + row.counts.count + row.counts.other).toBe(6);
+    const c = row.counts as Record<"addition" | "misread" | "count" | "other", number>;
+    expect(c.addition + c.misread + c.count + c.other).toBe(6);
   });
 
   test("rates carry CIs that contain the value; paired difference of a row with itself is exactly 0", () => {
