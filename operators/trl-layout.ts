@@ -17,6 +17,7 @@ import type { SchemaElement } from "hyparquet";
 import { batchFromColumns } from "../src/arrow/build.ts";
 import type { BatchScope } from "../src/flow/index.ts";
 import type { ImageStore } from "../src/io/image-store.ts";
+import type { ParquetLayout } from "../src/io/parquet.ts";
 
 export interface TrlContent {
   type: "image" | "text";
@@ -33,45 +34,61 @@ export interface TrlRow {
   rejected: TrlMessage[];
 }
 
-const utf8 = (n: string, nullable = false) => new Field(n, new Utf8(), nullable);
-const messages = (name: string) =>
-  new Field(
-    name,
-    new List(
-      new Field(
-        "item",
-        new Struct([utf8("role"), new Field("content", new List(new Field("item", new Struct([utf8("type"), utf8("text", true)]), false)), false)]),
-        false,
-      ),
-    ),
-    false,
-  );
+// Every field is nullable, as `datasets` writes them: `datasets.Features.from_arrow_schema` takes
+// a column's feature from the `huggingface` metadata only when the metadata's own Arrow field
+// (always nullable) equals the file's field, so a required field turns `images` back into plain
+// `{bytes, path}` dicts instead of Image features.
+const utf8 = (n: string) => new Field(n, new Utf8(), true);
+const listOf = (name: string, item: Field[]) => new Field(name, new List(new Field("item", new Struct(item), true)), true);
+const messages = (name: string) => listOf(name, [utf8("role"), listOf("content", [utf8("type"), utf8("text")])]);
 
-/** Arrow schema of the TRL layout. */
-export const trlSchema = new Schema([
-  new Field("images", new List(new Field("item", new Struct([new Field("bytes", new Binary(), false), utf8("path")]), false)), false),
-  messages("prompt"),
-  messages("chosen"),
-  messages("rejected"),
-]);
+/**
+ * The `datasets` Features of the TRL layout for the `huggingface` schema metadata, in the
+ * list-literal form (`[feature]`) that datasets 2.x/3.x and 4.x/5.x all read (datasets 4's
+ * `{"_type": "List"}` spelling fails in 3.x; its `Sequence` of a struct is a struct of lists).
+ * Field order matches the Arrow and Parquet schemas below.
+ */
+const value = { dtype: "string", _type: "Value" };
+const messageFeature = [{ role: value, content: [{ type: value, text: value }] }];
+export const trlFeatures = {
+  images: [{ _type: "Image" }],
+  prompt: messageFeature,
+  chosen: messageFeature,
+  rejected: messageFeature,
+};
+/** The `huggingface` key-value metadata entry (Arrow schema metadata and Parquet footer). */
+export const trlHuggingfaceMetadata = { key: "huggingface", value: JSON.stringify({ info: { features: trlFeatures } }) };
+
+/** Arrow schema of the TRL layout (nullable fields and the `huggingface` features metadata). */
+export const trlSchema = new Schema(
+  [listOf("images", [new Field("bytes", new Binary(), true), utf8("path")]), messages("prompt"), messages("chosen"), messages("rejected")],
+  new Map([[trlHuggingfaceMetadata.key, trlHuggingfaceMetadata.value]]),
+);
 
 const list = (name: string, children: SchemaElement[], n: number): SchemaElement[] => [
-  { name, repetition_type: "REQUIRED", num_children: 1, converted_type: "LIST" },
+  { name, repetition_type: "OPTIONAL", num_children: 1, converted_type: "LIST" },
   { name: "list", repetition_type: "REPEATED", num_children: 1 },
-  { name: "element", repetition_type: "REQUIRED", num_children: n },
+  { name: "element", repetition_type: "OPTIONAL", num_children: n },
   ...children,
 ];
-const str = (name: string, optional = false): SchemaElement => ({ name, repetition_type: optional ? "OPTIONAL" : "REQUIRED", type: "BYTE_ARRAY", converted_type: "UTF8" });
-const msgParquet = (name: string): SchemaElement[] => list(name, [str("role"), ...list("content", [str("type"), str("text", true)], 2)], 2);
+const str = (name: string): SchemaElement => ({ name, repetition_type: "OPTIONAL", type: "BYTE_ARRAY", converted_type: "UTF8" });
+const msgParquet = (name: string): SchemaElement[] => list(name, [str("role"), ...list("content", [str("type"), str("text")], 2)], 2);
 
-/** Parquet schema of the TRL layout (nested lists of structs, as `datasets` writes them). */
-export const trlParquetSchema: SchemaElement[] = [
-  { name: "root", num_children: 4 },
-  ...list("images", [{ name: "bytes", repetition_type: "REQUIRED", type: "BYTE_ARRAY" }, str("path")], 2),
-  ...msgParquet("prompt"),
-  ...msgParquet("chosen"),
-  ...msgParquet("rejected"),
-];
+/**
+ * Parquet layout of the TRL columns: nested lists of structs with every level OPTIONAL and the
+ * `huggingface` features in the footer's key-value metadata, as `Dataset.to_parquet` writes them,
+ * so `datasets.load_dataset("parquet", …)` gives `images` as a list of Image features.
+ */
+export const trlParquetSchema: ParquetLayout = {
+  elements: [
+    { name: "root", num_children: 4 },
+    ...list("images", [{ name: "bytes", repetition_type: "OPTIONAL", type: "BYTE_ARRAY" }, str("path")], 2),
+    ...msgParquet("prompt"),
+    ...msgParquet("chosen"),
+    ...msgParquet("rejected"),
+  ],
+  kvMetadata: [trlHuggingfaceMetadata],
+};
 
 const text = (t: string): TrlContent => ({ type: "text", text: t });
 

@@ -103,6 +103,15 @@ export function plainColumns(batch: RecordBatch): Record<string, unknown[]> {
   return out;
 }
 
+/**
+ * A Parquet schema (flattened `SchemaElement`s, root first) with footer key-value metadata, e.g.
+ * the `huggingface` features entry `datasets` reads.
+ */
+export interface ParquetLayout {
+  elements: SchemaElement[];
+  kvMetadata: { key: string; value: string }[];
+}
+
 /** A ByteWriter that spills to an AtomicFile every ~1 MB instead of growing one buffer. */
 class SpillWriter extends ByteWriter {
   constructor(private readonly file: AtomicFile) {
@@ -123,6 +132,7 @@ class SpillWriter extends ByteWriter {
 
 /**
  * Parquet output through row groups of `rowGroupRows` (buffered), committed atomically.
+ * `schema` is the flattened Parquet schema, or a {@link ParquetLayout} that adds footer metadata.
  * `toColumns` turns a batch into column arrays named as in `schema`'s top level.
  */
 export class ParquetBatchWriter implements BatchWriter {
@@ -135,13 +145,15 @@ export class ParquetBatchWriter implements BatchWriter {
 
   constructor(
     readonly path: string,
-    schema: SchemaElement[],
+    schema: SchemaElement[] | ParquetLayout,
     private readonly toColumns: (batch: RecordBatch) => Record<string, unknown[]>,
     private readonly rowGroupRows = 1024,
   ) {
+    const elements = Array.isArray(schema) ? schema : schema.elements;
+    const kvMetadata = Array.isArray(schema) ? undefined : schema.kvMetadata;
     this.file = new AtomicFile(path);
-    this.writer = new ParquetWriter({ writer: new SpillWriter(this.file), schema: schema as never, createdBy: "clipflow" });
-    this.names = topLevelNames(schema);
+    this.writer = new ParquetWriter({ writer: new SpillWriter(this.file), schema: elements as never, kvMetadata, createdBy: "clipflow" });
+    this.names = topLevelNames(elements);
     this.buf = this.empty();
   }
 
