@@ -12,7 +12,7 @@
  * that is renamed into place only when all files are durable; then `latest` is replaced. A crash
  * at any point leaves the previous checkpoint intact and `latest` naming a complete directory.
  */
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../graph/safetensors.ts";
@@ -115,4 +115,38 @@ export async function latestCheckpoint(root: string): Promise<{ dir: string; ste
     throw new CheckpointError(`${sp}: not valid JSON (${(e as Error).message.split("\n")[0]})`);
   }
   return { dir, step: Number(NAME_RE.exec(name)![1]), state };
+}
+
+/**
+ * Complete checkpoints under `root`, the one to resume from first: the one `latest` names, then
+ * the others newest first. A resume tries them in this order, so a corrupt newest checkpoint
+ * falls back to the previous complete one.
+ *
+ * @example
+ * for (const c of resumeCandidates("out/ckpt")) { try { return await load(c.dir); } catch { continue; } }
+ */
+export function resumeCandidates(root: string): { dir: string; step: number }[] {
+  const all = listCheckpoints(root).reverse();
+  const lp = join(root, LATEST);
+  let first: string | undefined;
+  if (existsSync(lp)) {
+    try {
+      const n = readFileSync(lp, "utf8").trim();
+      if (NAME_RE.test(n)) first = n;
+    } catch {
+      /* unreadable pointer: fall back to the directory listing */
+    }
+  }
+  const ordered = first ? [...all.filter((c) => c.name === first), ...all.filter((c) => c.name !== first)] : all;
+  return ordered.map((c) => ({ dir: join(root, c.name), step: c.step }));
+}
+
+/** state.json of one checkpoint directory, parsed (a CheckpointError names the file otherwise). */
+export function readCheckpointState(dir: string): unknown {
+  const sp = join(dir, STATE_FILE);
+  try {
+    return JSON.parse(readFileSync(sp, "utf8"));
+  } catch (e) {
+    throw new CheckpointError(`${sp}: not valid JSON (${(e as Error).message.split("\n")[0]})`);
+  }
 }

@@ -9,12 +9,20 @@
  * not copied) and receives the metrics. Weights cross threads twice per run: once in, and once
  * out at export. Checkpoint files are written by the worker itself.
  *
- * Exact resume: a checkpoint holds weights, optimiser moments and step, the shuffle RNG, the
- * data position (pairs consumed from the stream, pending pairs, replay buffer with its pixels,
- * the epoch and its shuffled order). On resume the first `consumed` stream pairs are skipped
- * (the upstream is deterministic), so step k+1 sees the same batch, weights and optimiser state.
+ * Exact resume, keyed by what was trained: a checkpoint holds weights, optimiser moments and
+ * step, the shuffle RNG, the data position (the keys of every stream pair taken in the stream
+ * epoch — trained or pending —, the pending pairs, the replay buffer with its pixels, the epoch
+ * and its shuffled order) and the training-relevant configuration. On resume every arriving pair
+ * whose key is in that set is skipped, whatever order the upstream delivers it in, so each pair is
+ * trained exactly once; when the pairs not yet taken arrive in the same relative order as in an
+ * uninterrupted run (a deterministic upstream), step k+1 sees the same batch, weights and
+ * optimiser state and the final weights are equal. A pair's key is the first 8 bytes of
+ * SHA-256 over (image_id, prompt, chosen, rejected): the pairs schema has no id column, and the
+ * same four strings are the same training example. Resuming with another training configuration
+ * is refused (naming the keys that differ) unless `allowConfigChange`.
  */
-import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { dirname, join } from "node:path";
 import { existsSync, writeFileSync } from "node:fs";
 import type { RecordBatch } from "apache-arrow";
 import { nameMatcher } from "../graph/params.ts";
@@ -22,7 +30,8 @@ import { exportLvlm } from "../models/lvlm-io.ts";
 import type { LvlmModel } from "../models/lvlm-model.ts";
 import { Rng } from "../util/rng.ts";
 import type { AdamWConfig } from "./adamw.ts";
-import { latestCheckpoint, writeCheckpoint } from "./checkpoint.ts";
+import { removeStaleTemps } from "../io/atomic-file.ts";
+import { readCheckpointState, resumeCandidates, writeCheckpoint } from "./checkpoint.ts";
 import { buildDpoBatch, type DpoBatch, type PairRecord } from "./dpo-batch.ts";
 import { DpoEngine, DpoNonFiniteError, type DpoEngineConfig, type DpoEngineLike, type StepMetrics } from "./dpo-engine.ts";
 import { WorkerDpoEngine } from "./dpo-engine-worker.ts";
@@ -79,6 +88,25 @@ export interface DpoTrainerOptions {
   /** ORT intra-op threads of the step session (default 1). */
   threads?: number;
   onStep?: (line: MetricsLine, m: StepMetrics) => void;
+  /**
+   * Resume even when the checkpoint was trained with another training configuration (lr, batch
+   * size, loss, …); the differences are logged and listed in the summary (default false: refused).
+   */
+  allowConfigChange?: boolean;
+  /** Where the trainer's messages go ("resumed from step N", fall-backs, cleaned temp files); default stderr. */
+  log?: (message: string) => void;
+}
+
+/** Resume refused: the checkpoint was trained with another configuration. */
+export class DpoResumeConfigError extends Error {
+  override name = "DpoResumeConfigError";
+  constructor(
+    message: string,
+    /** `key: old -> new` for every differing key (dotted paths). */
+    readonly differences: string[],
+  ) {
+    super(message);
+  }
 }
 
 /** Training stopped on a NaN/Inf loss or gradient; the last good checkpoint was kept. */
@@ -87,14 +115,77 @@ export class DpoTrainingStopped extends Error {
 }
 
 interface TrainerState extends ReplayState {
-  format: 1;
+  /** 1: position as a pair count (order-dependent, read for old checkpoints); 2: pair keys + config. */
+  format: 1 | 2;
   step: number;
   consumed: number;
+  /** Format 2: base64 of the sorted little-endian uint64 keys of the stream pairs taken (8 bytes a pair). */
+  consumedKeys?: string;
+  /** Format 2: the training-relevant configuration and its SHA-256. */
+  config?: Record<string, unknown>;
+  configHash?: string;
   streamDone: boolean;
   epoch: number;
   order: number[] | null;
   orderPos: number;
   rng: number[];
+}
+
+/**
+ * A pair's identity: first 8 bytes of SHA-256 over its four strings (NUL-separated).
+ *
+ * @example
+ * pairKey({ imageId: "a", prompt: "p", chosen: "x", rejected: "y" }) // a bigint < 2^64
+ */
+export function pairKey(p: Pick<PairRecord, "imageId" | "prompt" | "chosen" | "rejected">): bigint {
+  const h = createHash("sha256").update(`${p.imageId}\0${p.prompt}\0${p.chosen}\0${p.rejected}`).digest();
+  return h.readBigUInt64LE(0);
+}
+
+function encodeKeys(keys: readonly bigint[]): string {
+  const a = BigUint64Array.from(keys).sort();
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
+}
+
+function decodeKeys(b64: string, where: string): Map<bigint, number> {
+  const bytes = Buffer.from(b64, "base64");
+  if (bytes.byteLength % 8 !== 0) throw new Error(`${where}: consumedKeys holds ${bytes.byteLength} bytes, not a multiple of 8`);
+  const a = new BigUint64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  const m = new Map<bigint, number>();
+  for (const k of a) m.set(k, (m.get(k) ?? 0) + 1); // a multiset: the same pair may arrive twice
+  return m;
+}
+
+/** JSON with object keys sorted at every level and undefined members dropped: equal configs give equal text. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map((x) => (x === undefined ? "null" : canonical(x))).join(",")}]`;
+  if (v && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+function flatten(v: unknown, prefix: string, out: Map<string, string>): void {
+  if (v && typeof v === "object" && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (x !== undefined) flatten(x, prefix ? `${prefix}.${k}` : k, out);
+  } else out.set(prefix, canonical(v));
+}
+
+/** `key: old -> new` for every dotted key whose value differs (absent shown as "unset"). */
+function configDifferences(old: Record<string, unknown>, now: Record<string, unknown>): string[] {
+  const a = new Map<string, string>(), b = new Map<string, string>();
+  flatten(old, "", a);
+  flatten(now, "", b);
+  const out: string[] = [];
+  for (const k of [...new Set([...a.keys(), ...b.keys()])].sort()) {
+    if (a.get(k) !== b.get(k)) out.push(`${k}: ${a.get(k) ?? "unset"} -> ${b.get(k) ?? "unset"}`);
+  }
+  return out;
 }
 
 export interface DpoTrainSummary {
@@ -105,6 +196,10 @@ export interface DpoTrainSummary {
   checkpoint: string | undefined;
   exportDir: string | undefined;
   resumedFrom: string | undefined;
+  /** Stream pairs skipped because the checkpoint resumed from had already taken them. */
+  skippedOnResume: number;
+  /** Configuration keys that differ from the resumed checkpoint's (`key: old -> new`; only with allowConfigChange). */
+  configChanges: string[];
 }
 
 /**
@@ -118,9 +213,16 @@ export class DpoTrainer {
   readonly metrics: MetricsLog;
   private step = 0;
   private consumed = 0;
-  /** Stream pairs seen in this process (compared with `skip` on resume). */
+  /** Keys of the stream pairs taken in the stream epoch (this process and the checkpoint resumed from). */
+  private consumedKeys: bigint[] = [];
+  /** Keys still to skip on resume (a multiset), for format-2 checkpoints. */
+  private skipKeys: Map<bigint, number> | undefined;
+  /** Format-1 checkpoints: stream pairs seen in this process, compared with `skip`. */
   private seen = 0;
   private skip = 0;
+  private skipped = 0;
+  private lateArrivals = 0;
+  private configChanges: string[] = [];
   private streamDone = false;
   private epoch = 0;
   private order: number[] | null = null;
@@ -137,6 +239,8 @@ export class DpoTrainer {
     private rng: Rng,
     metrics: MetricsLog,
     readonly resumedFrom: string | undefined,
+    private readonly config: Record<string, unknown>,
+    private readonly log: (message: string) => void,
   ) {
     this.metrics = metrics;
   }
@@ -172,43 +276,88 @@ export class DpoTrainer {
     const S = policy.cfg.vision.imageSize;
     const buffer = new ReplayBuffer(replayBuffer, 3 * S * S);
     let rng = new Rng(opts.seed ?? 0);
+    const log = opts.log ?? ((m: string) => void process.stderr.write(`${m}\n`));
+    const config: Record<string, unknown> = {
+      loss: opts.loss, lr: opts.lr, weightDecay: opts.weightDecay ?? 0, optimizer: opts.optimizer ?? {}, warmup, schedule: kind,
+      totalSteps: total, minLr: opts.minLr ?? 0, batchSize, gradAccum, maxGradNorm: cfg.maxGradNorm, epochs, replayBuffer, trainable: patterns, seed: opts.seed ?? 0,
+    };
     let resumedFrom: string | undefined;
     let state: TrainerState | undefined;
+    let changes: string[] = [];
     try {
+      // A killed run leaves temp files (checkpoint dirs, `latest`, `.pairs.parquet`, …): drop those of dead writers.
+      for (const d of [opts.checkpointDir, opts.metricsPath && dirname(opts.metricsPath)]) {
+        if (!d) continue;
+        const gone = removeStaleTemps(d);
+        if (gone.length > 0) log(`dpoTrain: removed ${gone.length} temp file(s) left by an interrupted run in ${d}: ${gone.slice(0, 5).join(", ")}${gone.length > 5 ? ", …" : ""}`);
+      }
       if (opts.checkpointDir && (opts.resume ?? true)) {
-        const ck = await latestCheckpoint(opts.checkpointDir);
-        if (ck) {
-          state = ck.state as TrainerState;
-          if (state.format !== 1) throw new Error(`${ck.dir}: unsupported trainer state format ${JSON.stringify(state.format)}`);
-          await engine.loadState(ck.dir);
-          await buffer.restore(state, join(ck.dir, DATA_FILE));
-          rng = Rng.fromState(state.rng);
-          resumedFrom = ck.dir;
+        const candidates = resumeCandidates(opts.checkpointDir);
+        const failures: string[] = [];
+        for (const c of candidates) {
+          try {
+            const st = readCheckpointState(c.dir) as TrainerState;
+            if (st === null || typeof st !== "object" || (st.format !== 1 && st.format !== 2)) {
+              throw new Error(`${join(c.dir, "state.json")}: unsupported trainer state format ${JSON.stringify((st as { format?: unknown } | null)?.format)}`);
+            }
+            if (st.format === 2) {
+              const diff = configDifferences(st.config ?? {}, config);
+              if (diff.length > 0 && !opts.allowConfigChange) {
+                throw new DpoResumeConfigError(
+                  `dpoTrain: checkpoint ${c.dir} was trained with another configuration (${diff.join("; ")}); resume with the same settings, start a new output folder, or allow it (allowConfigChange / --allow-config-change)`,
+                  diff,
+                );
+              }
+              changes = diff;
+            }
+            await engine.loadState(c.dir);
+            await buffer.restore(st, join(c.dir, DATA_FILE));
+            rng = Rng.fromState(st.rng);
+            state = st;
+            resumedFrom = c.dir;
+            break;
+          } catch (e) {
+            if (e instanceof DpoResumeConfigError) throw e;
+            const msg = (e as Error).message.split("\n")[0]!.slice(0, 300);
+            failures.push(msg.includes(c.dir) ? msg : `${c.dir}: ${msg}`);
+            log(`dpoTrain: checkpoint ${c.dir} is unusable (${msg})${c === candidates.at(-1) ? "" : "; falling back to the previous complete checkpoint"}`);
+          }
         }
+        if (!state && failures.length > 0) throw new Error(`dpoTrain: no usable checkpoint under ${opts.checkpointDir} (${failures.join("; ")})`);
       }
     } catch (e) {
       await engine.close();
       throw e;
     }
-    let log: MetricsLog;
+    let metrics: MetricsLog;
     if (state && opts.metricsPath && existsSync(opts.metricsPath)) {
       // Keep the lines up to the checkpoint; later ones belong to the interrupted run and will be redone.
-      const kept = (await readMetricsLog(opts.metricsPath)).filter((l) => l.step <= state.step);
+      const step = state.step;
+      const kept = (await readMetricsLog(opts.metricsPath, { onTornTail: (m) => log(`dpoTrain: ${m}`) })).filter((l) => l.step <= step);
       writeFileSync(opts.metricsPath, kept.map((l) => `${JSON.stringify(l)}\n`).join(""));
-      log = new MetricsLog(opts.metricsPath, { append: true });
-      log.lines.push(...kept);
-    } else log = new MetricsLog(opts.metricsPath);
-    const t = new DpoTrainer({ ...opts, batchSize, gradAccum, epochs, checkpointEvery }, engine, buffer, rng, log, resumedFrom);
+      metrics = new MetricsLog(opts.metricsPath, { append: true });
+      metrics.lines.push(...kept);
+    } else metrics = new MetricsLog(opts.metricsPath);
+    const t = new DpoTrainer({ ...opts, batchSize, gradAccum, epochs, checkpointEvery }, engine, buffer, rng, metrics, resumedFrom, config, log);
     if (state) {
       t.step = state.step;
       t.consumed = state.consumed;
-      t.skip = state.consumed;
+      if (state.format === 2) {
+        t.skipKeys = decodeKeys(state.consumedKeys ?? "", join(resumedFrom!, "state.json"));
+        for (const [k, n] of t.skipKeys) for (let i = 0; i < n; i++) t.consumedKeys.push(k);
+      } else {
+        t.skip = state.consumed;
+        log(`dpoTrain: ${resumedFrom} is a format-1 checkpoint: skipping the first ${state.consumed} stream pairs by count (correct only if the upstream order is unchanged)`);
+      }
       t.streamDone = state.streamDone;
       t.epoch = state.epoch;
       t.order = state.order;
       t.orderPos = state.orderPos;
       t.lastCheckpoint = resumedFrom;
       t.lastCheckpointStep = state.step;
+      t.configChanges = changes;
+      if (changes.length > 0) log(`dpoTrain: resuming with a changed configuration (allowed): ${changes.join("; ")}`);
+      log(`dpoTrain: resumed from step ${state.step} (${resumedFrom}; ${state.consumed} stream pairs already taken will be skipped)`);
     }
     return t;
   }
@@ -244,7 +393,10 @@ export class DpoTrainer {
     ];
     const keep = this.o.epochs > 1;
     for (let i = 0; i < batch.numRows; i++) {
-      if (this.seen++ < this.skip) continue; // consumed before the checkpoint we resumed from
+      if (this.seen++ < this.skip) {
+        this.skipped++; // format-1 checkpoint: consumed before it, by count
+        continue;
+      }
       const p: PairRecord = {
         imageId: String(img.get(i)),
         prompt: String(prompt.get(i)),
@@ -253,7 +405,22 @@ export class DpoTrainer {
         refChosen: Number(rc.get(i)),
         refRejected: Number(rr.get(i)),
       };
+      const key = pairKey(p);
+      const left = this.skipKeys?.get(key);
+      if (left !== undefined) {
+        // taken before the checkpoint we resumed from (trained, or pending in the checkpoint)
+        if (left === 1) this.skipKeys!.delete(key);
+        else this.skipKeys!.set(key, left - 1);
+        this.skipped++;
+        continue;
+      }
+      if (this.streamDone) {
+        // resumed after the stream epoch ended: a pair it never had cannot join the finished epoch
+        this.lateArrivals++;
+        continue;
+      }
       this.consumed++;
+      this.consumedKeys.push(key);
       try {
         this.buffer.admit(p, this.o.pixels, keep);
       } catch (e) {
@@ -274,6 +441,10 @@ export class DpoTrainer {
    */
   async finish(): Promise<DpoTrainSummary> {
     this.checkUsable();
+    const missing = this.skipKeys ? [...this.skipKeys.values()].reduce((a, b) => a + b, 0) : 0;
+    if (missing > 0) this.log(`dpoTrain: ${missing} pair(s) the checkpoint had taken did not arrive again (the upstream changed); they stay trained once`);
+    if (this.lateArrivals > 0) this.log(`dpoTrain: ${this.lateArrivals} pair(s) arrived after the resumed stream epoch had ended and were not trained`);
+    this.skipKeys = undefined;
     this.streamDone = true;
     if (this.buffer.pending.length > 0) {
       const pairs = this.buffer.takePending(this.buffer.pending.length);
@@ -313,6 +484,8 @@ export class DpoTrainer {
       checkpoint: this.lastCheckpoint,
       exportDir,
       resumedFrom: this.resumedFrom,
+      skippedOnResume: this.skipped,
+      configChanges: this.configChanges,
     };
   }
 
@@ -368,9 +541,12 @@ export class DpoTrainer {
   private async checkpoint(): Promise<void> {
     const root = this.o.checkpointDir!;
     const state: TrainerState = {
-      format: 1,
+      format: 2,
       step: this.step,
       consumed: this.consumed,
+      consumedKeys: encodeKeys(this.consumedKeys),
+      config: this.config,
+      configHash: createHash("sha256").update(canonical(this.config)).digest("hex"),
       streamDone: this.streamDone,
       epoch: this.epoch,
       order: this.order,

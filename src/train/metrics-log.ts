@@ -62,20 +62,35 @@ export class MetricsLog {
   }
 }
 
-/** Reads a metrics.jsonl file back (each line checked to be a JSON object with a numeric step). */
-export async function readMetricsLog(path: string): Promise<MetricsLine[]> {
+/**
+ * Reads a metrics.jsonl file back (each line checked to be a JSON object with a numeric step).
+ * With `onTornTail`, an unparsable *last* line — what a kill during an append leaves — is dropped
+ * and reported through the callback instead of failing; a bad line anywhere else still throws.
+ *
+ * @example
+ * const lines = await readMetricsLog("out/metrics.jsonl", { onTornTail: (m) => log(m) });
+ */
+export async function readMetricsLog(path: string, opts: { onTornTail?: (message: string) => void } = {}): Promise<MetricsLine[]> {
   const text = await Bun.file(path).text();
-  return text
-    .split("\n")
-    .filter((l) => l.trim() !== "")
-    .map((l, i) => {
-      let v: unknown;
-      try {
-        v = JSON.parse(l);
-      } catch {
-        throw new Error(`${path}:${i + 1}: not valid JSON`);
+  const raw = text.split("\n");
+  let last = raw.length - 1;
+  while (last >= 0 && raw[last]!.trim() === "") last--;
+  const out: MetricsLine[] = [];
+  for (let i = 0; i <= last; i++) {
+    const l = raw[i]!;
+    if (l.trim() === "") continue;
+    let v: unknown;
+    try {
+      v = JSON.parse(l);
+    } catch {
+      if (i === last && opts.onTornTail) {
+        opts.onTornTail(`${path}:${i + 1}: dropped a torn last line (${l.length} bytes, not valid JSON; the run was killed while writing it)`);
+        break;
       }
-      if (typeof v !== "object" || v === null || typeof (v as { step?: unknown }).step !== "number") throw new Error(`${path}:${i + 1}: not a metrics line`);
-      return v as MetricsLine;
-    });
+      throw new Error(`${path}:${i + 1}: not valid JSON`);
+    }
+    if (typeof v !== "object" || v === null || typeof (v as { step?: unknown }).step !== "number") throw new Error(`${path}:${i + 1}: not a metrics line`);
+    out.push(v as MetricsLine);
+  }
+  return out;
 }
