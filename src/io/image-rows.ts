@@ -1,8 +1,10 @@
 /**
  * Shared plumbing of the image-row readers (Arrow, Parquet, JSONL, shapes world): the hook a
- * reader calls for a bad row, conforming foreign batches to the `images` schema, and cutting
- * a stream of batches into batches of exactly `batchSize` rows.
+ * reader calls for a bad row, reading an image file a row names, conforming foreign batches to
+ * the `images` schema, and cutting a stream of batches into batches of exactly `batchSize` rows.
  */
+import { readFile } from "node:fs/promises";
+import { isAbsolute, join, normalize, sep } from "node:path";
 import { DataType, type RecordBatch, type Vector } from "apache-arrow";
 import { batchFromColumns, type ColumnInput } from "../arrow/build.ts";
 import { imagesSchema } from "../arrow/schemas.ts";
@@ -29,6 +31,25 @@ export interface ReaderOptions {
 }
 
 const REQUIRED = ["id", "image", "prompt"] as const;
+
+/**
+ * The bytes of an image file named by a row: a relative path resolves against `root` (the folder
+ * of the file that names it) and may not leave it; an absolute path is taken as is. Returns the
+ * bytes, or a one-line reason (without location: the caller prefixes file and row).
+ * @example const b = await readImageFile("data", "imgs/a.png"); if (typeof b === "string") onBad(id, `${at}: ${b}`);
+ */
+export async function readImageFile(root: string, ref: string): Promise<Uint8Array | string> {
+  if (ref === "") return "image path is empty";
+  const rel = normalize(ref);
+  if (!isAbsolute(ref) && (rel === ".." || rel.startsWith(`..${sep}`))) return `image path '${ref}' leaves the folder ${root}`;
+  const p = isAbsolute(ref) ? rel : join(root, rel);
+  try {
+    const b = new Uint8Array(await readFile(p));
+    return b.byteLength > 0 ? b : `image '${ref}' is empty`;
+  } catch (e) {
+    return `image '${ref}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message.split("\n")[0]})`;
+  }
+}
 
 /**
  * View a batch read from a file as an `images` batch: columns are matched by name and type

@@ -1,12 +1,13 @@
 /**
- * Parquet in and out (hyparquet / hyparquet-writer). Reading `images` rows a row range at a
- * time (only the needed column chunks are fetched); writing buffered row groups through an
+ * Parquet in and out (hyparquet / hyparquet-writer). Reading `images` rows a row group at a
+ * time (only the needed column chunks are fetched; `datasets` Image cells by bytes or by path); writing buffered row groups through an
  * atomic temp file, with explicit (possibly nested) Parquet schemas.
  *
  * @example
  * for await (const b of readParquetImages("data/images.parquet", { batchSize: 32 })) …
  * const w = new ParquetBatchWriter("out/pairs.parquet", plainParquetSchema(pairsSchema), (b) => columnsOf(b));
  */
+import { dirname } from "node:path";
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, type AsyncBuffer, type FileMetaData, type SchemaElement } from "hyparquet";
 import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import { DataType, type RecordBatch, type Schema } from "apache-arrow";
@@ -14,25 +15,59 @@ import { buildImages } from "../arrow/build.ts";
 import type { ImageRow } from "../arrow/schemas.ts";
 import type { BatchWriter } from "./arrow-ipc.ts";
 import { AtomicFile } from "./atomic-file.ts";
-import { failOnBadRow, rechunk, type ReaderOptions } from "./image-rows.ts";
+import { failOnBadRow, readImageFile, rechunk, type ReaderOptions } from "./image-rows.ts";
 
 const asString = (v: unknown): string | null => (typeof v === "string" ? v : v instanceof Uint8Array ? new TextDecoder().decode(v) : null);
 
 /**
+ * Rows `start … end-1` of a Parquet file as objects; a decoding failure (a corrupt page, a bad
+ * thrift header) names the file and the rows instead of only the decoder's message.
+ */
+export async function readParquetRows(path: string, file: AsyncBuffer, meta: FileMetaData, columns: string[], start: number, end: number): Promise<Record<string, unknown>[]> {
+  try {
+    return (await parquetReadObjects({ file, metadata: meta, columns, rowStart: start, rowEnd: end, utf8: false })) as Record<string, unknown>[];
+  } catch (e) {
+    throw new Error(`${path}: rows ${start}-${end - 1} cannot be decoded, the file is corrupt (${String((e as Error).message).split("\n")[0]!.slice(0, 200)})`);
+  }
+}
+
+/** Open a Parquet file and read its footer; an unreadable file is one line naming it. */
+export async function openParquet(path: string): Promise<{ file: AsyncBuffer; meta: FileMetaData }> {
+  try {
+    const file = await asyncBufferFromFile(path);
+    return { file, meta: await parquetMetadataAsync(file) };
+  } catch (e) {
+    throw new Error(`${path}: not a readable Parquet file (${String((e as Error).message).split("\n")[0]!.slice(0, 200)})`);
+  }
+}
+
+/**
+ * An image cell of a Parquet row: binary bytes, or the Hugging Face `datasets` Image storage
+ * struct `{bytes, path}` — bytes when embedded, else the file at `path` (what `Dataset.to_parquet`
+ * writes for images it does not embed), resolved against the Parquet file's folder.
+ * Returns the bytes or a reason.
+ */
+export async function parquetImage(cell: unknown, folder: string): Promise<Uint8Array | string> {
+  if (cell instanceof Uint8Array) return cell.byteLength > 0 ? cell : "image is empty";
+  if (cell && typeof cell === "object") {
+    const { bytes, path } = cell as { bytes?: unknown; path?: unknown };
+    if (bytes instanceof Uint8Array && bytes.byteLength > 0) return bytes;
+    const ref = asString(path);
+    if (ref) return readImageFile(folder, ref);
+    return bytes instanceof Uint8Array ? "image is empty" : "image has neither bytes nor a path";
+  }
+  return "image is null or not binary";
+}
+
+/**
  * `images` batches from a Parquet file with columns id, image (binary, or a `datasets` Image
- * struct `{bytes, path}`), prompt, reference?, meta?.
+ * struct `{bytes, path}`; a path resolves against the file's folder), prompt, reference?, meta?.
  */
 export async function* readParquetImages(path: string, opts: ReaderOptions = {}): AsyncGenerator<RecordBatch> {
   const batchSize = opts.batchSize ?? 32;
   const onBad = opts.onBadRow ?? failOnBadRow;
-  let file: AsyncBuffer;
-  let meta: FileMetaData;
-  try {
-    file = await asyncBufferFromFile(path);
-    meta = await parquetMetadataAsync(file);
-  } catch (e) {
-    throw new Error(`${path}: not a readable Parquet file (${(e as Error).message.split("\n")[0]})`);
-  }
+  const { file, meta } = await openParquet(path);
+  const folder = dirname(path);
   const names = new Set(meta.schema.slice(1).map((s) => s.name));
   for (const c of ["id", "image", "prompt"]) if (!names.has(c)) throw new Error(`${path}: missing column '${c}' (has ${[...names].join(", ")})`);
   const columns = ["id", "image", "prompt", ...["reference", "meta"].filter((c) => names.has(c))];
@@ -44,17 +79,17 @@ export async function* readParquetImages(path: string, opts: ReaderOptions = {})
     for (const g of meta.row_groups) {
       if (start >= total) return;
       const end = Math.min(total, start + Number(g.num_rows));
-      const objs = (await parquetReadObjects({ file, metadata: meta, columns, rowStart: start, rowEnd: end, utf8: false })) as Record<string, unknown>[];
+      const objs = await readParquetRows(path, file, meta, columns, start, end);
+      // Image files named by path are read concurrently (libuv's pool), one group at a time.
+      const images = await Promise.all(objs.map((o) => parquetImage(o.image, folder)));
       const rows: ImageRow[] = [];
       objs.forEach((o, i) => {
         const id = asString(o.id);
-        // Binary, or the Hugging Face `datasets` Image storage struct {bytes, path}.
-        const raw = o.image && typeof o.image === "object" && !(o.image instanceof Uint8Array) ? (o.image as { bytes?: unknown }).bytes : o.image;
-        const image = raw instanceof Uint8Array ? raw : null;
+        const image = images[i]!;
         const prompt = asString(o.prompt);
         const at = `${path}#${start + i}`;
         if (!id) return onBad(at, `${at}: id is null`);
-        if (!image || image.byteLength === 0) return onBad(id, `${at}: image is ${image ? "empty" : "null or not binary"}`);
+        if (typeof image === "string") return onBad(id, `${at}: ${image}`);
         if (prompt === null) return onBad(id, `${at}: prompt is null`);
         rows.push({ id, image, prompt, reference: asString(o.reference), meta: asString(o.meta) });
       });

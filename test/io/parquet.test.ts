@@ -1,9 +1,9 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, type SchemaElement } from "hyparquet";
-import { ParquetBatchWriter, plainColumns } from "../../src/io/parquet.ts";
+import { ParquetBatchWriter, plainColumns, readParquetImages } from "../../src/io/parquet.ts";
 import { trlBatch, trlFeatures, trlParquetSchema, trlSchema, type TrlRow } from "../../operators/trl-layout.ts";
 import { png } from "../operators/fixtures.ts";
 
@@ -97,5 +97,75 @@ describe("TRL layout as datasets reads it", () => {
     const b = trlBatch([await trlRow("i1", 1, "Q")]);
     expect(b.numRows).toBe(1);
     expect(b.schema.metadata.get("huggingface")).toBe(trlSchema.metadata.get("huggingface"));
+  });
+});
+
+describe("Parquet images source", () => {
+  const str = (name: string, rep: "REQUIRED" | "OPTIONAL" = "REQUIRED"): SchemaElement => ({ name, repetition_type: rep, type: "BYTE_ARRAY", converted_type: "UTF8" });
+  /** A file shaped like `Dataset.to_parquet`'s: id, image {bytes, path} (an Image feature), prompt. */
+  function writeHfImages(p: string, ids: string[], images: { bytes: Uint8Array | null; path: string | null }[]): void {
+    const schema: SchemaElement[] = [
+      { name: "root", num_children: 3 },
+      str("id", "OPTIONAL"),
+      { name: "image", repetition_type: "OPTIONAL", num_children: 2 },
+      { name: "bytes", repetition_type: "OPTIONAL", type: "BYTE_ARRAY" },
+      str("path", "OPTIONAL"),
+      str("prompt", "OPTIONAL"),
+    ];
+    const w = new ParquetBatchWriter(p, schema, () => ({}));
+    w.writeColumns({ id: ids, image: images, prompt: ids.map(() => "Describe.") }, ids.length);
+    w.commit();
+  }
+  async function readAll(p: string) {
+    const bad: [string, string][] = [];
+    const out: { id: string; image: Uint8Array }[] = [];
+    for await (const b of readParquetImages(p, { batchSize: 2, onBadRow: (id, r) => void bad.push([id, r]) })) {
+      for (let i = 0; i < b.numRows; i++) out.push({ id: b.getChild("id")!.get(i) as string, image: b.getChild("image")!.get(i) as Uint8Array });
+    }
+    return { out, bad };
+  }
+
+  test("a datasets Image column stored by path reads the file beside the Parquet file; bad paths dead-lettered with the row id", async () => {
+    const d = join(dir, "by-path");
+    mkdirSync(join(d, "imgs"), { recursive: true });
+    const a = await png(10, 20, 30), b = await png(40, 50, 60);
+    writeFileSync(join(d, "imgs", "a.png"), a);
+    writeFileSync(join(d, "b.png"), b);
+    writeFileSync(join(d, "empty.png"), new Uint8Array(0));
+    const embedded = await png(1, 2, 3);
+    const p = join(d, "train.parquet");
+    writeHfImages(p, ["a", "b", "c", "up", "missing", "none", "empty"], [
+      { bytes: null, path: "imgs/a.png" },
+      { bytes: null, path: join(d, "b.png") }, // absolute: taken as is
+      { bytes: embedded, path: "ignored.png" }, // embedded bytes win over the path
+      { bytes: null, path: "../secret.png" },
+      { bytes: null, path: "imgs/nope.png" },
+      { bytes: null, path: null },
+      { bytes: null, path: "empty.png" },
+    ]);
+    const { out, bad } = await readAll(p);
+    expect(out.map((r) => r.id)).toEqual(["a", "b", "c"]);
+    expect(Buffer.from(out[0]!.image).equals(Buffer.from(a))).toBe(true);
+    expect(Buffer.from(out[1]!.image).equals(Buffer.from(b))).toBe(true);
+    expect(Buffer.from(out[2]!.image).equals(Buffer.from(embedded))).toBe(true);
+    expect(bad).toEqual([
+      ["up", `${p}#3: image path '../secret.png' leaves the folder ${d}`],
+      ["missing", `${p}#4: image 'imgs/nope.png' cannot be read (ENOENT)`],
+      ["none", `${p}#5: image has neither bytes nor a path`],
+      ["empty", `${p}#6: image 'empty.png' is empty`],
+    ]);
+  });
+
+  test("a corrupt page names the file and rows; a file that is not Parquet names the file", async () => {
+    const p = join(dir, "corrupt.parquet");
+    const imgs = await Promise.all([0, 1, 2].map((k) => png(k * 80, 0, 0)));
+    writeHfImages(p, ["x", "y", "z"], imgs.map((bytes) => ({ bytes, path: null })));
+    const buf = new Uint8Array(readFileSync(p));
+    buf.fill(0xee, 4, 40); // the first page header sits right after the 4-byte magic
+    writeFileSync(p, buf);
+    await expect(readAll(p)).rejects.toThrow(`${p}: rows 0-2 cannot be decoded, the file is corrupt (`);
+    const junk = join(dir, "junk.parquet");
+    writeFileSync(junk, "PAR1 but nothing else");
+    await expect(readAll(junk)).rejects.toThrow(`${junk}: not a readable Parquet file`);
   });
 });
