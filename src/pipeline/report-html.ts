@@ -4,12 +4,13 @@
  *
  * Sections carry stable ids for tests and links: `#evaluation` (the result table), `#training`
  * (`#loss-curve`, `#reward-curve`, `#accuracy-curve`), `#samples`, `#eval-examples`, `#stages`,
- * `#scheduler`, `#config`.
+ * `#scheduler`, `#config`; with CIs: `#evaluation-<decoding>` (rates with 95% CIs per decoding),
+ * `#paired-<decoding>` (paired differences), `#probes`, `#seeds`.
  *
  * @example
  * writeFileSync("report.html", renderReportHtml(report));
  */
-import type { EvalReport, JobReport, RunReport, SampleReport, StageReport, TrainingReport, VariantReport } from "./report.ts";
+import { TABLE_RATES, formatCi, type EvalReport, type JobReport, type RunReport, type SampleReport, type StageReport, type TrainingReport, type VariantReport } from "./report.ts";
 import { escapeHtml as esc, lineChart } from "./report-svg.ts";
 
 const pct = (v: number): string => (Number.isFinite(v) ? `${(100 * v).toFixed(1)}` : "–");
@@ -54,7 +55,56 @@ function evaluation(e: EvalReport | null): string {
   );
   return `<h2>Evaluation</h2>
 <p class="meta">${int(e.count)} scenes of the <b>${esc(e.split)}</b> split (seed ${e.seed}), prompt “${esc(e.prompt)}”. Lower is better for hallucination rates, higher for Cover. Ground truth is used only to measure (also for the pairs audit: the rest of the pairs are ties in absent objects named).</p>
-<table id="evaluation"><thead><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr></thead><tbody>${body.join("")}</tbody></table>`;
+<table id="evaluation"><thead><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr></thead><tbody>${body.join("")}</tbody></table>
+${evaluationCis(e)}`;
+}
+
+/** Per decoding: every rate with its CI, then the paired differences; probes; seed groups. */
+function evaluationCis(e: EvalReport): string {
+  const parts: string[] = [];
+  for (const [di, d] of (e.decodings ?? []).entries()) {
+    const id = esc(d.name.replace(/[^A-Za-z0-9]+/g, "-"));
+    const how = d.temperature === 0 ? "greedy" : `T ${d.temperature}, top-p ${d.topP}, ${d.samples} answers per scene`;
+    parts.push(`<h3>${esc(d.name)} decoding (${esc(how)})</h3>
+<p class="meta">Value [95% CI] in percent; CIs resample scenes (${e.resamples ?? "?"} bootstrap resamples). Co-occ. add. + misread + count + other = CHAIR<sub>i</sub> (causes: docs/evaluation.md).</p>
+<table id="evaluation-${id}"><thead><tr><th>policy</th>${TABLE_RATES.map(([, h]) => `<th>${esc(h)}</th>`).join("")}<th>answers</th></tr></thead><tbody>${e.rows
+      .map((r) => `<tr data-row="${esc(r.name)}"><td>${esc(r.name)}</td>${TABLE_RATES.map(([k]) => `<td data-metric="${k}">${formatCi(r.decodings?.[di]?.rates[k])}</td>`).join("")}<td>${int(r.decodings?.[di]?.answers ?? Number.NaN)}</td></tr>`)
+      .join("")}</tbody></table>`);
+    const diffs = e.rows.filter((r) => r.decodings?.[di]?.vsStart || r.decodings?.[di]?.vsRandom);
+    if (diffs.length > 0) {
+      const keys = ["chairI", "addition", "misread", "cover"] as const;
+      parts.push(`<table id="paired-${id}"><thead><tr><th>paired difference (${esc(d.name)})</th>${keys.map((k) => `<th>Δ${esc(k)} vs start</th>`).join("")}${keys.map((k) => `<th>Δ${esc(k)} vs random pairs</th>`).join("")}</tr></thead><tbody>${diffs
+        .map((r) => {
+          const x = r.decodings![di]!;
+          return `<tr data-row="${esc(r.name)}"><td>${esc(r.name)}</td>${keys.map((k) => `<td data-metric="vs-start-${k}">${formatCi(x.vsStart?.[k], 1, true)}</td>`).join("")}${keys.map((k) => `<td data-metric="vs-random-${k}">${formatCi(x.vsRandom?.[k], 1, true)}</td>`).join("")}</tr>`;
+        })
+        .join("")}</tbody></table>`);
+    }
+  }
+  const probed = e.rows.filter((r) => r.probes);
+  if (probed.length > 0) {
+    const p0 = probed[0]!.probes!;
+    const settings = Object.keys(p0.pope);
+    const qa = Object.keys(p0.qa);
+    parts.push(`<h3>Probes through the policy</h3><p class="meta">${esc(p0.method)}</p>
+<table id="probes"><thead><tr><th>policy</th>${settings.map((s) => `<th>POPE ${esc(s)}: acc / prec / rec / F1 / yes %</th>`).join("")}${qa.map((k) => `<th>QA ${esc(k)} %</th>`).join("")}<th>zero-shot kind %</th></tr></thead><tbody>${probed
+      .map((r) => {
+        const p = r.probes!;
+        const pope = settings.map((s) => {
+          const x = p.pope[s];
+          return `<td data-metric="pope-${esc(s)}">${x ? [x.accuracy, x.precision, x.recall, x.f1, x.yesRatio].map((c) => formatCi(c)).join("<br>") : "–"}</td>`;
+        });
+        return `<tr data-row="${esc(r.name)}"><td>${esc(r.name)}</td>${pope.join("")}${qa.map((k) => `<td data-metric="qa-${esc(k)}">${formatCi(p.qa[k]?.accuracy)}</td>`).join("")}<td data-metric="zero-shot">${formatCi(p.zeroShot.accuracy)}</td></tr>`;
+      })
+      .join("")}</tbody></table>`);
+  }
+  if ((e.seedGroups ?? []).length > 0) {
+    parts.push(`<h3>Over seeds</h3><p class="meta">Mean over seeds with a t 95% interval (3 seeds: t = 4.30, wide on purpose); per-seed values after it.</p>
+<table id="seeds"><thead><tr><th>policy</th><th>decoding</th>${TABLE_RATES.slice(0, 4).map(([, h]) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${(e.seedGroups ?? [])
+      .flatMap((g) => Object.entries(g.rates).map(([d, rates]) => `<tr data-row="${esc(g.name)}"><td>${esc(g.name)} (seeds ${g.seeds.join(", ")})</td><td>${esc(d)}</td>${TABLE_RATES.slice(0, 4).map(([k]) => `<td>${formatCi(rates[k])}<br><span class="score">${(rates[k]?.perSeed ?? []).map((v) => pct(v)).join(" / ")}</span></td>`).join("")}</tr>`))
+      .join("")}</tbody></table>`);
+  }
+  return parts.join("\n");
 }
 
 function training(t: TrainingReport | null): string {
@@ -96,7 +146,7 @@ function evalExamples(e: EvalReport | null): string {
   if (!e || e.examples.length === 0) return "";
   const cards = e.examples.map(
     (x) => `<div class="card example">${img(x.image, x.sceneId)}<div class="score">${esc(x.sceneId)} — truth: ${esc(x.truth)}</div>
-${x.answers.map((a, i) => `<div><b>${esc(e.rows[i]?.name ?? `#${i}`)}:</b> ${esc(a)}</div>`).join("")}</div>`,
+${x.answers.map((a, i) => `<div><b>${esc(e.rows[i]?.name ?? `#${i}`)}:</b> ${esc(a)}${x.sampled?.[i] ? `<div class="score">sampled: ${x.sampled[i]!.map((t) => esc(t)).join(" | ")}</div>` : ""}</div>`).join("")}</div>`,
   );
   return `<h2>Evaluation answers (samples)</h2><div class="cards" id="eval-examples">${cards.join("")}</div>`;
 }

@@ -369,3 +369,68 @@ export function writeRunReport(dir: string, report: RunReport): { json: string; 
   writeFileAtomic(html, renderReportHtml(report));
   return { json, html };
 }
+
+/** `18.3 [16.0, 20.7]`: a rate in percent with its CI. */
+export function formatCi(c: CiValue | undefined, digits = 1, signed = false): string {
+  if (!c) return "-";
+  const f = (v: number): string => (Number.isFinite(v) ? `${signed && v > 0 ? "+" : ""}${(100 * v).toFixed(digits)}` : "-");
+  return `${f(c.value)} [${f(c.lo)}, ${f(c.hi)}]`;
+}
+
+/** Rate columns of the text and HTML tables: key, header. */
+export const TABLE_RATES: readonly (readonly [string, string])[] = [
+  ["chairI", "CHAIR_i %"], ["chairS", "CHAIR_s %"], ["cover", "Cover %"], ["addition", "co-occ. add. %"], ["misread", "misread %"],
+  ["count", "count %"], ["other", "other %"], ["attribute", "attr hal. %"], ["relation", "rel hal. %"],
+];
+
+function padTable(cells: string[][]): string {
+  const w = cells.reduce<number[]>((acc, r) => r.map((c, j) => Math.max(acc[j] ?? 0, c.length)), []);
+  return cells.map((r) => r.map((c, j) => (j === 0 ? c.padEnd(w[j]!) : c.padStart(w[j]!))).join("  ")).join("\n");
+}
+
+/**
+ * The evaluation as plain-text tables for the CLI: per decoding, every row's rates with 95% CIs
+ * over scenes, then each DPO row's paired differences (vs the starting policy and vs random
+ * pairs), the probes, and seed groups. Rows without decodings (old reports) print nothing here.
+ * @example
+ * process.stdout.write(evaluationTables(report.evaluation) + "\n");
+ */
+export function evaluationTables(e: EvalReport): string {
+  const out: string[] = [];
+  const specs = e.decodings ?? [];
+  specs.forEach((d, di) => {
+    const title = d.temperature === 0 ? `${d.name} decoding` : `${d.name} decoding (T ${d.temperature}, top-p ${d.topP}, ${d.samples} per scene)`;
+    out.push(`${title}, 95% CI over ${e.count} scenes (${e.resamples ?? "?"} bootstrap resamples):`);
+    out.push(padTable([["policy", ...TABLE_RATES.map(([, h]) => h)], ...e.rows.map((r) => [r.name, ...TABLE_RATES.map(([k]) => formatCi(r.decodings?.[di]?.rates[k]))])]));
+    const diffs = e.rows.filter((r) => r.decodings?.[di]?.vsStart || r.decodings?.[di]?.vsRandom);
+    if (diffs.length > 0) {
+      out.push(`  paired differences (${d.name}; same scenes, same resamples; a CI excluding 0 is the claim):`);
+      out.push(padTable([
+        ["  policy", "ΔCHAIR_i vs start", "Δco-occ. vs start", "ΔCover vs start", "ΔCHAIR_i vs random", "Δco-occ. vs random"],
+        ...diffs.map((r) => {
+          const x = r.decodings![di]!;
+          return [`  ${r.name}`, formatCi(x.vsStart?.chairI, 1, true), formatCi(x.vsStart?.addition, 1, true), formatCi(x.vsStart?.cover, 1, true), formatCi(x.vsRandom?.chairI, 1, true), formatCi(x.vsRandom?.addition, 1, true)];
+        }),
+      ]));
+    }
+  });
+  const probed = e.rows.filter((r) => r.probes);
+  if (probed.length > 0) {
+    const p0 = probed[0]!.probes!;
+    const settings = Object.keys(p0.pope);
+    out.push(`probes (${p0.method}):`);
+    out.push(padTable([
+      ["policy", ...settings.flatMap((s) => [`POPE ${s} acc %`, `F1 %`, `yes %`]), ...Object.keys(p0.qa).map((k) => `QA ${k} %`), "zero-shot kind %"],
+      ...probed.map((r) => {
+        const p = r.probes!;
+        return [r.name, ...settings.flatMap((s) => [formatCi(p.pope[s]?.accuracy), formatCi(p.pope[s]?.f1), formatCi(p.pope[s]?.yesRatio)]), ...Object.keys(p0.qa).map((k) => formatCi(p.qa[k]?.accuracy)), formatCi(p.zeroShot.accuracy)];
+      }),
+    ]));
+  }
+  for (const g of e.seedGroups ?? []) {
+    out.push(`${g.name} over seeds ${g.seeds.join(", ")} (mean [t 95% interval; wide with few seeds]):`);
+    for (const [d, rates] of Object.entries(g.rates))
+      out.push(`  ${d}: ${TABLE_RATES.slice(0, 4).map(([k, h]) => `${h} ${formatCi(rates[k])} (per seed ${(rates[k]?.perSeed ?? []).map((v) => (100 * v).toFixed(1)).join(" / ")})`).join("; ")}`);
+  }
+  return out.join("\n");
+}

@@ -124,3 +124,39 @@ describe("SVG charts", () => {
     expect(lineChart({ title: "x", series: [] })).toContain("no data");
   });
 });
+
+describe("evaluation with CIs in the report", () => {
+  test("per-decoding tables, paired differences and probes appear in the HTML and the CLI text", async () => {
+    const { rateCis, pairedRateCis, sceneCounts } = await import("../../src/pipeline/eval.ts");
+    const { bootstrapPlan } = await import("../../src/util/bootstrap.ts");
+    const { evaluationTables } = await import("../../src/pipeline/report.ts");
+    const { generateScenes } = await import("../../demo/world/index.ts");
+    const r = await buildReport();
+    const scenes = generateScenes("heldout", 3, { seed: 5 });
+    const truthful = sceneCounts(scenes.map((s) => [`There is a ${s.objects[0]!.colour} ${s.objects[0]!.kind}.`]), scenes);
+    const noisy = sceneCounts(scenes.map((s) => [`There is a ${s.objects[0]!.colour} ${s.objects[0]!.kind} and a hexagon and a star.`]), scenes);
+    const plan = bootstrapPlan(3, { resamples: 100, seed: 0 });
+    const ci = { value: 0.5, lo: 0.4, hi: 0.6 };
+    const e = r.evaluation!;
+    e.decodings = [{ name: "greedy", temperature: 0, topP: 1, samples: 1 }, { name: "sampled", temperature: 1, topP: 0.95, samples: 4 }];
+    e.resamples = 100;
+    e.rows[0]!.decodings = e.decodings.map((d) => ({ decoding: d.name, answers: 3, counts: {}, rates: rateCis(plan, noisy), vsStart: null, vsRandom: null }));
+    e.rows[1]!.decodings = e.decodings.map((d) => ({ decoding: d.name, answers: 3, counts: {}, rates: rateCis(plan, truthful), vsStart: pairedRateCis(plan, truthful, noisy), vsRandom: null }));
+    e.rows[1]!.probes = { method: "log-prob test", pope: { adversarial: { questions: 6, accuracy: ci, precision: ci, recall: ci, f1: ci, yesRatio: ci } }, qa: { count: { items: 3, accuracy: ci } }, zeroShot: { scenes: 3, accuracy: ci }, vsStart: null };
+    const html = renderReportHtml(r);
+    expect(html).toContain(`id="evaluation-greedy"`);
+    expect(html).toContain(`id="evaluation-sampled"`);
+    expect(html).toContain(`id="paired-sampled"`);
+    expect(html).toContain(`id="probes"`);
+    // The truthful row's CHAIR_i is 0 with a zero-width CI.
+    expect(html).toContain(`<td data-metric="chairI">0.0 [0.0, 0.0]</td>`);
+    const text = evaluationTables(e);
+    expect(text).toContain("sampled decoding (T 1, top-p 0.95, 4 per scene)");
+    expect(text).toContain("paired differences");
+    // Truthful minus noisy CHAIR_i is negative in every resample.
+    const d = e.rows[1]!.decodings![0]!.vsStart!.chairI!;
+    expect(d.hi).toBeLessThan(0);
+    expect(text).toContain("POPE adversarial acc %");
+    expect(text).toContain("50.0 [40.0, 60.0]");
+  });
+});
