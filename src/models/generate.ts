@@ -14,8 +14,8 @@ export interface GenerateOptions extends SamplingOptions {
   n?: number;
   /** Seed of the request; sample i uses sampleRng(seed, i). Default 0. */
   seed?: number;
-  /** Token that ends a sample (default: the model's eos); null = never stop early. */
-  stopToken?: number | null;
+  /** Token(s) that end a sample (default: the model's eos); null = never stop early. */
+  stopToken?: number | readonly number[] | null;
 }
 
 export interface Sample {
@@ -59,7 +59,8 @@ export async function generate(model: LvlmModel, pixels: Float32Array, prompt: s
 export async function generateMany(model: LvlmModel, requests: readonly GenerateRequest[], opts: GenerateOptions): Promise<Sample[][]> {
   if (requests.length === 0) return [];
   if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) throw new Error(`generate: maxNewTokens must be a positive integer, got ${opts.maxNewTokens}`);
-  const stop = opts.stopToken === undefined ? model.cfg.eosTokenId : opts.stopToken;
+  const st = opts.stopToken === undefined ? model.cfg.eosTokenId : opts.stopToken;
+  const stop: readonly number[] = st === null ? [] : typeof st === "number" ? [st] : st;
   const V = model.cfg.lm.vocabSize;
   const img = 3 * model.cfg.vision.imageSize ** 2;
   const pixels = new Float32Array(requests.length * img);
@@ -94,7 +95,7 @@ export async function generateMany(model: LvlmModel, requests: readonly Generate
       const o = out[s]!;
       o.tokens.push(tok);
       o.logp += tokenLogProb(rowLogits, tok);
-      if (tok === stop) o.finish = "stop";
+      if (stop.includes(tok)) o.finish = "stop";
       else if (o.tokens.length < opts.maxNewTokens && cache.lengths[row]! < model.cfg.lm.maxPositions) {
         // feeding `tok` writes it at position lengths[row]; the model has positions up to maxPositions - 1
         keepRows.push(row);

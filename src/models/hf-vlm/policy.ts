@@ -1,0 +1,388 @@
+/**
+ * A Hugging Face image-text-to-text ONNX export (LLaVA-style: `LlavaForConditionalGeneration`
+ * and its relatives in transformers.js) as a clipflow {@link PolicyModel}: the scheduler's
+ * continuous batcher generates from it, and `sequenceLogps` scores given responses.
+ *
+ * Folder (nothing is downloaded; users point at a local directory):
+ *   config.json (model_type llava | llava_qwen2 | moondream1, image_token_index, text_config,
+ *   vision_config), generation_config.json (eos ids), preprocessor_config.json,
+ *   tokenizer.json, tokenizer_config.json (chat_template), onnx/vision_encoder.onnx,
+ *   onnx/embed_tokens.onnx, onnx/decoder_model_merged.onnx.
+ *
+ * What it does as transformers.js does:
+ * - prompt: the chat template (rendered with @huggingface/jinja) over one user message
+ *   [{type: image}, {type: text}], generation prompt on; the image token is expanded to the
+ *   image's Np feature rows (LlavaProcessor); the image features replace the embeddings at the
+ *   image token positions (default_merge_input_ids_with_image_features);
+ * - positions are each row's own 0, 1, 2, … (cumsum of the attention mask), holes and padding
+ *   masked by attention_mask;
+ * - stop on generation_config's eos ids.
+ * Sampling, seeds and log-probs are clipflow's (src/models/sampling.ts), as for the built-in
+ * policy. Variants refused with one line naming the file or key: image splitting
+ * (image_grid_pinpoints, llava_next / llava_onevision), encoder-decoders (is_encoder_decoder,
+ * Florence-2), several images in one prompt.
+ */
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { Template } from "@huggingface/jinja";
+import type { TensorValue } from "../../graph/runtime.ts";
+import { HfTokenizer } from "../hf-tokenizer.ts";
+import type { PolicyKv, PolicyModel, PolicyPrefill, SessionRun } from "../lvlm-policy.ts";
+import { parsePreprocessorConfig, type ImageProcessorConfig } from "../preprocessor-config.ts";
+import { HF_VLM_FILES } from "./export.ts";
+import { HF_VLM_IO, hfLogpsHeadGraph } from "./graphs.ts";
+
+/** A folder that is not a supported HF VLM export: the message names the file or key. */
+export class HfVlmError extends Error {
+  override name = "HfVlmError";
+}
+
+type Json = Record<string, unknown>;
+
+const SUPPORTED = ["llava", "llava_qwen2", "moondream1"];
+
+/** Session keys of an HF VLM policy (worker-side names are `{decoder}.{key}`). */
+export const HF_VLM_SESSIONS = { embed: "embed_tokens", decoder: "decoder_model_merged", logps: "logps_head" } as const;
+
+/** One (prompt, response) to score: ids of prompt ‖ response (+ eos) and 1 on response tokens. */
+export interface HfScoredText {
+  ids: number[];
+  answerMask: number[];
+}
+
+async function readJson(dir: string, rel: string, required: true): Promise<Json>;
+async function readJson(dir: string, rel: string, required: false): Promise<Json | undefined>;
+async function readJson(dir: string, rel: string, required: boolean): Promise<Json | undefined> {
+  const path = join(dir, rel);
+  if (!existsSync(path)) {
+    if (required) throw new HfVlmError(`${dir}: missing ${rel}`);
+    return undefined;
+  }
+  try {
+    const v = JSON.parse(await Bun.file(path).text()) as unknown;
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not a JSON object");
+    return v as Json;
+  } catch (e) {
+    throw new HfVlmError(`${path}: ${(e as Error).message.split("\n")[0]}`);
+  }
+}
+
+const num = (o: Json | undefined, ...keys: string[]): number | undefined => {
+  for (const k of keys) {
+    const v = o?.[k];
+    if (typeof v === "number" && Number.isFinite(v)) return v;
+  }
+  return undefined;
+};
+
+/**
+ * @example
+ * const policy = await loadHfVlm("models/llava-tiny");
+ * const gen = new Decoder(scheduler, "policy", policy, { maxBatch: 16 });
+ * const [s] = await gen.run({ pixels, prompt: "Describe the image." }, { maxNewTokens: 32, temperature: 0 });
+ */
+export async function loadHfVlm(dir: string): Promise<HfVlm> {
+  const root = resolve(dir);
+  if (!existsSync(root)) throw new HfVlmError(`${dir}: no such folder`);
+  const config = await readJson(root, HF_VLM_FILES.config, true);
+  const where = `${dir}/${HF_VLM_FILES.config}`;
+  const type = String(config.model_type ?? "");
+  if (config.is_encoder_decoder === true || type === "florence2") {
+    throw new HfVlmError(`${where}: encoder-decoder models (model_type ${type || "?"}, is_encoder_decoder) are not supported; only decoder-only LLaVA-style exports`);
+  }
+  if (config.image_grid_pinpoints !== undefined || type === "llava_next" || type === "llava_onevision") {
+    throw new HfVlmError(`${where}: image splitting (image_grid_pinpoints, model_type ${type}) is not supported; one image = one fixed grid of features`);
+  }
+  if (!SUPPORTED.includes(type)) throw new HfVlmError(`${where}: model_type '${type}' is not supported (${SUPPORTED.join(", ")})`);
+  const imageId = num(config, "image_token_index", "image_token_id");
+  if (imageId === undefined) throw new HfVlmError(`${where}: missing image_token_index`);
+  const text = (config.text_config ?? config.phi_config) as Json | undefined;
+  if (!text || typeof text !== "object") throw new HfVlmError(`${where}: missing text_config`);
+  const vision = config.vision_config as Json | undefined;
+  if (!vision || typeof vision !== "object") throw new HfVlmError(`${where}: missing vision_config`);
+  const need = (o: Json, what: string, ...keys: string[]): number => {
+    const v = num(o, ...keys);
+    if (v === undefined) throw new HfVlmError(`${where}: missing ${what}.${keys[0]}`);
+    return v;
+  };
+  const layers = need(text, "text_config", "num_hidden_layers", "n_layer");
+  const heads = need(text, "text_config", "num_attention_heads", "n_head");
+  const kvHeads = num(text, "num_key_value_heads") ?? heads;
+  const width = need(text, "text_config", "hidden_size", "n_embd");
+  const headDim = num(text, "head_dim") ?? width / heads;
+  const vocabSize = need(text, "text_config", "vocab_size");
+  const maxPositions = need(text, "text_config", "max_position_embeddings", "n_positions");
+  const imageSize = need(vision, "vision_config", "image_size");
+  const patch = need(vision, "vision_config", "patch_size");
+  const strategy = String(config.vision_feature_select_strategy ?? "default");
+  const np = (imageSize / patch) ** 2 + (strategy === "full" ? 1 : 0);
+  if (!Number.isInteger(np)) throw new HfVlmError(`${where}: vision_config.image_size ${imageSize} is not a multiple of patch_size ${patch}`);
+
+  for (const rel of [HF_VLM_FILES.visionEncoder, HF_VLM_FILES.embedTokens, HF_VLM_FILES.decoder]) {
+    if (!existsSync(join(root, rel))) {
+      const merged = rel === HF_VLM_FILES.decoder && existsSync(join(root, "onnx/decoder_model.onnx"));
+      throw new HfVlmError(`${dir}: missing ${rel}${merged ? " (decoder_model.onnx without past inputs is not supported: export the merged decoder)" : ""}`);
+    }
+  }
+  const gen = await readJson(root, HF_VLM_FILES.generationConfig, false);
+  const eosRaw = gen?.eos_token_id ?? config.eos_token_id ?? text.eos_token_id;
+  const eos = (Array.isArray(eosRaw) ? eosRaw : [eosRaw]).filter((x): x is number => typeof x === "number");
+  if (eos.length === 0) throw new HfVlmError(`${dir}: missing ${HF_VLM_FILES.generationConfig} eos_token_id (nor in config.json)`);
+  const pad = num(gen, "pad_token_id") ?? num(config, "pad_token_id") ?? num(text, "pad_token_id") ?? eos[0]!;
+
+  const tokJson = await readJson(root, HF_VLM_FILES.tokenizer, true);
+  const tokConfig = await readJson(root, HF_VLM_FILES.tokenizerConfig, true);
+  const chatTemplate = typeof tokConfig.chat_template === "string" ? tokConfig.chat_template : undefined;
+  if (!chatTemplate) throw new HfVlmError(`${dir}: missing ${HF_VLM_FILES.tokenizerConfig} chat_template`);
+  const tokenizer = HfTokenizer.fromJSON(tokJson, tokConfig);
+  const imageToken = tokenizer.idToToken(imageId);
+  if (imageToken === undefined) throw new HfVlmError(`${where}: image_token_index ${imageId} is not a token of ${HF_VLM_FILES.tokenizer}`);
+  const pre = await readJson(root, HF_VLM_FILES.preprocessor, true);
+  const preprocess = parsePreprocessorConfig(pre, `${dir}/${HF_VLM_FILES.preprocessor}`);
+
+  const specialText = (k: string): string => {
+    const v = tokConfig[k];
+    if (typeof v === "string") return v;
+    if (v && typeof v === "object" && typeof (v as Json).content === "string") return (v as Json).content as string;
+    return "";
+  };
+  return new HfVlm({
+    dir: root,
+    vocabSize,
+    maxPositions,
+    imageTokens: np,
+    width,
+    imageSize,
+    imageId,
+    imageToken,
+    stopTokens: eos,
+    padId: pad,
+    kv: { layers, heads: kvHeads, headDim, layout: "past" },
+    tokenizer,
+    template: new Template(chatTemplate),
+    specials: { bos_token: specialText("bos_token"), eos_token: specialText("eos_token"), pad_token: specialText("pad_token"), unk_token: specialText("unk_token") },
+    preprocess,
+  });
+}
+
+interface HfVlmParts {
+  dir: string;
+  vocabSize: number;
+  maxPositions: number;
+  imageTokens: number;
+  width: number;
+  imageSize: number;
+  imageId: number;
+  imageToken: string;
+  stopTokens: number[];
+  padId: number;
+  kv: PolicyModel["kv"];
+  tokenizer: HfTokenizer;
+  template: Template;
+  specials: Record<string, string>;
+  preprocess: ImageProcessorConfig;
+}
+
+/** An imported HF VLM (see the file header); create with {@link loadHfVlm}. */
+export class HfVlm implements PolicyModel {
+  readonly kind = "hf-onnx-vlm";
+  readonly dir: string;
+  readonly vocabSize: number;
+  readonly maxPositions: number;
+  /** The image's tokens are part of the prompt ids here, so no extra positions. */
+  readonly imageTokens = 0;
+  /** Image tokens (= feature rows) per image. */
+  readonly imageTokenCount: number;
+  readonly maxPromptTokens: number;
+  readonly featureDims: readonly [number, number];
+  readonly imageSize: number;
+  readonly imageTokenId: number;
+  readonly stopTokens: readonly number[];
+  readonly padTokenId: number;
+  readonly kv: PolicyModel["kv"];
+  readonly tokenizer: HfTokenizer;
+  readonly preprocess: ImageProcessorConfig;
+  private readonly imageToken: string;
+  private readonly template: Template;
+  private readonly specials: Record<string, string>;
+  private logpsHead: Uint8Array | undefined;
+
+  constructor(p: HfVlmParts) {
+    this.dir = p.dir;
+    this.vocabSize = p.vocabSize;
+    this.maxPositions = p.maxPositions;
+    this.imageTokenCount = p.imageTokens;
+    this.maxPromptTokens = p.maxPositions;
+    this.featureDims = [p.imageTokens, p.width];
+    this.imageSize = p.imageSize;
+    this.imageTokenId = p.imageId;
+    this.imageToken = p.imageToken;
+    this.stopTokens = p.stopTokens;
+    this.padTokenId = p.padId;
+    this.kv = p.kv;
+    this.tokenizer = p.tokenizer;
+    this.template = p.template;
+    this.specials = p.specials;
+    this.preprocess = p.preprocess;
+  }
+
+  /** The chat template over one user turn with the image and `prompt` (generation prompt on). */
+  renderPrompt(prompt: string, answer?: string): string {
+    const messages: Json[] = [{ role: "user", content: [{ type: "image" }, { type: "text", text: prompt }] }];
+    if (answer !== undefined) messages.push({ role: "assistant", content: [{ type: "text", text: answer }] });
+    try {
+      return this.template.render({ messages, add_generation_prompt: answer === undefined, ...this.specials });
+    } catch (e) {
+      throw new HfVlmError(`${this.dir}/${HF_VLM_FILES.tokenizerConfig}: chat_template failed: ${(e as Error).message.split("\n")[0]}`);
+    }
+  }
+
+  /** Text with exactly one image token -> ids with that token repeated once per feature row. */
+  private idsWithImage(text: string): number[] {
+    const parts = text.split(this.imageToken);
+    if (parts.length !== 2) {
+      throw new HfVlmError(`${this.dir}: the rendered prompt has ${parts.length - 1} image tokens '${this.imageToken}'; exactly one image per prompt is supported`);
+    }
+    const enc = (s: string) => (s.length === 0 ? [] : this.tokenizer.encode(s, { addSpecialTokens: false, maxLength: 1 << 30 }).ids);
+    return [...enc(parts[0]!), ...new Array<number>(this.imageTokenCount).fill(this.imageTokenId), ...enc(parts[1]!)];
+  }
+
+  promptIds(prompt: string): number[] {
+    return this.idsWithImage(this.renderPrompt(prompt));
+  }
+
+  /** Prompt ‖ response as the chat template writes a finished turn; 1 on the response's tokens. */
+  scoredText(prompt: string, answer: string): HfScoredText {
+    const p = this.promptIds(prompt);
+    const full = this.idsWithImage(this.renderPrompt(prompt, answer));
+    let common = 0;
+    while (common < p.length && common < full.length && p[common] === full[common]) common++;
+    if (common === full.length) throw new HfVlmError(`${this.dir}: chat_template renders no tokens for the response '${answer.slice(0, 40)}'`);
+    return { ids: full, answerMask: full.map((_, i) => (i >= common ? 1 : 0)) };
+  }
+
+  decodeTokens(ids: readonly number[]): string {
+    return this.tokenizer.decode(ids);
+  }
+
+  sessions(): Record<string, Uint8Array | string> {
+    this.logpsHead ??= (() => {
+      const h = hfLogpsHeadGraph();
+      return h.graph.toOnnx({ outputs: h.outputs }).bytes;
+    })();
+    return {
+      [HF_VLM_SESSIONS.embed]: join(this.dir, HF_VLM_FILES.embedTokens),
+      [HF_VLM_SESSIONS.decoder]: join(this.dir, HF_VLM_FILES.decoder),
+      [HF_VLM_SESSIONS.logps]: this.logpsHead,
+    };
+  }
+
+  vision(): { model: string; input: string; output: string } {
+    return { model: join(this.dir, HF_VLM_FILES.visionEncoder), input: HF_VLM_IO.pixelValues, output: HF_VLM_IO.imageFeatures };
+  }
+
+  private emptyPast(rows: number): Record<string, TensorValue> {
+    const { layers, heads, headDim } = this.kv;
+    const f: Record<string, TensorValue> = {};
+    for (let l = 0; l < layers; l++) {
+      f[HF_VLM_IO.pastKey(l)] = { dtype: "float32", dims: [rows, heads, 0, headDim], data: new Float32Array(0) };
+      f[HF_VLM_IO.pastValue(l)] = { dtype: "float32", dims: [rows, heads, 0, headDim], data: new Float32Array(0) };
+    }
+    return f;
+  }
+
+  /**
+   * Full forward over right-padded `ids` with the image features merged at the image tokens:
+   * logits [R, T, V] and present K/V [R, H, T, Dh] (first call of the growing-past convention).
+   */
+  async forward(run: SessionRun, features: Float32Array, ids: readonly (readonly number[])[]): Promise<{ out: Record<string, TensorValue>; T: number }> {
+    const R = ids.length;
+    const T = Math.max(...ids.map((x) => x.length));
+    const D = this.featureDims[1];
+    const np = this.imageTokenCount;
+    if (features.length !== R * np * D) throw new HfVlmError(`${this.dir}: ${features.length} feature floats for ${R} prompts, expected [${R}, ${np}, ${D}]`);
+    const idData = new BigInt64Array(R * T).fill(BigInt(this.padTokenId));
+    const mask = new BigInt64Array(R * T);
+    const pos = new BigInt64Array(R * T).fill(1n); // pads: 1, as transformers.js's cumsum_masked_fill
+    ids.forEach((row, r) => {
+      row.forEach((t, i) => {
+        idData[r * T + i] = BigInt(t);
+        mask[r * T + i] = 1n;
+        pos[r * T + i] = BigInt(i);
+      });
+    });
+    const e = await run(HF_VLM_SESSIONS.embed, { [HF_VLM_IO.inputIds]: { dtype: "int64", dims: [R, T], data: idData } });
+    const embeds = e[HF_VLM_IO.inputsEmbeds]!.data as Float32Array; // [R, T, D]
+    if (embeds.length !== R * T * D) throw new HfVlmError(`${this.dir}: embed_tokens returned ${embeds.length} floats, expected [${R}, ${T}, ${D}]`);
+    // the image features replace the embeddings at the image tokens, in order (one image per row)
+    ids.forEach((row, r) => {
+      let k = 0;
+      row.forEach((t, i) => {
+        if (t !== this.imageTokenId) return;
+        if (k >= np) throw new HfVlmError(`${this.dir}: prompt ${r} has more than ${np} image tokens`);
+        embeds.set(features.subarray((r * np + k) * D, (r * np + k + 1) * D), (r * T + i) * D);
+        k++;
+      });
+      if (k !== np) throw new HfVlmError(`${this.dir}: prompt ${r} has ${k} image tokens, the image has ${np} features`);
+    });
+    const out = await run(HF_VLM_SESSIONS.decoder, {
+      [HF_VLM_IO.inputsEmbeds]: { dtype: "float32", dims: [R, T, D], data: embeds },
+      [HF_VLM_IO.attentionMask]: { dtype: "int64", dims: [R, T], data: mask },
+      [HF_VLM_IO.positionIds]: { dtype: "int64", dims: [R, T], data: pos },
+      ...this.emptyPast(R),
+    });
+    return { out, T };
+  }
+
+  async prefill(run: SessionRun, features: Float32Array, ids: readonly (readonly number[])[]): Promise<PolicyPrefill> {
+    const { out, T } = await this.forward(run, features, ids);
+    const V = this.vocabSize;
+    const all = out[HF_VLM_IO.logits]!;
+    if (all.data.length !== ids.length * T * V) throw new HfVlmError(`${this.dir}: decoder logits are [${all.dims}], expected [${ids.length}, ${T}, ${V}]`);
+    const logits = new Float32Array(ids.length * V);
+    ids.forEach((row, r) => logits.set((all.data as Float32Array).subarray((r * T + row.length - 1) * V, (r * T + row.length) * V), r * V));
+    return { logits, present: out, srcSlots: T, lengths: ids.map((x) => x.length) };
+  }
+
+  async step(run: SessionRun, tokens: readonly number[], positions: readonly number[], kv: PolicyKv): Promise<Float32Array> {
+    const B = tokens.length;
+    const D = this.featureDims[1];
+    if (!kv.holes || kv.pastSlots === undefined) throw new HfVlmError(`${this.dir}: the decoder gave a KV lane without the past layout`);
+    const past = kv.feeds(B);
+    const holes = kv.holes(B);
+    const T = kv.pastSlots;
+    const e = await run(HF_VLM_SESSIONS.embed, { [HF_VLM_IO.inputIds]: { dtype: "int64", dims: [B, 1], data: BigInt64Array.from(tokens, (t) => BigInt(t)) } });
+    const mask = new BigInt64Array(B * (T + 1));
+    holes.forEach((h, b) => mask.fill(1n, b * (T + 1) + h, (b + 1) * (T + 1)));
+    const out = await run(HF_VLM_SESSIONS.decoder, {
+      [HF_VLM_IO.inputsEmbeds]: { dtype: "float32", dims: [B, 1, D], data: e[HF_VLM_IO.inputsEmbeds]!.data },
+      [HF_VLM_IO.attentionMask]: { dtype: "int64", dims: [B, T + 1], data: mask },
+      [HF_VLM_IO.positionIds]: { dtype: "int64", dims: [B, 1], data: BigInt64Array.from(positions, (p) => BigInt(p)) },
+      ...past,
+    });
+    kv.append(out, positions);
+    return out[HF_VLM_IO.logits]!.data as Float32Array; // [B, 1, V]
+  }
+
+  /**
+   * Log-probs of given responses in one teacher-forced pass: Σ log p over each item's
+   * response tokens (answerMask) and their count. features [R, Np, D].
+   */
+  async sequenceLogps(run: SessionRun, features: Float32Array, items: readonly HfScoredText[]): Promise<{ logps: Float32Array; nTokens: Float32Array }> {
+    const ids = items.map((i) => i.ids);
+    const { out, T } = await this.forward(run, features, ids);
+    const R = items.length;
+    const am = new BigInt64Array(R * T);
+    const idData = new BigInt64Array(R * T).fill(BigInt(this.padTokenId));
+    items.forEach((it, r) => it.ids.forEach((t, i) => {
+      idData[r * T + i] = BigInt(t);
+      am[r * T + i] = BigInt(it.answerMask[i] ?? 0);
+    }));
+    const lp = await run(HF_VLM_SESSIONS.logps, {
+      logits: out[HF_VLM_IO.logits]!,
+      input_ids: { dtype: "int64", dims: [R, T], data: idData },
+      answer_mask: { dtype: "int64", dims: [R, T], data: am },
+    });
+    return { logps: lp.logps!.data as Float32Array, nTokens: lp.n_tokens!.data as Float32Array };
+  }
+}
