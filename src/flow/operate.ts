@@ -30,6 +30,8 @@ import { RecordBatch, type Vector } from "apache-arrow";
 import { derive, park, release, unpark, type FlowBatch } from "./credits.ts";
 import type { FlowContext } from "./context.ts";
 import { StageError, checkOnError, type OnError } from "./errors.ts";
+import { ConfigError } from "../util/errors.ts";
+import { Lineage } from "./credits.ts";
 import type { StageMetrics } from "./metrics.ts";
 
 /** What `process` may return: output batches now, later (Promise), or as a stream (Observable). */
@@ -157,6 +159,26 @@ interface StageState {
   held: Set<FlowBatch>;
 }
 
+/** Whether `v` is a FlowBatch with a flow context (what every stage needs). */
+export function isFlowBatch(v: unknown): v is FlowBatch {
+  if (typeof v !== "object" || v === null) return false;
+  const o = v as Partial<FlowBatch>;
+  return o.batch instanceof RecordBatch && o.lineage instanceof Lineage && o.lineage.ctx != null && typeof o.released === "boolean";
+}
+
+/** A short description of a wrong value for an error message: "an Arrow Table", "a RecordBatch", "null". */
+export function describeValue(v: unknown): string {
+  if (v === null) return "null";
+  if (v === undefined) return "undefined";
+  if (v instanceof RecordBatch) return "a bare Arrow RecordBatch";
+  if (typeof v === "object") {
+    const n = (v as object).constructor?.name;
+    if (n === "Table") return "an Arrow Table";
+    return n && n !== "Object" ? `a ${n}` : "a plain object";
+  }
+  return `a ${typeof v}`;
+}
+
 const isPromiseLike = (r: unknown): r is PromiseLike<StageOutput> =>
   r != null && typeof (r as { then?: unknown }).then === "function";
 
@@ -166,10 +188,10 @@ const isPromiseLike = (r: unknown): r is PromiseLike<StageOutput> =>
  */
 export function operate(opts: StageOptions, init: (api: StageApi) => StageHandlers): FlowOperator {
   const name = opts.name;
-  if (!name) throw new Error("operate: a stage needs a name");
+  if (!name) throw new ConfigError("operate: a stage needs a name", { code: "bad option" });
   const concurrency = opts.concurrency ?? 1;
   if (!Number.isInteger(concurrency) || concurrency < 1) {
-    throw new Error(`stage "${name}": concurrency must be a positive integer, got ${concurrency}`);
+    throw new ConfigError(`option concurrency: must be a positive integer, got ${String(concurrency)}`, { code: "bad option", where: { stage: name } });
   }
   if (opts.onError !== undefined) checkOnError(opts.onError, `stage "${name}"`);
   const sink = opts.sink ?? false;
@@ -401,35 +423,46 @@ export function operate(opts: StageOptions, init: (api: StageApi) => StageHandle
         sub.complete();
       };
 
-      const upstream = source.subscribe({
-        next: (fb) => {
-          if (closed) {
-            release(fb);
-            return;
-          }
-          if (st.ctx === null) {
-            st.ctx = fb.lineage.ctx;
-            st.m = st.ctx.metrics(name);
-            st.policy = opts.onError ?? st.ctx.onError;
-            if (h.stall) unStall = st.ctx.pool.onStall(() => {
-              if (closed) return;
-              try {
-                h.stall!();
-              } catch (e) {
-                fail(e);
-              }
-            });
-          }
-          st.m!.in(fb.batch.numRows);
-          if (active < concurrency && !draining) {
+      const onNext = (value: unknown): void => {
+        if (!isFlowBatch(value)) {
+          if (closed) return;
+          return fail(new ConfigError(`received ${describeValue(value)} where a FlowBatch was expected; wrap the input with fromBatches(...) before clipflow stages`, { code: "not a flow batch", where: { stage: name } }));
+        }
+        const fb = value;
+        if (closed) {
+          if (!fb.released) release(fb);
+          return;
+        }
+        if (st.ctx === null) {
+          st.ctx = fb.lineage.ctx;
+          st.m = st.ctx.metrics(name);
+          st.policy = opts.onError ?? st.ctx.onError;
+          if (h.stall) unStall = st.ctx.pool.onStall(() => {
+            if (closed) return;
             try {
-              start(fb);
+              h.stall!();
             } catch (e) {
               fail(e);
             }
-            if (queue.length > 0 || upstreamDone) drain();
-          } else {
-            queue.push(fb);
+          });
+        }
+        st.m!.in(fb.batch.numRows);
+        if (active < concurrency && !draining) {
+          start(fb);
+          if (queue.length > 0 || upstreamDone) drain();
+        } else {
+          queue.push(fb);
+        }
+      };
+
+      const upstream = source.subscribe({
+        next: (fb) => {
+          // Guard the whole callback (as RxJS's OperatorSubscriber does): a throw here must reach
+          // the subscriber as an error, never escape into the producer or crash the process later.
+          try {
+            onNext(fb);
+          } catch (e) {
+            fail(e);
           }
         },
         error: (e) => fail(e),

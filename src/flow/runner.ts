@@ -23,6 +23,7 @@ import type { OnError } from "./errors.ts";
 import type { StageSnapshot } from "./metrics.ts";
 import type { FlowOperator } from "./operate.ts";
 import { fromSource } from "./source.ts";
+import { ConfigError } from "../util/errors.ts";
 
 export interface RunOptions {
   source: AsyncIterable<RecordBatch> | Iterable<RecordBatch>;
@@ -56,7 +57,7 @@ export interface RunReport {
 export function runFlow(opts: RunOptions): Promise<RunReport> {
   const names = new Set<string>(["source", opts.sinkName ?? "sink"]);
   for (const s of opts.stages) {
-    if (names.has(s.stageName)) throw new Error(`runFlow: duplicate stage name "${s.stageName}"`);
+    if (names.has(s.stageName)) throw new ConfigError(`runFlow: duplicate stage name "${s.stageName}"`, { code: "duplicate stage" });
     names.add(s.stageName);
   }
   const ctx = createFlowContext({

@@ -6,11 +6,13 @@
  * const ctx = createFlowContext({ maxInFlight: 4 });
  * fromSource(generateBatches(), ctx).pipe(mapBatch("score", score), consume("sink", write)).subscribe();
  */
-import { Observable } from "rxjs";
+import { Observable, asyncScheduler, type SchedulerLike, type Subscription } from "rxjs";
 import { RecordBatch } from "apache-arrow";
 import { sourceBatch, type FlowBatch } from "./credits.ts";
 import type { FlowContext } from "./context.ts";
 import { StageError } from "./errors.ts";
+import { RuntimeError, InputError } from "../util/errors.ts";
+import { describeValue } from "./operate.ts";
 
 /**
  * How often (wall-clock ms) the source lets the event loop run timers, I/O and signal handlers.
@@ -20,12 +22,39 @@ import { StageError } from "./errors.ts";
  */
 export const SOURCE_YIELD_MS = 10;
 
+/**
+ * Default time (ms) the source may wait for a credit while no clipflow stage holds any batch
+ * before it fails the flow: every credit is then held by batches that left the last stage and
+ * were never released (a flow ended with a plain `map` instead of `toBatches()`/`consume`).
+ */
+export const STALL_TIMEOUT_MS = 60_000;
+
+export interface FromSourceOptions {
+  /** Wall-clock period at which the source yields to macrotasks (default SOURCE_YIELD_MS). */
+  yieldEveryMs?: number;
+  /** See STALL_TIMEOUT_MS; `Infinity` disables the check. */
+  stallTimeoutMs?: number;
+  /** Scheduler of the stall check (default asyncScheduler; a virtual-time scheduler in tests). */
+  scheduler?: SchedulerLike;
+}
+
+/** Batches held by clipflow stages right now (queued, running or buffered), over all stages of `ctx`. */
+function heldByStages(ctx: FlowContext): number {
+  let n = 0;
+  for (const s of ctx.snapshot()) n += s.inFlight;
+  return n;
+}
+
 export function fromSource(
   batches: AsyncIterable<RecordBatch> | Iterable<RecordBatch>,
   ctx: FlowContext,
   name = "source",
-  yieldEveryMs: number = SOURCE_YIELD_MS,
+  options: number | FromSourceOptions = {},
 ): Observable<FlowBatch> {
+  const o: FromSourceOptions = typeof options === "number" ? { yieldEveryMs: options } : options;
+  const yieldEveryMs = o.yieldEveryMs ?? SOURCE_YIELD_MS;
+  const stallTimeoutMs = o.stallTimeoutMs ?? STALL_TIMEOUT_MS;
+  const scheduler = o.scheduler ?? asyncScheduler;
   return new Observable<FlowBatch>((sub) => {
     const m = ctx.metrics(name);
     const pool = ctx.pool;
@@ -36,6 +65,29 @@ export function fromSource(
       Symbol.asyncIterator in batches
         ? (batches as AsyncIterable<RecordBatch>)[Symbol.asyncIterator]()
         : (batches as Iterable<RecordBatch>)[Symbol.iterator]();
+
+    /**
+     * While the source waits for a credit: if no stage holds a batch for `stallTimeoutMs`, the
+     * credits are held by batches outside the flow that nobody releases; waiting would hang.
+     */
+    const watchStall = (): Subscription | null => {
+      if (!(stallTimeoutMs < Infinity)) return null;
+      return scheduler.schedule(function (this: { schedule(s?: unknown, d?: number): void }) {
+        if (stopped) return;
+        if (heldByStages(ctx) > 0) return this.schedule(undefined, stallTimeoutMs);
+        stopped = true;
+        cancelWait?.();
+        sub.error(
+          StageError.wrap(
+            name,
+            new RuntimeError(
+              `all ${pool.maxInFlight} credits are held by batches no stage has released for ${stallTimeoutMs} ms; end the flow with toBatches() or consume(...) so each batch is released`,
+              { code: "credit stall" },
+            ),
+          ),
+        );
+      }, stallTimeoutMs);
+    };
 
     const pull = async (): Promise<void> => {
       let i = 0;
@@ -50,7 +102,9 @@ export function fromSource(
         if (!credit) {
           const w = pool.acquire();
           cancelWait = w.cancel;
+          const watch = watchStall();
           credit = await w.promise;
+          watch?.unsubscribe();
           cancelWait = null;
           if (!credit) return; // cancelled by teardown
         }
@@ -75,7 +129,7 @@ export function fromSource(
         const b = r.value;
         if (!(b instanceof RecordBatch)) {
           pool.giveBack(credit);
-          throw new Error(`item ${i} is ${b === null ? "null" : typeof b}, expected an Arrow RecordBatch`);
+          throw new InputError(`item ${i} is ${describeValue(b)}, expected an Arrow RecordBatch`, { code: "not a record batch" });
         }
         i++;
         m.in(b.numRows);

@@ -56,7 +56,7 @@ describe("runFlow: errors carry the stage name", () => {
     await expect(runFlow({ source: broken(), stages: [], handleSigint: false })).rejects.toThrow('stage "source": disk read failed');
     await expect(
       runFlow({ source: [makeBatch(0, 1), { rows: 3 } as unknown as RecordBatch], stages: [], handleSigint: false }),
-    ).rejects.toThrow('stage "source": item 1 is object, expected an Arrow RecordBatch');
+    ).rejects.toThrow('stage "source": item 1 is a plain object, expected an Arrow RecordBatch');
     let closed = false;
     async function* bad(): AsyncGenerator<RecordBatch> {
       try {
@@ -87,7 +87,7 @@ describe("runFlow: errors carry the stage name", () => {
     expect(() => runFlow({ source: [], stages: [mapBatch("a", (b) => b), mapBatch("a", (b) => b)] })).toThrow(
       'runFlow: duplicate stage name "a"',
     );
-    expect(() => mapBatch("c", (b) => b, { concurrency: 0 })).toThrow('stage "c": concurrency must be a positive integer, got 0');
+    expect(() => mapBatch("c", (b) => b, { concurrency: 0 })).toThrow('stage "c": option concurrency: must be a positive integer, got 0');
     expect(() => mapBatch("c", (b) => b, { onError: "ignore" as "skip" })).toThrow('stage "c": onError must be "skip" or "fail", got "ignore"');
   });
 });
