@@ -67,7 +67,7 @@ describe("runFlow: errors carry the stage name", () => {
         closed = true;
       }
     }
-    await expect(runFlow({ source: bad(), stages: [], handleSigint: false })).rejects.toThrow("item 1 is string");
+    await expect(runFlow({ source: bad(), stages: [], handleSigint: false })).rejects.toThrow("item 1 is a string");
     await Promise.resolve();
     await Promise.resolve();
     expect(closed).toBe(true); // the source generator was closed on the error
