@@ -140,6 +140,7 @@ export class ClusterCoordinator {
   private readonly pending = new Map<string, Pending>();
   private readonly answered = new Set<string>();
   private readonly seqToBatch = new Map<number, string>();
+  private readonly batchToSeq = new Map<string, number>();
   private readonly subs: Subscription[] = [];
   private watchdog: ReturnType<typeof setInterval> | null = null;
   private policyVersion = 0;
@@ -218,12 +219,39 @@ export class ClusterCoordinator {
     this.watchdog = setInterval(() => void this.poll(), 1000);
   }
 
+  private polling = false;
   private async poll(): Promise<void> {
-    const now = performance.now();
-    for (const [batch, p] of [...this.pending]) {
-      if (now - p.since < 1000) continue;
-      const m = await this.jsm.streams.getMessage(RESULTS_STREAM, { last_by_subj: resultSubject(this.run, batch) }).catch(() => null);
-      if (m) this.onResult(batch, m.data);
+    if (this.polling) return;
+    this.polling = true;
+    try {
+      const now = performance.now();
+      for (const [batch, p] of [...this.pending]) {
+        if (now - p.since < 1000) continue;
+        const m = await this.jsm.streams.getMessage(RESULTS_STREAM, { last_by_subj: resultSubject(this.run, batch) }).catch(() => null);
+        if (m) this.onResult(batch, m.data);
+      }
+      await this.stuck(now);
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  /**
+   * Fallback for a MAX_DELIVERIES advisory this connection missed (it is a core message): when
+   * the consumer has nothing pending and nothing unacked, a work message still in the stream
+   * will never be delivered again.
+   */
+  private async stuck(now: number): Promise<void> {
+    const old = [...this.pending].filter(([b, p]) => now - p.since > 2 * this.spec.ackWaitMs && this.batchToSeq.has(b));
+    if (old.length === 0) return;
+    const ci = await this.jsm.consumers.info(WORK_STREAM, workConsumer(this.run)).catch(() => null);
+    if (!ci || ci.num_pending !== 0 || ci.num_ack_pending !== 0) return;
+    for (const [batch] of old) {
+      const m = await this.jsm.streams.getMessage(WORK_STREAM, { seq: this.batchToSeq.get(batch)! }).catch(() => null);
+      if (m && this.pending.has(batch)) {
+        this.fail(batch, `batch ${batch}: its work message is no longer delivered (MaxDeliver ${this.spec.maxDeliver} reached; workers crashed or exceeded AckWait)`);
+        void this.jsm.streams.deleteMessage(WORK_STREAM, this.batchToSeq.get(batch)!, false).catch(() => {});
+      }
     }
   }
 
@@ -308,6 +336,7 @@ export class ClusterCoordinator {
         h.set(H.policy, String(this.policyVersion));
         const ack = await js.publish(workSubject(this.run), body, { msgID: `${this.run}/${id}`, headers: h, timeout: 5000 });
         this.seqToBatch.set(ack.seq, id);
+        this.batchToSeq.set(id, ack.seq);
         break;
       } catch (e) {
         if (attempt === 1 || attempt % 10 === 0) this.log(`publish work ${id}: ${(e as Error).message.split("\n")[0]} (retrying)`);

@@ -99,6 +99,8 @@ export interface ClusterFlowOptions {
   maxDeliver?: number;
   workerConcurrency?: number;
   resume?: boolean;
+  /** Resume even if the training configuration changed (the CLI's --allow-config-change). */
+  allowConfigChange?: boolean;
   signal?: AbortSignal;
   log?: (line: string) => void;
   resources?: (p: ResolvedPipeline) => PipelineResources;
@@ -142,6 +144,7 @@ export async function runClusterFlow(p: ResolvedPipeline, opts: ClusterFlowOptio
           return flowCtx;
         },
         resume: opts.resume ?? false,
+        allowConfigChange: opts.allowConfigChange ?? false,
         signal,
         log,
       };

@@ -54,7 +54,7 @@ export interface WorkerOptions {
   /** Makes the run's resources (tests inject a models folder). */
   resources?: (p: ResolvedPipeline) => PipelineResources;
   /** Called before each batch runs (fault-injection tests kill the process here). */
-  beforeBatch?: (info: { run: string; batch: string; delivery: number }) => void | Promise<void>;
+  beforeBatch?: (info: { run: string; batch: string; delivery: number; ids: string[] }) => void | Promise<void>;
   /** Folder where downloaded policy versions are kept (default: a folder under the OS temp dir). */
   policyDir?: string;
 }
@@ -99,6 +99,7 @@ export async function buildWorkerStages(p: ResolvedPipeline, spec: Pick<RunSpec,
         throw new Error(`stage ${names[s.index]}: a worker stage has no run-wide flow context`);
       },
       resume: false,
+      allowConfigChange: false,
       signal,
       log,
     };
@@ -191,6 +192,8 @@ async function serveRun(nc: NatsConnection, kv: KV, spec: RunSpec, opts: WorkerO
   let active = 0;
   let idle: (() => void)[] = [];
   let switching: Promise<void> | null = null;
+  let gate: Promise<void> | null = null;
+  let openGate: () => void = () => {};
   const switchTo = async (v: number): Promise<void> => {
     while (active > 0) await new Promise<void>((r) => idle.push(r));
     if (version === v) return;
@@ -209,21 +212,34 @@ async function serveRun(nc: NatsConnection, kv: KV, spec: RunSpec, opts: WorkerO
     const want = Number(m.headers?.get(H.policy) ?? "0");
     const delivery = m.info.deliveryCount;
     const ticker = setInterval(() => m.working(), Math.max(50, Math.floor(spec.ackWaitMs / 3)));
+    let exclusive = false;
     try {
       while (version !== want) {
         switching ??= switchTo(want).finally(() => (switching = null));
         await switching;
       }
+      // A redelivered batch runs alone: if it is the one that crashed a worker, it must not take
+      // innocent batches down with it again (each crash costs the batches alongside a delivery).
+      for (;;) {
+        if (gate) await gate;
+        else if (delivery > 1 && active > 0) await new Promise<void>((r) => idle.push(r));
+        else break;
+      }
+      if (delivery > 1) gate = new Promise<void>((r) => (openGate = r));
+      exclusive = delivery > 1;
       active++;
       const t0 = performance.now();
       if (delivery > 1) stats.redelivered++;
       let head: ResultHead;
       let out: RecordBatch[] = [];
       try {
-        await opts.beforeBatch?.({ run, batch: batchId, delivery });
         const batches = ipcToBatches(m.data, `work ${run}/${batchId}`);
         if (batches.length !== 1) throw new Error(`work ${run}/${batchId}: expected one record batch, got ${batches.length}`);
         const input = batches[0]!;
+        if (opts.beforeBatch) {
+          const ids = input.getChild("id");
+          await opts.beforeBatch({ run, batch: batchId, delivery, ids: Array.from({ length: input.numRows }, (_, i) => String(ids?.get(i))) });
+        }
         const r = await runBatch(input, ops, onError);
         if (r.error !== null && onError === "skip" && delivery < spec.maxDeliver) {
           // A batch-level failure under skip: maybe transient (a worker thread died); let another delivery try.
@@ -258,6 +274,10 @@ async function serveRun(nc: NatsConnection, kv: KV, spec: RunSpec, opts: WorkerO
       }
     } finally {
       clearInterval(ticker);
+      if (exclusive) {
+        gate = null;
+        openGate();
+      }
       if (active > 0) active--;
       if (active === 0) for (const r of idle.splice(0)) r();
     }
