@@ -5,6 +5,7 @@
  *
  *   npx bun bench/models.ts            # both cases
  *   npx bun bench/models.ts decode     # only cases whose name contains "decode"
+ *   npx bun bench/models.ts hf-vlm-generate
  *
  * clip-vitb32-image-b16: random-weight CLIP ViT-B/32 image tower (224², patch 32, width 768,
  *   12 layers, 12 heads, MLP 3072, projection 512) at batch 16, weights baked as initializers
@@ -15,6 +16,17 @@
  *   vocab 96): prefill 32 prompts of 4-10 tokens, then 48 decode steps with the decode graph
  *   baked, as a scheduler worker runs it. ratio = achieved decode GFLOP/s ÷ MatMul GFLOP/s
  *   (decode is latency-bound at this size, so the ratio is small by nature); tokens/s is the figure.
+ * hf-vlm-generate: a random LVLM of the shapes policy's shape (64 image tokens, LM 128 × 4,
+ *   the test fixture's BPE tokenizer and chat template) exported in the Hugging Face
+ *   image-text-to-text ONNX layout (src/models/hf-vlm), loaded twice from the same folder:
+ *   clipflow's hf-onnx-vlm policy through the scheduler's continuous batcher (one worker, one
+ *   ORT thread, sampling on the main thread) and transformers.js's own `generate` (one ORT
+ *   thread, one prompt at a time: its padded batches attend to their pads after the first step,
+ *   see test/models/hf-vlm/hf-vlm.test.ts). Same prompts and images, greedy, 32 new tokens at
+ *   most, rounds interleaved. ratio = clipflow tokens/s ÷ transformers.js tokens/s (median over
+ *   rounds); the tokens of both are checked equal. transformers.js with the whole set as one
+ *   left-padded batch is printed too (`tjs_padded_batch_tokens_per_s`; not a like-for-like
+ *   reference since its tokens differ).
  */
 import { Graph } from "../src/graph/index.ts";
 import { ParamStore } from "../src/graph/params.ts";
@@ -145,8 +157,118 @@ async function lvlmDecode(ref: Awaited<ReturnType<typeof matmulReference>>): Pro
   }));
 }
 
+async function hfVlmGenerate(): Promise<void> {
+  const { writeTinyVlm } = await import("../test/models/hf-vlm/fixture.ts");
+  const { loadHfVlm } = await import("../src/models/hf-vlm/policy.ts");
+  const { Decoder } = await import("../src/scheduler/decoder.ts");
+  const { Scheduler } = await import("../src/scheduler/scheduler.ts");
+  const tjs = await import("@huggingface/transformers");
+  const { rmSync } = await import("node:fs");
+  const { basename, dirname } = await import("node:path");
+  const t = await writeTinyVlm({ seed: 11, eosBias: 2.5, shape: "shapes-policy", maxPositions: 160 });
+  try {
+    const policy = await loadHfVlm(t.dir);
+    tjs.env.allowRemoteModels = false;
+    tjs.env.allowLocalModels = true;
+    tjs.env.localModelPath = dirname(t.dir) + "/";
+    const model = await tjs.LlavaForConditionalGeneration.from_pretrained(basename(t.dir), {
+      dtype: "fp32",
+      device: "cpu",
+      local_files_only: true,
+      session_options: { intraOpNumThreads: 1, interOpNumThreads: 1 },
+    });
+    const prompts = ["describe the image.", "what is red?", "describe the shapes and the colors.", "where is the star?"];
+    const N = 32, maxNew = 32, S = policy.imageSize;
+    const rng = new Rng(12);
+    const reqs = Array.from({ length: N }, (_, i) => ({ pixels: Float32Array.from({ length: 3 * S * S }, () => rng.normal()), prompt: prompts[i % prompts.length]! }));
+    const ids = reqs.map((r) => policy.promptIds(r.prompt));
+    const stopAt = (gen: number[]) => {
+      const e = gen.findIndex((x) => policy.stopTokens.includes(x));
+      return e >= 0 ? gen.slice(0, e + 1) : gen;
+    };
+    const runTjs = async (): Promise<number[][]> => {
+      const out: number[][] = [];
+      for (let i = 0; i < N; i++) {
+        const p = ids[i]!;
+        const seq = (await model.generate({
+          input_ids: new tjs.Tensor("int64", BigInt64Array.from(p, (x) => BigInt(x)), [1, p.length]),
+          attention_mask: new tjs.Tensor("int64", new BigInt64Array(p.length).fill(1n), [1, p.length]),
+          pixel_values: new tjs.Tensor("float32", reqs[i]!.pixels, [1, 3, S, S]),
+          max_new_tokens: maxNew,
+          do_sample: false,
+        })) as InstanceType<typeof tjs.Tensor>;
+        out.push(stopAt((seq.tolist() as bigint[][])[0]!.slice(p.length).map(Number)));
+      }
+      return out;
+    };
+    const runTjsPadded = async (): Promise<number> => {
+      const T = Math.max(...ids.map((r) => r.length));
+      const idData = new BigInt64Array(N * T).fill(BigInt(policy.padTokenId));
+      const mask = new BigInt64Array(N * T);
+      const px = new Float32Array(N * 3 * S * S);
+      ids.forEach((r, b) => {
+        r.forEach((x, i) => { idData[b * T + T - r.length + i] = BigInt(x); mask[b * T + T - r.length + i] = 1n; });
+        px.set(reqs[b]!.pixels, b * 3 * S * S);
+      });
+      const seq = (await model.generate({
+        input_ids: new tjs.Tensor("int64", idData, [N, T]),
+        attention_mask: new tjs.Tensor("int64", mask, [N, T]),
+        pixel_values: new tjs.Tensor("float32", px, [N, 3, S, S]),
+        max_new_tokens: maxNew,
+        do_sample: false,
+      })) as InstanceType<typeof tjs.Tensor>;
+      return (seq.tolist() as bigint[][]).reduce((a, r) => a + stopAt(r.slice(T).map(Number)).length, 0);
+    };
+    const s = new Scheduler();
+    try {
+      const gen = new Decoder(s, "hf", policy, { maxBatch: N, replicas: 1, intraOpThreads: 1 });
+      await gen.ready;
+      const runOurs = async (): Promise<number[][]> => (await Promise.all(reqs.map((r) => gen.run(r, { maxNewTokens: maxNew, temperature: 0 })))).map((x) => x[0]!.tokens);
+      await runOurs(); // warm-up
+      await runTjs();
+      const ours: number[] = [], theirs: number[] = [], padded: number[] = [], ratios: number[] = [];
+      let tokens = 0;
+      for (let r = 0; r < 3; r++) {
+        let a: number[][] = [], b: number[][] = [];
+        const ta = await timeOnce(async () => { a = await runOurs(); });
+        const tb = await timeOnce(async () => { b = await runTjs(); });
+        if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error("hf-vlm-generate: clipflow and transformers.js tokens differ");
+        tokens = a.reduce((x, y) => x + y.length, 0);
+        let pTokens = 0;
+        const tp = await timeOnce(async () => { pTokens = await runTjsPadded(); });
+        ours.push((tokens * 1000) / ta);
+        theirs.push((tokens * 1000) / tb);
+        padded.push((pTokens * 1000) / tp);
+        ratios.push(ours[r]! / theirs[r]!);
+      }
+      const st = gen.stats();
+      console.log(JSON.stringify({
+        case: "hf-vlm-generate",
+        ratio: +median(ratios).toFixed(3),
+        ratios: ratios.map((x) => +x.toFixed(3)),
+        clipflow_tokens_per_s: Math.round(median(ours)),
+        tjs_tokens_per_s: Math.round(median(theirs)),
+        tjs_padded_batch_tokens_per_s: Math.round(median(padded)),
+        prompts: N,
+        tokens_per_round: tokens,
+        max_new_tokens: maxNew,
+        mean_batch_clipflow: +(st.decodeRows / st.decodeSteps).toFixed(2),
+        image_tokens: policy.imageTokenCount,
+        lm: `${policy.featureDims[1]}x${policy.kv.layers}`,
+        threads: 1,
+      }));
+    } finally {
+      await s.close();
+    }
+  } finally {
+    rmSync(t.dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const filter = process.argv[2] ?? "";
+  if ("hf-vlm-generate".includes(filter)) await hfVlmGenerate();
+  if (filter === "hf-vlm-generate") return;
   const ref = await matmulReference(THREADS);
   if ("clip-vitb32-image-b16".includes(filter)) await clipImage(ref);
   if ("lvlm-decode-b32".includes(filter)) await lvlmDecode(ref);

@@ -79,11 +79,13 @@ export interface TinyVlm {
  * Export a tiny random LVLM (1 vision layer, 4 image tokens, LM width 32 × 2 layers) into a new
  * temp folder. `eosBias` raises the eos logit so samples stop after varied lengths.
  */
-export async function writeTinyVlm(opts: { seed?: number; eosBias?: number; chatTemplate?: string; maxPositions?: number } = {}): Promise<TinyVlm> {
+export async function writeTinyVlm(opts: { seed?: number; eosBias?: number; chatTemplate?: string; maxPositions?: number; shape?: "tiny" | "shapes-policy" } = {}): Promise<TinyVlm> {
   const files = tinyVlmBpe();
   const tok = HfTokenizer.fromJSON(files.tokenizerJson, files.tokenizerConfig);
-  const base = lvlmPresets.tiny(tok.vocabSize, { pad: 0, bos: 1, eos: 2 });
-  const cfg = { ...base, lm: { ...base.lm, layers: 2, maxPositions: opts.maxPositions ?? 96 } };
+  const ids = { pad: 0, bos: 1, eos: 2 };
+  // "shapes-policy": the shipped policy's shape (64 image tokens, LM 128 × 4) for the bench
+  const base = opts.shape === "shapes-policy" ? lvlmPresets.shapesPolicy(tok.vocabSize, ids) : lvlmPresets.tiny(tok.vocabSize, ids);
+  const cfg = { ...base, lm: { ...base.lm, layers: opts.shape === "shapes-policy" ? base.lm.layers : 2, maxPositions: opts.maxPositions ?? 96 } };
   const lvlm = LvlmModel.create(cfg, tok, opts.seed ?? 5);
   // random weights are near-uniform over the vocabulary and blind to the prompt: sharpen the
   // unembedding (greedy choices far from ties: the tests compare argmaxes across
