@@ -17,8 +17,11 @@
  * A synchronous `process` runs with no Promise or allocation beyond the output FlowBatch, so
  * per-batch overhead stays small next to the work on a 1,024-row batch.
  *
- * Output order: with `concurrency: 1` outputs keep input order; above 1 they leave as they
- * finish (like `mergeMap`).
+ * Output order is input order at any concurrency: above 1, inputs run at once but an input's
+ * outputs wait (derived, holding their credits) until every earlier input has ended, and a slot
+ * frees only then, so the reorder buffer holds at most `concurrency` inputs' outputs
+ * (`concatMap` semantics with `concurrency`-deep look-ahead). Runs are reproducible whatever the
+ * completion timing.
  *
  * @example
  * const double = operate({ name: "double" }, () => ({
@@ -104,6 +107,10 @@ class Scope implements BatchScope {
   outRows = 0;
   held = false;
   cancelled = false;
+  /** Processing ended (successfully or not). */
+  settled = false;
+  /** Outputs derived from this input, waiting for earlier inputs to end (re-sequencing). */
+  readonly outbox: FlowBatch[] = [];
   inner: Subscription | null = null;
   private rejectedRows: Set<number> | null = null;
   private ids: Vector | null | undefined;
@@ -203,6 +210,9 @@ export function operate(opts: StageOptions, init: (api: StageApi) => StageHandle
       const running = new Set<Scope>();
       const parked = new Set<FlowBatch>();
       let active = 0;
+      // concurrency > 1: inputs in arrival order until they and all before them have ended.
+      const inOrder = concurrency > 1;
+      const order: Scope[] = [];
       let upstreamDone = false;
       let closed = false;
       let draining = false;
@@ -275,7 +285,9 @@ export function operate(opts: StageOptions, init: (api: StageApi) => StageHandle
         scope.outRows += n;
         const out = derive(b, scope.input);
         st.m!.out(n);
-        sub.next(out);
+        // Re-sequencing: an input's outputs wait until every earlier input has ended.
+        if (inOrder && order[0] !== scope) scope.outbox.push(out);
+        else sub.next(out);
       };
 
       /** Processing of one input ended normally: account rows and release it (unless held). */
@@ -321,33 +333,57 @@ export function operate(opts: StageOptions, init: (api: StageApi) => StageHandle
         release(scope.input);
       };
 
+      /**
+       * Processing of `scope` ended (any way). Without re-sequencing the slot frees now; with it
+       * (concurrency > 1) the slot frees when every earlier input has ended too, and the outputs
+       * that waited behind them leave, in input order.
+       */
+      const settle = (scope: Scope): void => {
+        running.delete(scope);
+        scope.settled = true;
+        if (!inOrder) {
+          active--;
+          return;
+        }
+        while (order.length > 0 && order[0]!.settled) {
+          order.shift();
+          active--;
+          const head = order[0];
+          if (!head) break;
+          // The new head's outputs were held back behind the one that just left: send them now.
+          for (const out of head.outbox.splice(0)) {
+            if (closed || head.cancelled) release(out);
+            else sub.next(out);
+          }
+        }
+      };
+
       const start = (fb: FlowBatch): void => {
         active++;
         const scope = new Scope(fb, st);
+        if (inOrder) order.push(scope);
         let r: StageResult;
         try {
           r = h.process(fb, scope);
         } catch (e) {
-          active--;
           inputFailed(scope, e);
+          settle(scope);
           return;
         }
         if (r == null || !(isPromiseLike(r) || isObservable(r))) {
-          active--;
           try {
             emitOutputs(scope, r as StageOutput);
             finishInput(scope);
           } catch (e) {
             if (!scope.input.released && !scope.held) queue.push(scope.input); // teardown releases it
+            settle(scope);
             fail(e);
+            return;
           }
+          settle(scope);
           return;
         }
         running.add(scope);
-        const done = (): void => {
-          running.delete(scope);
-          active--;
-        };
         if (isObservable(r)) {
           scope.inner = (r as Observable<RecordBatch>).subscribe({
             next: (b) => {
@@ -359,14 +395,14 @@ export function operate(opts: StageOptions, init: (api: StageApi) => StageHandle
             },
             error: (e) => {
               if (scope.cancelled) return;
-              done();
               inputFailed(scope, e);
+              settle(scope);
               drain();
             },
             complete: () => {
               if (scope.cancelled) return;
-              done();
               finishInput(scope);
+              settle(scope);
               drain();
             },
           });
@@ -375,19 +411,20 @@ export function operate(opts: StageOptions, init: (api: StageApi) => StageHandle
         (r as PromiseLike<StageOutput>).then(
           (out) => {
             if (scope.cancelled) return;
-            done();
             try {
               emitOutputs(scope, out);
               finishInput(scope);
             } catch (e) {
+              settle(scope);
               return fail(e);
             }
+            settle(scope);
             drain();
           },
           (e) => {
             if (scope.cancelled) return;
-            done();
             inputFailed(scope, e);
+            settle(scope);
             drain();
           },
         );
@@ -482,6 +519,7 @@ export function operate(opts: StageOptions, init: (api: StageApi) => StageHandle
           if (!s.held) release(s.input);
         }
         running.clear();
+        for (const sc of order.splice(0)) for (const out of sc.outbox.splice(0)) if (!out.released) release(out);
         for (const fb of queue.splice(0)) if (!fb.released) release(fb);
         try {
           h.teardown?.();
