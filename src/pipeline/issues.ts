@@ -8,6 +8,7 @@
  * // pipelines/x.yaml:12:5: stages[3].filter.minScore: expected number, got string "high"
  */
 
+import { boundMessage, ConfigError } from "../util/errors.ts";
 import { suggest } from "./suggest.ts";
 
 /** A problem found while validating, before it is given a position. */
@@ -32,11 +33,27 @@ export interface LocatedIssue extends PipelineIssue {
   readonly text: string;
 }
 
-/** A bad pipeline file or override; `message` has one line per issue. */
-export class PipelineError extends Error {
-  override readonly name = "PipelineError";
+/** Most issue lines a PipelineError shows; the rest are counted ("… and N more problems"). */
+export const MAX_ISSUE_LINES = 20;
+
+/**
+ * A bad pipeline file or override (a ConfigError: exit code 2, nothing ran). `lines` has one
+ * bounded line per issue, at most MAX_ISSUE_LINES of them plus a count of the rest, so a 10 MB
+ * garbage file cannot flood the console; `message` is those lines joined.
+ */
+export class PipelineError extends ConfigError {
+  override name = "PipelineError";
+  /** What the CLI prints: one line per issue (bounded), then "… and N more problems". */
+  readonly lines: readonly string[];
   constructor(readonly issues: readonly LocatedIssue[]) {
-    super(issues.map((i) => i.text).join("\n"));
+    const first = issues[0];
+    // The text already starts with file:line:col, so `where` is filled in after (not re-printed).
+    super(first ? first.text : "invalid pipeline", { code: "bad pipeline" });
+    const shown = issues.slice(0, MAX_ISSUE_LINES).map((i) => boundMessage(i.text));
+    if (issues.length > MAX_ISSUE_LINES) shown.push(`… and ${issues.length - MAX_ISSUE_LINES} more problems`);
+    this.lines = shown;
+    Object.defineProperty(this, "message", { value: shown.join("\n"), writable: true, configurable: true, enumerable: false });
+    if (first && first.line > 0) Object.defineProperty(this, "where", { value: { file: first.file, line: first.line, column: first.col }, enumerable: true });
   }
 }
 

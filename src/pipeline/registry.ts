@@ -61,6 +61,8 @@ export interface StageContext {
   flow(): FlowContext;
   /** Whether the run resumes from the newest checkpoint in `out.dir` (the CLI's --resume). */
   readonly resume: boolean;
+  /** Resume even if the training configuration changed (the CLI's --allow-config-change). */
+  readonly allowConfigChange: boolean;
   /** Fires on Ctrl-C; long-running stages stop at a clean point. */
   readonly signal: AbortSignal;
   /** Progress lines of long jobs (stderr in the CLI). */
@@ -227,6 +229,9 @@ export const stageRegistry = {
         checkpointEvery: o.checkpointEvery,
         checkpointDir: join(out, RUN_FILES.checkpoints),
         resume: ctx.resume,
+        allowConfigChange: ctx.allowConfigChange,
+        // "resumed from step N", checkpoint fall-backs and cleaned temp files go to the run's log.
+        log: (line) => ctx.log(line),
         metricsPath: join(out, RUN_FILES.metrics),
         exportDir: join(out, RUN_FILES.policy),
         trainable: [...o.trainable],

@@ -22,14 +22,23 @@ import type { LvlmModel } from "../models/lvlm-model.ts";
 import type { Decoder } from "../scheduler/decoder.ts";
 import { Scheduler, type BatchOptions } from "../scheduler/scheduler.ts";
 import type { ResolvedPipeline } from "./loader.ts";
+import { errorMessage, ModelFileError } from "../util/errors.ts";
+import { HF_CLIP_FILES } from "../models/hf-clip.ts";
 import { builtinModels, type ModelConfig, type ModelKind } from "./schema.ts";
 
 /** The folder holding the built-in models (`models/` at the repository root). */
 export const BUILTIN_MODELS_DIR = resolve(import.meta.dir, "../../models");
 
-/** A model that cannot be opened (missing folder, wrong kind or format): one line. */
-export class ModelLoadError extends Error {
-  override readonly name = "ModelLoadError";
+/**
+ * A model that cannot be opened (missing folder or file, corrupt file, wrong kind or format,
+ * image size that does not match the other models): one line naming the `models` entry and
+ * the file. Raised at set-up, before any row is generated.
+ */
+export class ModelLoadError extends ModelFileError {
+  override name = "ModelLoadError";
+  constructor(detail: string, opts: { code?: string; cause?: unknown } = {}) {
+    super(detail, { code: opts.code ?? "model load", cause: opts.cause });
+  }
 }
 
 export interface ResourcesOptions {
@@ -95,7 +104,7 @@ export class PipelineResources {
       p = Promise.resolve().then(() => {
         if (this.kindOf(name) === "lvlm") throw new ModelLoadError(`models.${name}: is an LVLM, a CLIP is needed here`);
         return ScheduledClip.fromDir(this.scheduler, this.modelDir(name), name, this.batchOptions()).catch((e: unknown) => {
-          throw new ModelLoadError(`models.${name} (${"path" in m ? m.path : m.builtin}): ${(e as Error).message}`);
+          throw new ModelLoadError(`models.${name} (${"path" in m ? m.path : m.builtin}): ${errorMessage(e)}`, { cause: e });
         });
       });
       this.clips.set(name, p);
@@ -125,7 +134,7 @@ export class PipelineResources {
     try {
       return await loadLvlm(dir, { threads: this.pipeline.scheduler.threads });
     } catch (e) {
-      throw new ModelLoadError(`models.${name} (${dir}): ${(e as Error).message}`);
+      throw new ModelLoadError(`models.${name} (${dir}): ${errorMessage(e)}`, { cause: e });
     }
   }
 
@@ -141,6 +150,42 @@ export class PipelineResources {
       this.decoders.set(name, d);
     }
     return d;
+  }
+
+  /**
+   * Waits until every model the stages asked for has loaded and answered one tiny call, so a
+   * missing, empty or corrupt model file fails here — at set-up, before any row is generated —
+   * as one line naming the `models` entry and the file; then checks that every model reads the
+   * same image size (the decoded pixels are shared by the CLIP towers and the policy).
+   *
+   * @example
+   * await resources.verify(); // after the stage factories ran; throws ModelLoadError
+   */
+  async verify(): Promise<void> {
+    const sizes: { what: string; size: number }[] = [];
+    for (const [name, p] of this.clips) {
+      const clip = await p;
+      const dir = this.modelDir(name);
+      const s = clip.imageSize;
+      // [1, 3, S, S] of zeros: the vision tower must load and run.
+      await clip.embedImages(new Float32Array(3 * s * s), 1).catch((e: unknown) => {
+        throw new ModelLoadError(`models.${name}: ${join(dir, HF_CLIP_FILES.vision)} cannot be loaded: ${errorMessage(e)}`, { cause: e });
+      });
+      await clip.embedTexts(["a"]).catch((e: unknown) => {
+        throw new ModelLoadError(`models.${name}: ${join(dir, HF_CLIP_FILES.text)} cannot be loaded: ${errorMessage(e)}`, { cause: e });
+      });
+      sizes.push({ what: `models.${name} (CLIP)`, size: s });
+    }
+    for (const [name, p] of this.lvlms) sizes.push({ what: `models.${name} (policy)`, size: (await p).cfg.vision.imageSize });
+    for (const [name, d] of this.decoders) {
+      await (await d).ready.catch((e: unknown) => {
+        throw new ModelLoadError(`models.${name}: the policy's decoder cannot be loaded from ${this.modelDir(name)}: ${errorMessage(e)}`, { cause: e });
+      });
+    }
+    const first = sizes[0];
+    const other = sizes.find((x) => x.size !== first?.size);
+    if (first && other)
+      throw new ModelLoadError(`${first.what} reads ${first.size}px images but ${other.what} reads ${other.size}px; the models of one pipeline share the decoded pixels, so their image sizes must match`, { code: "image size mismatch" });
   }
 
   /** A named object shared by the stages of this run, made on first request. */

@@ -20,7 +20,7 @@
  * const { report } = await runPipeline(p, { command: "bun run pipeline …", resumeCommand: "… --resume" });
  * report.evaluation?.rows; // SFT policy vs CLIP-DPO
  */
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { RecordBatch } from "apache-arrow";
 import { tap } from "rxjs";
@@ -33,9 +33,9 @@ import { evaluatePolicies, pngDataUri, type EvalSubject } from "./eval.ts";
 import { loadPipeline, pipelineToData, type ResolvedPipeline } from "./loader.ts";
 import type { Progress } from "./progress.ts";
 import { isJobStage, stageRegistry, type StageConfig, type StageContext, type StageDefinition, type StageInstance } from "./registry.ts";
-import { emptyReport, reconcile, stageReports, writeRunReport, type RunReport, type SampleReport, type TrainingStep } from "./report.ts";
+import { emptyReport, reconcile, stageReports, writeRunReport, type RunReport, type SampleReport, type StageReport, type TrainingStep } from "./report.ts";
 import { PipelineResources } from "./resources.ts";
-import { RUN_FILES } from "./run-files.ts";
+import { prepareOutDir, RUN_FILES } from "./run-files.ts";
 import type { z } from "zod";
 
 export interface RunPipelineOptions {
@@ -45,6 +45,8 @@ export interface RunPipelineOptions {
   resumeCommand: string;
   /** Continue training from the newest checkpoint in `out.dir`. */
   resume?: boolean;
+  /** With `resume`: accept a changed training configuration (the trainer logs the differences). */
+  allowConfigChange?: boolean;
   signal?: AbortSignal;
   /** Makes the live progress display, given known totals per stage; undefined: none. */
   progress?: (totals: Record<string, number>) => Progress;
@@ -117,7 +119,7 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
   const t0 = performance.now();
   const log = opts.log ?? (() => {});
   const outDir = p.out.dir;
-  mkdirSync(outDir, { recursive: true });
+  prepareOutDir(outDir);
   const report = emptyReport({ file: p.file, description: p.description, command: opts.command, config: pipelineToData(p), overrides: p.overrides });
   const finish = (): RunResult => {
     report.finishedAt = new Date().toISOString();
@@ -172,6 +174,7 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
           return flowCtx;
         },
         resume,
+        allowConfigChange: opts.allowConfigChange ?? false,
         signal,
         log,
       };
@@ -180,6 +183,8 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
       const c = (inst as { counts?: unknown }).counts;
       if (c && typeof c === "object") counts.set(names[s.index]!, () => numericEntries(c as Record<string, unknown>));
     }
+    // Every model loads (and answers once) before the first row: a bad model file fails here.
+    await resources.verify();
     report.timings.setupMs = performance.now() - tSetup;
     if (signal.aborted) {
       report.status = "interrupted";
@@ -310,6 +315,14 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
       report.resumeCommand = opts.resumeCommand;
       return finish();
     }
+    // A run that delivered nothing to its end is a failure, never "completed" (e.g. an empty
+    // source, a stage that dead-lettered every row, a trainer that got no pairs).
+    const empty = emptyRunError(report.stages);
+    if (empty !== null) {
+      report.status = "failed";
+      report.error = empty;
+      return finish();
+    }
 
     await evaluateAndSettle(p, report, signal, log, opts.resumeCommand, (ev) => {
       const subjects: EvalSubject[] = [startSubject(p, resources)];
@@ -334,6 +347,28 @@ export async function runPipeline(p: ResolvedPipeline, opts: RunPipelineOptions)
       log(`closing resources: ${(e as Error).message}`);
     }
   }
+}
+
+/**
+ * Why no row reached the end of the flow, or null when some did: the stage where the rows
+ * vanished and its most frequent drop reason (a rule, a dead-letter reason or a note such as
+ * "groups without a pair over minMargin").
+ *
+ * @example
+ * emptyRunError(report.stages) // 'no rows reached the end: stage "decode" took 8 rows and passed none (dead-letter: bad image 8)'
+ */
+export function emptyRunError(stages: readonly StageReport[]): string | null {
+  const last = stages.at(-1);
+  // Rows consumed at the end: the trainer's (a sink stage) or the final consumer's.
+  if (!last || reconcile(stages, 0).sinkRows > 0) return null;
+  const dominant = (s: StageReport): string => {
+    const top = Object.entries(s.drops).sort((a, b) => b[1] - a[1])[0];
+    return top ? ` (${top[0]} ${top[1]})` : "";
+  };
+  const src = stages[0]!;
+  if (src.rowsOut === 0) return `no rows reached the end: stage "${src.stage}" produced no rows${src.deadLettered > 0 ? `; ${src.deadLettered} dead-lettered${dominant(src)}` : ""}`;
+  const gone = stages.find((s, i) => i > 0 && s.rowsIn + s.expanded > 0 && s.rowsOut === 0) ?? last;
+  return `no rows reached the end: stage "${gone.stage}" took ${gone.rowsIn} rows and passed none${dominant(gone)}`;
 }
 
 function numericEntries(o: Record<string, unknown>): Record<string, number> {
@@ -405,7 +440,7 @@ async function runJobs(
       }
       const t = performance.now();
       const def = stageRegistry[s.name] as StageDefinition<z.ZodType>;
-      const r = await def.job!(s.options, { pipeline: p, index: s.index, name: names[s.index]!, resources, resume: o.resume, signal: o.signal, log: o.log });
+      const r = await def.job!(s.options, { pipeline: p, index: s.index, name: names[s.index]!, resources, resume: o.resume, allowConfigChange: false, signal: o.signal, log: o.log });
       report.jobs.push({ stage: names[s.index]!, outputs: r.outputs, metrics: r.metrics, ms: performance.now() - t });
       report.outputs.push(...r.outputs);
     }

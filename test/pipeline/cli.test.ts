@@ -22,18 +22,43 @@ function run(args: string[]): { code: number; stdout: string; stderr: string } {
 
 describe("arguments", () => {
   test("defaults, --set (both spellings), --out, --resume", () => {
-    expect(parseCliArgs([])).toEqual({ file: "pipelines/clip-dpo.yaml", overrides: [], out: undefined, resume: false, progress: undefined, help: false });
-    const a = parseCliArgs(["x.yaml", "--set", "eval.count=8", "--set=stages.source.count=4", "--out", "runs/a", "--resume", "--progress=plain"]);
-    expect(a).toEqual({ file: "x.yaml", overrides: ["eval.count=8", "stages.source.count=4"], out: "runs/a", resume: true, progress: "plain", help: false });
+    expect(parseCliArgs([])).toEqual({ file: "pipelines/clip-dpo.yaml", overrides: [], out: undefined, resume: false, allowConfigChange: false, progress: undefined, help: false, values: {} });
+    const a = parseCliArgs(["x.yaml", "--set", "eval.count=8", "--set=stages.source.count=4", "--out", "runs/a", "--resume", "--progress=plain", "--allow-config-change"]);
+    expect({ ...a, values: undefined }).toEqual({ file: "x.yaml", overrides: ["eval.count=8", "stages.source.count=4"], out: "runs/a", resume: true, allowConfigChange: true, progress: "plain", help: false, values: undefined });
+    expect(a.values.set).toEqual(["eval.count=8", "stages.source.count=4"]);
   });
 
   test("bad arguments are usage errors", () => {
-    for (const argv of [["--sett", "a=1"], ["a.yaml", "b.yaml"], ["--set"], ["--set", "novalue"], ["--progress", "fancy"]]) expect(() => parseCliArgs(argv)).toThrow(UsageError);
+    const cases: [string[], string][] = [
+      [["--sett", "a=1"], `unknown option "--sett" (did you mean "--set"?)`],
+      [["a.yaml", "b.yaml"], `one pipeline file expected, got "a.yaml" and "b.yaml"`],
+      [["--set"], "--set: missing value"],
+      [["--set", "novalue"], "--set novalue: expected key.path=value"],
+      [["--progress", "fancy"], `--progress: expected tty, plain or off, got "fancy"`],
+      [["--resume=yes"], "--resume takes no value"],
+      [["--out="], "--out: empty folder name"],
+    ];
+    for (const [argv, message] of cases) {
+      let err: unknown;
+      try {
+        parseCliArgs(argv);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(UsageError);
+      expect([argv.join(" "), (err as UsageError).message]).toEqual([argv.join(" "), message]);
+      expect((err as UsageError).exitCode).toBe(2);
+    }
+  });
+
+  test("--allow-config-change is kept in the resume command; --progress is not", () => {
+    const a = parseCliArgs(["p.yaml", "--allow-config-change", "--progress", "off"]);
+    expect(commandLine(a, { resume: true, out: "runs/p" })).toBe("npx bun run pipeline p.yaml --out runs/p --allow-config-change --resume");
   });
 
   test("the resume command reruns the same file, overrides and folder with --resume", () => {
     const a = parseCliArgs(["p.yaml", "--set", "generate.prompts=[a b, c]"]);
-    expect(commandLine(a, { resume: true, out: "/tmp/run x" })).toBe(`bun run pipeline p.yaml --set 'generate.prompts=[a b, c]' --out '/tmp/run x' --resume`);
+    expect(commandLine(a, { resume: true, out: "/tmp/run x" })).toBe(`npx bun run pipeline p.yaml --set 'generate.prompts=[a b, c]' --out '/tmp/run x' --resume`);
     expect(shellQuote("it's")).toBe(`'it'\\''s'`);
   });
 });
@@ -126,7 +151,7 @@ describe("runs", () => {
     const code = await p.exited;
     const stdout = await new Response(p.stdout).text();
     expect(code).toBe(130);
-    expect(stdout).toContain(`resume with: bun run pipeline ${file} --out ${out} --resume`);
+    expect(stdout).toContain(`resume with: npx bun run pipeline ${file} --out ${out} --resume`);
     const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
     expect(report.status).toBe("interrupted");
     expect(report.reconciliation.balanced).toBe(true);
