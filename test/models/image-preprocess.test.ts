@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import sharp from "sharp";
-import { cropWindow, ImageDecodeError, preprocessBatch, preprocessImage, resizedSize } from "../../src/models/image-preprocess.ts";
+import { cropWindow, EXACT_RESAMPLE_BUDGET, ImageDecodeError, pilResample, preprocessBatch, preprocessImage, resampleCost, resizedSize } from "../../src/models/image-preprocess.ts";
 import { clipImageConfig, parsePreprocessorConfig, pixelShape, toPreprocessorJson, type ImageProcessorConfig } from "../../src/models/preprocessor-config.ts";
 
 const png = (w: number, h: number, rgb: number[], channels: 1 | 3 | 4 = 3) =>
@@ -51,24 +51,34 @@ describe("preprocessImage (CLIPImageProcessor semantics)", () => {
     for (let i = 0; i < 12; i++) expect(Math.abs(px[i]! - want[i]!)).toBeLessThan(1e-5);
   });
 
-  test("downscaling stays within 2 grey levels of PIL's antialiased bicubic (reference written out below)", async () => {
-    const w = 100, h = 60;
-    const src = new Uint8Array(w * h * 3);
-    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) {
-      src[(y * w + x) * 3 + c] = Math.round(127 + 100 * Math.sin(x / 7 + c) * Math.cos(y / 5));
+  test("upscales match Pillow's bicubic exactly: 32→64, 20→64, 33x50→64x96 (libvips' enlarger was 90 levels off)", async () => {
+    expect(await maxLevelDiff(32, 32, 64)).toEqual({ max: 0, mean: 0 });
+    expect(await maxLevelDiff(20, 20, 64)).toEqual({ max: 0, mean: 0 });
+    expect(await maxLevelDiff(33, 50, 64)).toEqual({ max: 0, mean: 0 }); // 64x96, crop rows 16..79
+    expect(await maxLevelDiff(48, 40, 64)).toEqual({ max: 0, mean: 0 }); // 76x64: int(64*48/40)
+  });
+
+  test("downscales within the exact budget match Pillow exactly; larger ones (libvips) within 2 levels on smooth content", async () => {
+    expect(await maxLevelDiff(100, 60, 22)).toEqual({ max: 0, mean: 0 });
+    expect(await maxLevelDiff(64, 64, 32)).toEqual({ max: 0, mean: 0 });
+    expect(resampleCost(640, 480, 298, 224)).toBeGreaterThan(EXACT_RESAMPLE_BUDGET); // → libvips
+    const smooth = await maxLevelDiff(640, 480, 224, false);
+    expect(smooth.max).toBeLessThanOrEqual(2);
+    expect(smooth.mean).toBeLessThan(0.1);
+    const spiky = await maxLevelDiff(640, 480, 224, true); // isolated 1-px spikes: libvips' 12-bit weights
+    expect(spiky.max).toBeLessThanOrEqual(4);
+    expect(spiky.mean).toBeLessThan(0.3);
+  }, 30_000);
+
+  test("pilResample equals the plain reference for bicubic, bilinear and Lanczos, up and down, one axis at a time", () => {
+    const cases: [number, number, number, number][] = [[37, 23, 64, 64], [64, 64, 31, 17], [50, 20, 50, 41], [19, 40, 7, 40], [5, 5, 64, 3]];
+    for (const kernel of ["cubic", "linear", "lanczos3"] as const) {
+      for (const [w, h, ow, oh] of cases) {
+        const src = testImage(w, h);
+        expect(Buffer.from(pilResample(src, w, h, ow, oh, kernel)).equals(Buffer.from(pilReference(src, w, h, ow, oh, kernel)))).toBe(true);
+      }
     }
-    const img = await sharp(src, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
-    const cfg: ImageProcessorConfig = { ...clipImageConfig(22), doRescale: false, doNormalize: false };
-    const got = await preprocessImage(img, cfg); // raw 0..255 values, CHW
-    const ref = pilBicubic(src, w, h, 36, 22); // shortest side 60 -> 22, long side int(22*100/60) = 36
-    let maxd = 0, sum = 0;
-    for (let c = 0; c < 3; c++) for (let y = 0; y < 22; y++) for (let x = 0; x < 22; x++) {
-      const d = Math.abs(got[c * 484 + y * 22 + x]! - ref[(y * 36 + x + 7) * 3 + c]!); // crop left (36-22)//2 = 7
-      maxd = Math.max(maxd, d);
-      sum += d;
-    }
-    expect(maxd).toBeLessThanOrEqual(2);
-    expect(sum / (3 * 484)).toBeLessThan(0.5);
+    expect(() => pilResample(new Uint8Array(12), 2, 2, 4, 4, "nearest")).toThrow("not a Pillow convolution filter");
   });
 
   test("resize and crop geometry follow HF (int() truncation, (orig-crop)//2)", () => {
@@ -152,36 +162,77 @@ describe("preprocessor_config.json", () => {
 });
 
 /**
- * PIL's Resample.c bicubic (a = -0.5), written independently for the test: separable, horizontal
- * then vertical, the kernel stretched by the downscale factor (antialiasing), clipped at the
- * borders and renormalised, uint8 rounding between the passes.
+ * Pillow's Resample.c, written plainly for the test from its source (not from the production
+ * code): separable, horizontal pass then vertical (a pass is skipped when that side keeps its
+ * size), the filter stretched by the downscale factor (antialiasing), taps clipped at the borders
+ * and renormalised, weights rounded to 22-bit fixed point, each pass rounded and clipped to uint8.
+ * Checked once (not in CI) against Pillow 12.3.0's `Image.resize(…, BICUBIC)`: identical bytes for
+ * 100x60→36x22, 32→64, 20→64, 48x40→77x64, 640x480→298x224 and 33x50→64x96.
  */
-function pilBicubic(src: Uint8Array, w: number, h: number, ow: number, oh: number): Uint8Array {
-  const cubic = (t: number) => {
-    const a = -0.5, x = Math.abs(t);
-    if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
-    if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
-    return 0;
+function pilReference(src: Uint8Array, w: number, h: number, ow: number, oh: number, kernel: "cubic" | "linear" | "lanczos3" = "cubic"): Uint8Array {
+  const sinc = (x: number) => (x === 0 ? 1 : Math.sin(Math.PI * x) / (Math.PI * x));
+  const filters = {
+    cubic: { support: 2, f: (t: number) => { const a = -0.5, x = Math.abs(t); return x < 1 ? ((a + 2) * x - (a + 3)) * x * x + 1 : x < 2 ? (((x - 5) * x + 8) * x - 4) * a : 0; } },
+    linear: { support: 1, f: (t: number) => Math.max(0, 1 - Math.abs(t)) },
+    lanczos3: { support: 3, f: (t: number) => (Math.abs(t) < 3 ? sinc(t) * sinc(t / 3) : 0) },
   };
+  const { support, f } = filters[kernel];
+  const PB = 22;
   const coeffs = (inSize: number, outSize: number) => {
-    const scale = inSize / outSize, fs = Math.max(scale, 1), support = 2 * fs;
+    const scale = inSize / outSize, fs = Math.max(scale, 1), sup = support * fs;
     return Array.from({ length: outSize }, (_, o) => {
       const center = (o + 0.5) * scale;
-      const xmin = Math.max(Math.trunc(center - support + 0.5), 0);
-      const n = Math.min(Math.trunc(center + support + 0.5), inSize) - xmin;
-      const k = Array.from({ length: n }, (_, i) => cubic((i + xmin - center + 0.5) / fs));
+      const xmin = Math.max(Math.trunc(center - sup + 0.5), 0);
+      const n = Math.min(Math.trunc(center + sup + 0.5), inSize) - xmin;
+      const k = Array.from({ length: n }, (_, i) => f((i + xmin - center + 0.5) / fs));
       const sum = k.reduce((a, b) => a + b, 0);
-      return { xmin, k: k.map((v) => v / sum) };
+      return { xmin, k: k.map((v) => v / sum).map((v) => Math.trunc(v * 2 ** PB + (v < 0 ? -0.5 : 0.5))) };
     });
   };
-  const u8 = (v: number) => Math.min(255, Math.max(0, Math.round(v)));
-  const cx = coeffs(w, ow), cy = coeffs(h, oh);
-  const tmp = new Uint8Array(ow * h * 3), out = new Uint8Array(ow * oh * 3);
-  for (let y = 0; y < h; y++) for (let x = 0; x < ow; x++) for (let c = 0; c < 3; c++) {
-    tmp[(y * ow + x) * 3 + c] = u8(cx[x]!.k.reduce((s, k, i) => s + k * src[(y * w + cx[x]!.xmin + i) * 3 + c]!, 0));
+  const clip8 = (ss: number) => Math.min(255, Math.max(0, Math.floor(ss / 2 ** PB)));
+  let cur = src, cw = w;
+  if (ow !== w) {
+    const cx = coeffs(w, ow);
+    const tmp = new Uint8Array(ow * h * 3);
+    for (let y = 0; y < h; y++) for (let x = 0; x < ow; x++) for (let c = 0; c < 3; c++) {
+      tmp[(y * ow + x) * 3 + c] = clip8(cx[x]!.k.reduce((s, k, i) => s + k * src[(y * w + cx[x]!.xmin + i) * 3 + c]!, 2 ** (PB - 1)));
+    }
+    cur = tmp;
+    cw = ow;
   }
-  for (let y = 0; y < oh; y++) for (let x = 0; x < ow; x++) for (let c = 0; c < 3; c++) {
-    out[(y * ow + x) * 3 + c] = u8(cy[y]!.k.reduce((s, k, i) => s + k * tmp[((cy[y]!.xmin + i) * ow + x) * 3 + c]!, 0));
+  if (oh === h) return cur;
+  const cy = coeffs(h, oh);
+  const out = new Uint8Array(cw * oh * 3);
+  for (let y = 0; y < oh; y++) for (let x = 0; x < cw; x++) for (let c = 0; c < 3; c++) {
+    out[(y * cw + x) * 3 + c] = clip8(cy[y]!.k.reduce((s, k, i) => s + k * cur[((cy[y]!.xmin + i) * cw + x) * 3 + c]!, 2 ** (PB - 1)));
   }
   return out;
+}
+
+/** A test image with smooth gradients and isolated full-white pixels (hard edges). */
+function testImage(w: number, h: number, spikes = true): Uint8Array {
+  const src = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) {
+    const smooth = Math.round(127 + 100 * Math.sin(x / (spikes ? 3 : 17) + c) * Math.cos(y / (spikes ? 2 : 11)));
+    src[(y * w + x) * 3 + c] = spikes && (x * 7 + y * 13 + c * 50) % 5 === 0 ? 255 : smooth;
+  }
+  return src;
+}
+
+/** Max |preprocessImage − reference| in grey levels, for a resize to `size` (shortest edge) and centre crop. */
+async function maxLevelDiff(w: number, h: number, size: number, spikes = true): Promise<{ max: number; mean: number }> {
+  const src = testImage(w, h, spikes);
+  const img = await sharp(src, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+  const cfg: ImageProcessorConfig = { ...clipImageConfig(size), doRescale: false, doNormalize: false };
+  const got = await preprocessImage(img, cfg); // raw 0..255 values, CHW
+  const rs = resizedSize(w, h, cfg);
+  const ref = pilReference(src, w, h, rs.width, rs.height);
+  const win = cropWindow(rs.width, rs.height, size, size);
+  let max = 0, sum = 0;
+  for (let c = 0; c < 3; c++) for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) {
+    const d = Math.abs(got[c * size * size + y * size + x]! - ref[((y + win.top) * rs.width + x + win.left) * 3 + c]!);
+    max = Math.max(max, d);
+    sum += d;
+  }
+  return { max, mean: sum / (3 * size * size) };
 }
