@@ -25,6 +25,7 @@ import {
   CAPTION_PROMPTS, RATE_DEFINITIONS, addAnswerCounts, captionScene, generateScenes, renderScene, zeroCounts,
   type AnswerCounts, type PairAudit, type Scene,
 } from "../../demo/world/index.ts";
+import { policyProbes } from "../../demo/recipes/policy-probes.ts";
 import { bootstrapPlan, meanCi, pairedRatioDiffCi, ratioCi, type BootstrapPlan } from "../util/bootstrap.ts";
 import type { CiValue, DecodingResult, DecodingSpec, EvalExample, EvalReport, EvalRow, ProbeReport, SeedGroup } from "./report.ts";
 import type { EvalConfig } from "./schema.ts";
@@ -70,7 +71,10 @@ export interface EvalOptions {
   sampling?: { temperature: number; topP: number; samples: number } | null;
   /** Bootstrap resamples per CI. Default 2000. */
   resamples?: number;
-  /** POPE / QA / zero-shot probes (null or absent: not run). */
+  /**
+   * POPE / QA / zero-shot probes; null: not run. Default: demo/recipes/policy-probes.ts on
+   * min(count, 200) scenes of the evaluation's split and seed (+ min(count, 180) single-object scenes).
+   */
   probes?: ProbeRunner | null;
   signal?: AbortSignal;
   /** Called after each chunk: row name, scenes done, scenes total. */
@@ -243,6 +247,9 @@ export async function evaluatePolicies(subjects: readonly EvalSubject[], cfg: Ev
   const pngs = await Promise.all(scenes.map((s) => renderScene(s, { size: opts.imageSize ?? 64 })));
   const prompt = cfg.prompt ?? CAPTION_PROMPTS[0];
   const sampling = opts.sampling === undefined ? DEFAULT_SAMPLING : opts.sampling;
+  const probes = opts.probes === undefined
+    ? policyProbes({ scenes: Math.min(cfg.count, 200), zeroShotScenes: Math.min(cfg.count, 180), seed: cfg.seed, split: cfg.split, imageSize: opts.imageSize ?? 64 })
+    : opts.probes;
   const specs: DecodingSpec[] = [{ name: cfg.temperature === 0 ? "greedy" : `T=${cfg.temperature}`, temperature: cfg.temperature, topP: 1, samples: 1 }];
   if (sampling) specs.push({ name: "sampled", temperature: sampling.temperature, topP: sampling.topP, samples: sampling.samples });
   // Sampling streams differ from the greedy ones (a distinct seed range), and are the same for every row.
@@ -250,6 +257,7 @@ export async function evaluatePolicies(subjects: readonly EvalSubject[], cfg: Ev
   const perRow: string[][][][] = []; // [row][decoding][scene][sample]
   const countsPerRow: AnswerCounts[][][] = []; // [row][decoding][scene]
   const probeUnits: unknown[] = [];
+  let probeError: string | null = null;
   for (const subject of subjects) {
     checkAbort(opts.signal);
     const policy = typeof subject.policy === "function" ? await subject.policy() : subject.policy;
@@ -258,7 +266,16 @@ export async function evaluatePolicies(subjects: readonly EvalSubject[], cfg: Ev
       const label = specs.length > 1 ? `${subject.name} (${d.name})` : subject.name;
       answers.push(await answerScenesK(policy, pngs, { ...d, seed: seeds[di]!, maxNewTokens: cfg.maxNewTokens }, prompt, opts, label));
     }
-    if (opts.probes) probeUnits.push(await opts.probes.run(policy, opts.signal));
+    if (probes && probeError === null) {
+      opts.onProgress?.(`${subject.name} (probes)`, 0, 1);
+      try {
+        probeUnits.push(await probes.run(policy, opts.signal));
+      } catch (e) {
+        if (e instanceof DOMException && e.name === "AbortError") throw e;
+        // A policy the probes cannot read (e.g. a tokenizer without the world's words): no probes for any row.
+        probeError = `probes not run: ${subject.name}: ${(e as Error).message}`;
+      }
+    }
     perRow.push(answers);
     countsPerRow.push(answers.map((a) => sceneCounts(a, scenes)));
   }
@@ -267,7 +284,7 @@ export async function evaluatePolicies(subjects: readonly EvalSubject[], cfg: Ev
   const plan = bootstrapPlan(scenes.length, { resamples, seed: cfg.seed });
   const roles = subjects.map(roleOf);
   const names = subjects.map((s) => s.name);
-  const probeReports = opts.probes ? opts.probes.summarise(probeUnits, cfg.seed, resamples) : [];
+  const probeReports = probes && probeError === null ? probes.summarise(probeUnits, cfg.seed, resamples) : [];
   const rows: EvalRow[] = subjects.map((subject, i) => {
     const row = rowFromCounts(subject, countsPerRow[i]![0]!);
     const start = roles.indexOf("start");
@@ -298,6 +315,6 @@ export async function evaluatePolicies(subjects: readonly EvalSubject[], cfg: Ev
   }));
   return {
     split: cfg.split, count: scenes.length, seed: cfg.seed, prompt, metrics: [...cfg.metrics], rows, examples,
-    decodings: specs, resamples, seedGroups: seedGroups(rows, specs.map((s) => s.name)),
+    decodings: specs, resamples, seedGroups: seedGroups(rows, specs.map((s) => s.name)), probeError,
   };
 }

@@ -166,6 +166,8 @@ export interface EvalReport {
   resamples?: number;
   /** Rows grouped over seeds (empty without seed variants). */
   seedGroups?: SeedGroup[];
+  /** Why the probes did not run (null: they ran, or were off). */
+  probeError?: string | null;
 }
 
 /** A preference pair shown in the report. */

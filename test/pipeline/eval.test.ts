@@ -70,7 +70,7 @@ describe("evaluatePolicies on a tiny random LVLM", () => {
       { name: "DPO on random pairs", model: "b", pairs: 3, policy: m },
       { name: "CLIP-DPO", model: "c", pairs: 3, policy: m },
     ];
-    const opts = { imageSize: 32, sampling: { temperature: 1, topP: 0.9, samples: 3 }, resamples: 200, chunk: 4 };
+    const opts = { imageSize: 32, sampling: { temperature: 1, topP: 0.9, samples: 3 }, resamples: 200, chunk: 4, probes: null };
     const e = await evaluatePolicies(subjects, cfg, opts);
     expect(e.decodings!.map((d) => [d.name, d.samples])).toEqual([["greedy", 1], ["sampled", 3]]);
     expect(e.rows.map((r) => r.decodings!.map((d) => d.answers))).toEqual([[5, 15], [5, 15], [5, 15]]);
