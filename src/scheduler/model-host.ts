@@ -19,7 +19,10 @@ export interface ModelHost {
    */
   run(name: string, feeds: Record<string, TensorValue>, outputs?: string[]): Promise<Record<string, TensorValue>>;
   unload(name: string): Promise<void>;
-  /** Stop the host; pending calls reject. */
+  /**
+   * Stop the host: later calls reject at once; calls already sent finish (a worker host cannot
+   * stop ORT mid-call), then the host goes. Settles once the host is really gone.
+   */
   terminate(): Promise<void>;
 }
 
@@ -46,14 +49,33 @@ export class WorkerHost implements ModelHost {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private dead: Error | undefined;
+  /** Ids of requests the worker is still working on (their callers may already have been rejected). */
+  private readonly inWorker = new Set<number>();
+  private idle: (() => void) | undefined;
+  private exited = false;
+  private terminating: Promise<void> | undefined;
+  private closing: Error | undefined;
 
   constructor(readonly device: Device = "cpu", readonly label = `worker(${device})`) {
     this.worker = new Worker(new URL("./worker.ts", import.meta.url).href);
     this.worker.onmessage = (e: MessageEvent<HostReply>) => this.onReply(e.data);
-    this.worker.onerror = (e: ErrorEvent) => this.fail(new HostError(`${this.label} crashed: ${e.message}`));
+    this.worker.onerror = (e: ErrorEvent) => {
+      this.fail(new HostError(`${this.label} crashed: ${e.message}`));
+      this.gone();
+    };
+    this.worker.addEventListener("close", () => this.gone());
+  }
+
+  /** The worker thread ended by itself: no reply will come. */
+  private gone(): void {
+    this.exited = true;
+    this.inWorker.clear();
+    this.idle?.();
   }
 
   private onReply(r: HostReply): void {
+    this.inWorker.delete(r.id);
+    if (this.inWorker.size === 0) this.idle?.();
     const p = this.pending.get(r.id);
     if (!p) return;
     this.pending.delete(r.id);
@@ -68,11 +90,13 @@ export class WorkerHost implements ModelHost {
   }
 
   private call(req: HostRequest, what: string, transfer: ArrayBuffer[] = []): Promise<HostReply & { ok: true }> {
-    if (this.dead) return Promise.reject(new HostError(`${what}: ${this.dead.message}`));
+    const dead = this.dead ?? this.closing;
+    if (dead) return Promise.reject(new HostError(`${what}: ${dead.message}`));
     return new Promise((resolve, reject) => {
       this.pending.set(req.id, { resolve, reject, what });
       try {
         this.worker.postMessage(req, transfer);
+        this.inWorker.add(req.id);
       } catch (e) {
         this.pending.delete(req.id);
         reject(new HostError(`${what}: cannot send to ${this.label}: ${(e as Error).message}`));
@@ -100,8 +124,34 @@ export class WorkerHost implements ModelHost {
     await this.call({ op: "unload", id: this.nextId++, name }, `unload model '${name}'`);
   }
 
-  async terminate(): Promise<void> {
-    this.fail(new HostError(`${this.label} terminated`));
-    this.worker.terminate();
+  /**
+   * Rejects later calls at once, lets the worker finish the calls it already has (their callers
+   * get their real results), releases its sessions and only then stops the thread. Terminating a
+   * Bun worker while ORT works for it (a session load or run on ORT's threads) aborts the whole
+   * process (`terminate called after throwing an instance of 'Napi::Error'`), so this never
+   * does that; it waits for the call instead, however long the call takes.
+   */
+  terminate(): Promise<void> {
+    this.terminating ??= (async () => {
+      this.closing = new HostError(`${this.label} terminated`);
+      if (!this.exited) {
+        if (this.inWorker.size > 0) await new Promise<void>((r) => (this.idle = r));
+        this.idle = undefined;
+        if (!this.exited) {
+          const id = this.nextId++;
+          const done = new Promise<void>((r) => (this.idle = r));
+          try {
+            this.worker.postMessage({ op: "shutdown", id } satisfies HostRequest);
+            this.inWorker.add(id);
+            await done;
+          } catch {
+            /* the worker is already gone */
+          }
+        }
+      }
+      this.fail(this.closing); // nothing should be left; if the worker died, its callers learn it here
+      this.worker.terminate();
+    })();
+    return this.terminating;
   }
 }

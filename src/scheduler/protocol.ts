@@ -9,7 +9,9 @@ import type { SessionOptions, TensorValue } from "../graph/runtime.ts";
 export type HostRequest =
   | { op: "load"; id: number; name: string; model: Uint8Array | string; opts: SessionOptions }
   | { op: "run"; id: number; name: string; feeds: Record<string, TensorValue>; outputs?: string[] }
-  | { op: "unload"; id: number; name: string };
+  | { op: "unload"; id: number; name: string }
+  /** Release every session; the last message a worker gets before it is terminated. */
+  | { op: "shutdown"; id: number };
 
 /** What a loaded session looks like from outside. */
 export interface SessionInfo {

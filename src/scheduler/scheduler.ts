@@ -196,16 +196,20 @@ export class Scheduler {
     return { models, executors: this.all.map((e) => ({ label: e.label, busy: e.busy })) };
   }
 
-  /** Reject everything queued and stop every worker. */
+  /**
+   * Stop dispatching, let the calls and model loads running in workers finish, stop every worker,
+   * then reject everything still queued. Never terminates a worker inside an ORT call: that aborts
+   * the whole process (issue 17 §3; WorkerHost.terminate waits for the worker's calls).
+   * Queued callers are rejected last, just before this resolves, so a caller that awaits
+   * `close()` before handling its own promise does not leave an unhandled rejection meanwhile.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
+    this.closed = true; // pump() dispatches nothing from here on
     this.timer?.unsubscribe();
+    await Promise.allSettled([...this.inflight]);
+    await Promise.allSettled(this.all.map((e) => e.host.terminate()));
     const err = new SchedulerError("scheduler closed");
     for (const s of this.sources.values()) s.close(err);
-    // Let calls running in workers finish first: terminating a worker inside an ORT run aborts
-    // the whole process (seen with Bun 1.4 once executors were released early).
-    await Promise.allSettled([...this.inflight]);
-    await Promise.all(this.all.map((e) => e.host.terminate()));
   }
 }

@@ -38,6 +38,14 @@ async function handle(req: HostRequest): Promise<void> {
       reply({ id: req.id, ok: true });
       return;
     }
+    case "shutdown": {
+      // Nothing of ORT may be alive or running when the thread is torn down (see WorkerHost.terminate).
+      const all = [...sessions.values()];
+      sessions.clear();
+      await Promise.allSettled(all.map((s) => s.release()));
+      reply({ id: req.id, ok: true });
+      return;
+    }
   }
 }
 

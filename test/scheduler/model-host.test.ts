@@ -75,12 +75,15 @@ describe("WorkerHost", () => {
     );
   });
 
-  test("terminate rejects pending and later calls", async () => {
+  test("terminate lets calls already sent finish (never stops ORT mid-call), then rejects later calls", async () => {
     const host = new WorkerHost("cpu");
-    await host.load("mlp", mlp);
-    const pending = host.run("mlp", { x: { dtype: "float32", dims: [1, 16], data: new Float32Array(16) } });
-    await host.terminate();
-    expect(await failure(pending)).toContain("model 'mlp' run failed: worker(cpu) terminated");
+    const loading = host.load("mlp", mlp);
+    const closed = host.terminate();
+    expect(await failure(host.run("mlp", { x: { dtype: "float32", dims: [1, 16], data: new Float32Array(16) } }))).toBe(
+      "model 'mlp' run failed: worker(cpu) terminated",
+    );
+    expect(await loading).toEqual({ inputNames: ["x"], outputNames: ["y"] }); // sent before terminate: it completes
+    await closed;
     expect(await failure(host.run("mlp", { x: { dtype: "float32", dims: [1, 16], data: new Float32Array(16) } }))).toContain("terminated");
   });
 
