@@ -46,6 +46,9 @@ import { didYouMean, suggest } from "./suggest.ts";
 import { validate } from "./zod-issues.ts";
 import { YamlSource } from "./yaml-source.ts";
 
+/** YAML syntax problems shown before the rest are only counted. */
+const MAX_SYNTAX_LINES = 3;
+
 /** A validated pipeline with every default filled in and every path absolute. */
 export interface ResolvedPipeline {
   /** Absolute path of the pipeline file (or the name given to `parsePipeline`). */
@@ -125,8 +128,14 @@ export function parsePipeline(text: string, file: string, options: LoadOptions =
     text: issueText(line > 0 ? `${shown}:${line}:${col}` : shown, issue),
   });
 
-  if (src.problems.length > 0)
-    throw new PipelineError(src.problems.map((p) => at(p.position.line, p.position.col, p.issue)));
+  if (src.problems.length > 0) {
+    // A file that is not YAML at all (a binary, a 10 MB log) has thousands of syntax problems:
+    // the first one and a count say enough.
+    const shownProblems = src.problems.slice(0, MAX_SYNTAX_LINES).map((p) => at(p.position.line, p.position.col, p.issue));
+    const rest = src.problems.length - shownProblems.length;
+    if (rest > 0) shownProblems.push({ file: shown, line: 0, col: 0, path: [], message: "more problems", text: `${shown}: … and ${rest} more YAML problems; is this a pipeline YAML file?` });
+    throw new PipelineError(shownProblems);
+  }
 
   let data: unknown;
   try {

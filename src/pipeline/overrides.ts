@@ -24,6 +24,7 @@ import { isStageName, stageNames } from "./registry.ts";
 import { didYouMean } from "./suggest.ts";
 import { YamlSource } from "./yaml-source.ts";
 import { formatPath } from "./issues.ts";
+import { builtinModelSchema, pathModelSchema } from "./schema.ts";
 
 /** An override that was applied, with the canonical key path it wrote to. */
 export interface AppliedOverride {
@@ -144,6 +145,21 @@ function setAt(data: Record<string, unknown>, path: readonly PropertyKey[], valu
   }
 }
 
+/** The two forms of a `models` entry; setting a key of one removes the other's keys. */
+const MODEL_FORMS: readonly (readonly string[])[] = [Object.keys(builtinModelSchema.shape), Object.keys(pathModelSchema.shape)];
+
+/**
+ * `models.clip.path=./hf/clip` on an entry `{ builtin: shapes-clip }` means "use this folder
+ * instead": the entry switches form (builtin dropped) rather than becoming an invalid mix.
+ */
+function dropOtherModelForm(data: Record<string, unknown>, path: readonly PropertyKey[]): void {
+  if (path.length !== 3 || path[0] !== "models" || !isMapLike(data.models)) return;
+  const entry = data.models[String(path[1])];
+  const form = MODEL_FORMS.find((f) => f.includes(String(path[2])));
+  if (!form || !isMapLike(entry)) return;
+  for (const other of MODEL_FORMS) if (other !== form) for (const k of other) delete entry[k];
+}
+
 /** Parses the value text of an override as YAML data. */
 function parseValue(text: string): unknown {
   const src = new YamlSource("--set", text);
@@ -173,6 +189,7 @@ export function applyOverrides(
       if (forbidden !== undefined) throw new OverrideFailure(`"${forbidden}" is not allowed in a key path`);
       const value = parseValue(text.slice(eq + 1));
       const path = canonicalPath(segs, data);
+      dropOtherModelForm(data, path);
       setAt(data, path, value);
       applied.push({ text, path, value });
     } catch (e) {

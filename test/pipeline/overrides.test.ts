@@ -144,8 +144,19 @@ describe("loadPipeline with --set overrides", () => {
       '--set decode.model=nope: stages[1].decode.model: unknown model "nope"; models defined: clip, policy',
     );
     expect(loadError(["models.clip.path=missing-dir"]).message).toBe(
-      `--set models.clip.path=missing-dir: models.clip.path: unknown key; known keys: builtin`,
+      `--set models.clip.path=missing-dir: models.clip.path: not found: ${join(root, "test/pipeline/fixtures/missing-dir")}`,
     );
+  });
+
+  test("a model path on a builtin entry replaces the builtin (paths relative to the pipeline file)", () => {
+    const p = load(["models.clip.path=models/tiny-clip"]);
+    expect(p.models.clip).toEqual({ path: join(root, "test/pipeline/fixtures/models/tiny-clip"), format: "clipflow" });
+    // ... and back: a builtin on a path entry drops path and format.
+    const back = load(["models.clip.path=models/tiny-clip", "models.clip.builtin=shapes-clip"]);
+    expect(back.models.clip).toEqual({ builtin: "shapes-clip" });
+    // The shipped pipelines take the README's override as they are.
+    const shipped = loadPipeline("pipelines/clip-dpo.yaml", { cwd: root, overrides: ["models.clip.path=../models/shapes-clip", "models.clip.format=hf-onnx"] });
+    expect(shipped.models.clip).toEqual({ path: join(root, "models/shapes-clip"), format: "hf-onnx" });
   });
 
   test("a whole-stage problem an override contributed to keeps its line and names the override", () => {
