@@ -33,7 +33,8 @@ import { RecordBatch, type Vector } from "apache-arrow";
 import { derive, park, release, unpark, type FlowBatch } from "./credits.ts";
 import type { FlowContext } from "./context.ts";
 import { StageError, checkOnError, type OnError } from "./errors.ts";
-import { ConfigError } from "../util/errors.ts";
+import { ClipflowError, ConfigError, errorMessage } from "../util/errors.ts";
+import { reasonCode } from "./dead-letter.ts";
 import { Lineage } from "./credits.ts";
 import type { StageMetrics } from "./metrics.ts";
 
@@ -60,8 +61,11 @@ export interface StageOptions {
 /** Per-input handle given to `process`. */
 export interface BatchScope {
   readonly input: FlowBatch;
-  /** Reject one input row: dead-lettered under `skip`, stops the flow under `fail`. */
-  reject(row: number, reason: string): void;
+  /**
+   * Reject one input row: dead-lettered under `skip`, stops the flow under `fail`. `code` is the
+   * short reason kind reports aggregate by (default: derived from `reason`, see `reasonCode`).
+   */
+  reject(row: number, reason: string, code?: string): void;
   /** Whether `row` was rejected already. */
   isRejected(row: number): boolean;
   /** Declare rows dropped on purpose (otherwise a shortfall of output rows counts as filtered). */
@@ -132,15 +136,15 @@ class Scope implements BatchScope {
     return this.rejectedRows?.has(row) ?? false;
   }
 
-  reject(row: number, reason: string): void {
+  reject(row: number, reason: string, code?: string): void {
     const n = this.input.batch.numRows;
     if (!Number.isInteger(row) || row < 0 || row >= n) throw new RangeError(`reject: row ${row} out of range [0, ${n})`);
-    if (this.st.policy === "fail") throw new StageError(this.st.name, `row ${this.idOf(row)}: ${reason}`);
+    if (this.st.policy === "fail") throw new StageError(this.st.name, reason, { kind: "input", code: code ?? reasonCode(reason), where: { rowId: this.idOf(row) } });
     this.rejectedRows ??= new Set();
     if (this.rejectedRows.has(row)) return;
     this.rejectedRows.add(row);
     this.rejected++;
-    this.st.ctx!.deadLetter.add(this.idOf(row), this.st.name, reason);
+    this.st.ctx!.deadLetter.add(this.idOf(row), this.st.name, reason, code);
     this.st.m!.deadLettered++;
   }
 
@@ -317,12 +321,13 @@ export function operate(opts: StageOptions, init: (api: StageApi) => StageHandle
           return fail(e);
         }
         // skip: the whole input is dead-lettered (rows not already rejected).
-        const reason = e instanceof Error ? e.message : String(e);
+        const reason = errorMessage(e);
+        const code = e instanceof ClipflowError ? e.code : undefined;
         const n = scope.input.batch.numRows;
         let dead = 0;
         for (let i = 0; i < n; i++) {
           if (scope.isRejected(i)) continue;
-          st.ctx!.deadLetter.add(scope.idOf(i), name, reason);
+          st.ctx!.deadLetter.add(scope.idOf(i), name, reason, code);
           dead++;
         }
         const m = st.m!;

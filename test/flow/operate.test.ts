@@ -94,7 +94,7 @@ describe("operate (marble tests, virtual time)", () => {
         if (idsOf(b)[1] === "r3") s.reject(1, "empty text");
         return of(b).pipe(delay(2));
       });
-      expectObservable(ids(cold("a-b|", v).pipe(check))).toBe("--(a#)", { a: "r0,r1" }, 'stage "check": row r3: empty text');
+      expectObservable(ids(cold("a-b|", v).pipe(check))).toBe("--(a#)", { a: "r0,r1" }, 'stage "check", row r3: empty text');
     });
     expect(ctx.pool.outstanding).toBe(0);
   });

@@ -271,7 +271,7 @@ describe("credits under random stage combinations (seeded)", () => {
         expect(caught, `fail trial ${trial}`).toBeInstanceOf(StageError);
         expect((caught as StageError).stage).toBe("guard");
         failed++;
-        expect((caught as Error).message).toMatch(/^stage "guard": row r\d+(\.\d+)*: bad row r/);
+        expect((caught as Error).message).toMatch(/^stage "guard", row r\d+(\.\d+)*: bad row r/);
       } else expect(caught).toBeUndefined();
       expect(outstanding, `fail trial ${trial}`).toBe(0);
     }

@@ -123,8 +123,8 @@ describe("dead letters: skip policy, file read back, counts reconcile", () => {
     // Batch r40..r49 minus rows already gone (r42, r49 by 7; r40, r45 by 5) is dead-lettered by tokenize.
     const tokenizeDead = ["r41", "r43", "r44", "r46", "r47", "r48"];
     expect(dead.filter((d) => d.stage === "validate").map((d) => d.id)).toEqual(by7);
-    expect(dead.find((d) => d.id === "r14")).toEqual({ id: "r14", stage: "validate", reason: "empty text" });
-    expect(dead.filter((d) => d.stage === "tokenize")).toEqual(tokenizeDead.map((id) => ({ id, stage: "tokenize", reason: "tokenizer overflow" })));
+    expect(dead.find((d) => d.id === "r14")).toEqual({ id: "r14", stage: "validate", code: "empty text", reason: "empty text" });
+    expect(dead.filter((d) => d.stage === "tokenize")).toEqual(tokenizeDead.map((id) => ({ id, stage: "tokenize", code: "tokenizer overflow", reason: "tokenizer overflow" })));
     const st = Object.fromEntries(report.stages.map((s) => [s.stage, s]));
     expect(st.validate).toMatchObject({ rowsIn: 100, rowsOut: 100 - by7.length, deadLettered: by7.length, filtered: 0 });
     const by5not7 = all.filter((id) => Number(id.slice(1)) % 5 === 0 && Number(id.slice(1)) % 7 !== 0).length;
@@ -146,14 +146,19 @@ describe("dead letters: skip policy, file read back, counts reconcile", () => {
     dl.close(); // idempotent
     const back = readDeadLetter(path);
     expect(back.length).toBe(1050);
-    expect(back[1049]).toEqual({ id: "x1049", stage: "a", reason: "reason 1049" });
+    expect(back[1049]).toEqual({ id: "x1049", stage: "a", code: "reason", reason: "reason 1049" });
     expect(dl.countFor("b")).toBe(525);
     const empty = join(dir, "empty.arrow");
     new DeadLetter({ path: empty }).close();
     expect(readDeadLetter(empty)).toEqual([]);
     const bad = join(dir, "bad.arrow");
     writeFileSync(bad, "not arrow at all");
-    expect(() => readDeadLetter(bad)).toThrow(`dead-letter ${bad}: not a readable Arrow IPC file`);
+    expect(() => readDeadLetter(bad)).toThrow(`${bad}: dead-letter file is not a readable Arrow IPC file`);
+    // Aggregated by (stage, code) with a few example ids, not one key per row.
+    expect(dl.summary()).toEqual([
+      { stage: "b", code: "reason", count: 525, examples: ["x0", "x2", "x4"] },
+      { stage: "a", code: "reason", count: 525, examples: ["x1", "x3", "x5"] },
+    ]);
   });
 });
 

@@ -102,7 +102,7 @@ describe("source: files", () => {
     w.commit();
     const r = await runStages((ctx) => source({ kind: "arrow", path: p }, ctx), []);
     expect(ids(r.batches)).toEqual(["a", "c"]);
-    expect(r.ctx.deadLetter.rows()).toEqual([{ id: "b", stage: "source", reason: `${p} row 1: image is null` }]);
+    expect(r.ctx.deadLetter.rows()).toEqual([{ id: "b", stage: "source", code: "image is null", reason: `${p} row 1: image is null` }]);
     const s = stage(r.ctx, "source");
     expect(s.rowsIn).toBe(3);
     expect(s.rowsOut + s.deadLettered).toBe(3);
@@ -156,7 +156,7 @@ describe("source: files", () => {
     const r = await runStages((ctx) => source({ kind: "parquet", path: p }, ctx), []);
     expect(ids(r.batches)).toEqual(["x"]);
     expect(Buffer.from(r.batches[0]!.getChild("image")!.get(0) as Uint8Array).equals(Buffer.from(a))).toBe(true);
-    expect(r.ctx.deadLetter.rows()).toEqual([{ id: "y", stage: "source", reason: `${p}#1: image 'y.png' cannot be read (ENOENT)` }]); // a path resolves against the file's folder
+    expect(r.ctx.deadLetter.rows()).toEqual([{ id: "y", stage: "source", code: "image cannot be read", reason: `${p}#1: image 'y.png' cannot be read (ENOENT)` }]); // a path resolves against the file's folder
   });
 
   test("LLaVA JSONL: prompt without <image>, first gpt answer as reference; bad lines and missing images dead-lettered with file:line", async () => {
