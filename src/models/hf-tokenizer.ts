@@ -86,7 +86,8 @@ export class HfTokenizer implements Tokenizer {
     const tj = tokenizerJson as Json;
     if (typeof tj.model !== "object" || tj.model === null) throw new TokenizerError(`${where}: missing 'model'`);
     const cfg = (typeof tokenizerConfig === "object" && tokenizerConfig !== null ? tokenizerConfig : {}) as Json;
-    return new HfTokenizer(tj, cfg, where);
+    // Kept in the portable form, so every writer that copies it through (exports) stays loadable.
+    return new HfTokenizer(tj, portableTokenizerConfig(cfg), where);
   }
 
   get vocabSize(): number {
@@ -134,6 +135,31 @@ export class HfTokenizer implements Tokenizer {
   idToToken(id: number): string | undefined {
     return this.tok.id_to_token(id);
   }
+}
+
+const TOKEN_KEYS = ["bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token", "image_token"];
+
+/**
+ * `tokenizer_config.json` contents in the form every reader accepts: special-token entries that
+ * are objects (`{content, special, …}`, as some exporters write them) become their `content`
+ * string. transformers.js takes an object entry only with `__type: "AddedToken"` and otherwise
+ * fails with `Unknown token: [object Object]`; Python transformers reads strings too.
+ * @example portableTokenizerConfig({ unk_token: { content: "<unk>", special: true } }) // { unk_token: "<unk>" }
+ */
+export function portableTokenizerConfig(cfg: Json): Json {
+  const out: Json = { ...cfg };
+  for (const k of TOKEN_KEYS) {
+    const v = out[k];
+    if (v !== null && typeof v === "object") {
+      const s = tokenString(v);
+      if (s === undefined) delete out[k];
+      else out[k] = s;
+    }
+  }
+  if (Array.isArray(out.additional_special_tokens)) {
+    out.additional_special_tokens = (out.additional_special_tokens as unknown[]).map((v) => tokenString(v) ?? v);
+  }
+  return out;
 }
 
 /** A tokenizer_config token entry is either a string or an AddedToken object `{content}`. */
