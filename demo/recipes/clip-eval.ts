@@ -67,7 +67,8 @@ export function cosineMatrix(a: Float32Array, b: Float32Array, d: number): Float
   return out;
 }
 
-async function embedTexts(clip: ClipEncoder, texts: readonly string[], chunk = 256): Promise<Float32Array> {
+/** Normalised text embeddings, [n, E]. */
+export async function embedTexts(clip: ClipEncoder, texts: readonly string[], chunk = 256): Promise<Float32Array> {
   const out = new Float32Array(texts.length * clip.embedDim);
   for (let i = 0; i < texts.length; i += chunk) out.set(await clip.encodeTexts(texts.slice(i, i + chunk)), i * clip.embedDim);
   return normalizeRows(out, clip.embedDim);
