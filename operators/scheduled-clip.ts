@@ -17,7 +17,7 @@ import type { TensorValue } from "../src/graph/runtime.ts";
 import { CLIP_IO } from "../src/models/clip.ts";
 import { fromHfClipConfig } from "../src/models/clip-config.ts";
 import type { ClipModel } from "../src/models/clip-model.ts";
-import { HF_CLIP_FILES } from "../src/models/hf-clip.ts";
+import { HF_CLIP_FILES, readModelJson } from "../src/models/hf-clip.ts";
 import { parsePreprocessorConfig, type ImageProcessorConfig } from "../src/models/preprocessor-config.ts";
 import { loadTokenizer } from "../src/models/tokenizer-files.ts";
 import type { Tokenizer } from "../src/models/tokenizer.ts";
@@ -119,9 +119,9 @@ export class ScheduledClip implements ClipInfo {
     const cfgPath = join(dir, HF_CLIP_FILES.config);
     const ppPath = join(dir, HF_CLIP_FILES.preprocessor);
     for (const p of [cfgPath, ppPath]) if (!existsSync(p)) throw new Error(`${dir}: missing ${p}`);
-    const raw = JSON.parse(await Bun.file(cfgPath).text()) as Record<string, unknown>;
+    const raw = (await readModelJson(cfgPath)) as Record<string, unknown>; // bad JSON names the file
     const cfg = fromHfClipConfig(raw, cfgPath);
-    const preprocess = parsePreprocessorConfig(JSON.parse(await Bun.file(ppPath).text()), ppPath);
+    const preprocess = parsePreprocessorConfig(await readModelJson(ppPath), ppPath);
     const tokenizer = await loadTokenizer(dir);
     const find = (rel: string): string => {
       for (const p of [join(dir, rel), join(dir, rel.replace(/^onnx\//, ""))]) if (existsSync(p)) return p;

@@ -31,14 +31,26 @@ export const HF_CLIP_FILES = {
   weights: "model.safetensors",
 } as const;
 
-async function readJson(path: string): Promise<unknown> {
+/**
+ * A model folder's JSON file (config.json, preprocessor_config.json): a missing file or bad JSON
+ * is a one-line ConfigError naming the file.
+ * @example const raw = await readModelJson(join(dir, "config.json"));
+ */
+export async function readModelJson(path: string): Promise<unknown> {
   if (!existsSync(path)) throw new ConfigError(`${path}: file not found`);
+  let text: string;
   try {
-    return JSON.parse(await Bun.file(path).text());
+    text = await Bun.file(path).text();
   } catch (e) {
-    throw new ConfigError(`${path}: not valid JSON (${(e as Error).message.split("\n")[0]})`);
+    throw new ConfigError(`${path}: cannot read (${(e as Error).message.split("\n")[0]!.slice(0, 200)})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${path}: not valid JSON (${(e as Error).message.split("\n")[0]!.slice(0, 200)})`);
   }
 }
+const readJson = readModelJson;
 
 /**
  * Write `clip` as a HF-layout folder (ONNX weights baked as initializers) plus model.safetensors.

@@ -11,6 +11,8 @@ import { exportClip, loadClip, loadClipModel } from "../../src/models/hf-clip.ts
 import { HfTokenizer } from "../../src/models/hf-tokenizer.ts";
 import { WordTokenizer } from "../../src/models/word-tokenizer.ts";
 import { tinyClipBpe } from "./tokenizer-fixtures.ts";
+import { Scheduler } from "../../src/scheduler/scheduler.ts";
+import { ScheduledClip } from "../../operators/scheduled-clip.ts";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "clipflow-hf-"));
 const px = (() => {
@@ -138,7 +140,17 @@ describe("HF ONNX layout", () => {
       await Bun.write(join(dir, "preprocessor_config.json"), JSON.stringify({ size: 224, crop_size: 224 }));
       await expect(loadClip(dir)).rejects.toThrow(/preprocessor crop 224 differs from vision_config.image_size 64/);
       await Bun.write(join(dir, "config.json"), "{oops");
-      await expect(loadClip(dir)).rejects.toThrow(/config.json: not valid JSON/);
+      await expect(loadClip(dir)).rejects.toThrow(`${join(dir, "config.json")}: not valid JSON`);
+      // the pipeline's loader (ScheduledClip.fromDir) names the file too, before any worker starts
+      const sched = new Scheduler();
+      try {
+        await expect(ScheduledClip.fromDir(sched, dir)).rejects.toThrow(`${join(dir, "config.json")}: not valid JSON`);
+        await Bun.write(join(dir, "config.json"), JSON.stringify({ vision_config: { image_size: 64 } }));
+        await Bun.write(join(dir, "preprocessor_config.json"), "garbage");
+        await expect(ScheduledClip.fromDir(sched, dir)).rejects.toThrow(`${join(dir, "preprocessor_config.json")}: not valid JSON`);
+      } finally {
+        await sched.close();
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
