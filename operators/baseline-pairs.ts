@@ -20,7 +20,7 @@
 import type { Vector } from "apache-arrow";
 import { buildPairs } from "../src/arrow/build.ts";
 import type { PairRow } from "../src/arrow/schemas.ts";
-import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
+import { operate, perRun, type FlowOperator } from "../src/flow/index.ts";
 import { Rng } from "../src/util/rng.ts";
 import { evaluateAnswer, fnv1a64, sceneOfId, type Scene } from "../demo/world/index.ts";
 import { countWords } from "./filter.ts";
@@ -89,9 +89,13 @@ export function baselinePairs(opts: BaselinePairsOptions): FlowOperator & { read
   const maxRatio = opts.maxLengthRatio ?? 1.5;
   const seed = opts.seed ?? 0;
   if (opts.strategy !== "random" && opts.strategy !== "oracle") throw new Error(`${name}: unknown baseline strategy "${String(opts.strategy)}"`);
-  const counts: PairsCounts = { groups: 0, pairs: 0, singleCandidate: 0, margin: 0, lengthRatio: 0, capped: 0 };
+  const runCounts = perRun<PairsCounts>(() => ({ groups: 0, pairs: 0, singleCandidate: 0, margin: 0, lengthRatio: 0, capped: 0 }));
 
-  const op = mapBatch(name, (batch, scope) => {
+  // All state per subscription: a retry or a second run starts from zero counts.
+  const op = operate({ name }, () => {
+    const counts = runCounts.start();
+    return { process: (fb, scope) => {
+    const batch = fb.batch;
     const n = batch.numRows;
     if (n === 0) return null;
     const col = (c: string): Vector => {
@@ -153,6 +157,7 @@ export function baselinePairs(opts: BaselinePairsOptions): FlowOperator & { read
       }
     }
     return out.length === 0 ? null : buildPairs(out);
+    } };
   });
-  return Object.assign(op, { counts });
+  return Object.assign(op, { counts: runCounts.view });
 }

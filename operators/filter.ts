@@ -22,7 +22,8 @@
  * scored$.pipe(f); … f.counts; // { "text-in-image": 0, "min-score": 12, "max-words": 3, "max-tokens": 0 }
  */
 import { takeRows } from "../src/arrow/take.ts";
-import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
+import { operate, perRun, type BatchScope, type FlowOperator } from "../src/flow/index.ts";
+import type { RecordBatch } from "apache-arrow";
 import type { ImageStore } from "../src/io/image-store.ts";
 import { clipScoreOf, imageEmbeddings } from "./clip-score.ts";
 import type { ScheduledClip } from "./scheduled-clip.ts";
@@ -90,8 +91,7 @@ export function filter(opts: FilterOptions = {}): FlowOperator & { readonly coun
   if (dropTextImages && (!clip || !store)) throw new Error(`${name}: dropTextImages needs a clip model and the image store`);
   if (dropTextImages && textPrompts.length === 0) throw new Error(`${name}: dropTextImages needs at least one text prompt`);
   if (maxTokens !== null && !clip) throw new Error(`${name}: maxTokens needs the clip model (its tokenizer)`);
-  const counts: FilterCounts = { "text-in-image": 0, "min-score": 0, "max-words": 0, "max-tokens": 0 };
-  let prompts: Promise<Float32Array> | null = null; // [textPrompts + noTextPrompts, E] unit rows
+  const runCounts = perRun<FilterCounts>(() => ({ "text-in-image": 0, "min-score": 0, "max-words": 0, "max-tokens": 0 }));
 
   const allPrompts = [...textPrompts, ...noTextPrompts];
   const templated = allPrompts.some((t) => t.includes(CAPTION_SLOT));
@@ -99,7 +99,12 @@ export function filter(opts: FilterOptions = {}): FlowOperator & { readonly coun
     throw new Error(`${name}: either every text/no-text prompt contains ${CAPTION_SLOT} or none does`);
 
   /** Per image: does it contain rendered text? `captions[i]` is row i's candidate text. */
-  const textVerdicts = async (ids: string[], captions: (i: number) => string, scope: Parameters<typeof imageEmbeddings>[3]): Promise<Map<string, boolean>> => {
+  const textVerdicts = async (
+    ids: string[],
+    captions: (i: number) => string,
+    scope: Parameters<typeof imageEmbeddings>[3],
+    run: { prompts: Promise<Float32Array> | null },
+  ): Promise<Map<string, boolean>> => {
     const emb = await imageEmbeddings(ids, clip!, store!, scope, stream);
     const e = clip!.embedDim, np = allPrompts.length;
     const out = new Map<string, boolean>();
@@ -124,7 +129,7 @@ export function filter(opts: FilterOptions = {}): FlowOperator & { readonly coun
         }),
         stream,
       );
-    } else p = await (prompts ??= clip!.embedTexts(allPrompts, stream));
+    } else p = await (run.prompts ??= clip!.embedTexts(allPrompts, stream));
     for (const [m, id] of todo.entries()) {
       const v = emb.get(id)!, base = templated ? m * np : 0;
       const entry = store!.get(id);
@@ -143,7 +148,13 @@ export function filter(opts: FilterOptions = {}): FlowOperator & { readonly coun
     return out;
   };
 
-  const op = mapBatch(name, async (batch, scope) => {
+  const op = operate({ name }, () => {
+    const counts = runCounts.start();
+    const run = { prompts: null as Promise<Float32Array> | null }; // [textPrompts + noTextPrompts, E] unit rows
+    return { process: (fb, scope) => filterBatch(fb.batch, scope, counts, run) };
+  });
+
+  async function filterBatch(batch: RecordBatch, scope: BatchScope, counts: FilterCounts, run: { prompts: Promise<Float32Array> | null }): Promise<RecordBatch | null> {
     const n = batch.numRows;
     if (n === 0) return null;
     const textCol = batch.getChild("text");
@@ -153,7 +164,7 @@ export function filter(opts: FilterOptions = {}): FlowOperator & { readonly coun
     if (minScore !== null && !scoreCol) throw new Error("filter: minScore needs a 'clip_score' column (put clipScore before filter)");
     if (dropTextImages && !idCol) throw new Error("filter: dropTextImages needs an 'image_id' column");
     if (dropTextImages && templated && !textCol) throw new Error(`filter: ${CAPTION_SLOT} in text prompts needs a 'text' column`);
-    const verdicts = dropTextImages ? await textVerdicts(Array.from({ length: n }, (_, i) => String(idCol!.get(i))), (i) => String(textCol!.get(i)), scope) : null;
+    const verdicts = dropTextImages ? await textVerdicts(Array.from({ length: n }, (_, i) => String(idCol!.get(i))), (i) => String(textCol!.get(i)), scope, run) : null;
     const keep: number[] = [];
     for (let i = 0; i < n; i++) {
       if (scope.isRejected(i)) continue;
@@ -166,6 +177,6 @@ export function filter(opts: FilterOptions = {}): FlowOperator & { readonly coun
       else keep.push(i);
     }
     return keep.length === 0 ? null : takeRows(batch, keep);
-  });
-  return Object.assign(op, { counts });
+  }
+  return Object.assign(op, { counts: runCounts.view });
 }

@@ -12,16 +12,19 @@
  * At most `maxPairsPerImage` pairs per image, taken round-robin over its prompt groups.
  *
  * Groups never span batches: the stage upstream (generate) emits all candidates of an image in
- * one batch, and filters keep them there. A group key seen again in a later batch is an error
- * naming it (checked over the last 65,536 groups), rather than silently producing pairs from a
- * partial group. `op.counts` reports groups and why groups gave no pair.
+ * one batch, and filters keep them there. A group key seen again in a later batch (a duplicate
+ * image id in the source) is a bad row, not a broken run: its candidates are rejected with code
+ * `duplicate id` (dead-lettered under `onError: skip`; checked over the last 65,536 groups)
+ * rather than paired from a partial group. `op.counts` reports groups and why groups gave no
+ * pair, for the most recent run: all state lives per subscription (retry/repeat start afresh).
  *
  * @example
  * scored$.pipe(pairs({ minMargin: 2, maxLengthRatio: 1.5, maxPairsPerImage: 2 }))
  */
 import { buildPairs } from "../src/arrow/build.ts";
 import type { PairRow } from "../src/arrow/schemas.ts";
-import { mapBatch, StageError, type FlowOperator } from "../src/flow/index.ts";
+import { operate, perRun, type BatchScope, type FlowOperator } from "../src/flow/index.ts";
+import type { RecordBatch } from "apache-arrow";
 import { countWords } from "./filter.ts";
 
 export type PairStrategy = "best-vs-worst" | "all-over-margin";
@@ -128,10 +131,15 @@ export function pairs(opts: PairsOptions = {}): FlowOperator & { readonly counts
   if (!Number.isInteger(maxPerImage) || maxPerImage < 1) throw new Error(`${name}: maxPairsPerImage must be a positive integer, got ${maxPerImage}`);
   if (!(maxRatio >= 1)) throw new Error(`${name}: maxLengthRatio must be >= 1, got ${maxRatio}`);
   if (strategy !== "best-vs-worst" && strategy !== "all-over-margin") throw new Error(`${name}: unknown strategy "${String(strategy)}"`);
-  const counts: PairsCounts = { groups: 0, pairs: 0, singleCandidate: 0, margin: 0, lengthRatio: 0, capped: 0 };
-  const seen = new Set<string>(); // insertion-ordered: oldest first
+  const runCounts = perRun<PairsCounts>(() => ({ groups: 0, pairs: 0, singleCandidate: 0, margin: 0, lengthRatio: 0, capped: 0 }));
 
-  const op = mapBatch(name, (batch, scope) => {
+  const op = operate({ name }, () => {
+    const counts = runCounts.start();
+    const seen = new Set<string>(); // insertion-ordered: oldest first
+    return { process: (fb, scope) => pairBatch(fb.batch, scope, counts, seen) };
+  });
+
+  function pairBatch(batch: RecordBatch, scope: BatchScope, counts: PairsCounts, seen: Set<string>): RecordBatch | null {
     const n = batch.numRows;
     if (n === 0) return null;
     const col = (c: string) => {
@@ -161,8 +169,12 @@ export function pairs(opts: PairsOptions = {}): FlowOperator & { readonly counts
       const lists: [Cand, Cand][][] = [];
       for (const [p, cands] of groups) {
         const key = JSON.stringify([img, p]);
-        // A broken upstream contract, not a bad row: stop the flow even under onError: skip.
-        if (seen.has(key)) throw new StageError(name, `group (image_id ${JSON.stringify(img)}, prompt ${JSON.stringify(p)}) arrived in two batches; keep an image's candidates in one batch`);
+        if (seen.has(key)) {
+          // A duplicate image id upstream: these rows are bad, the run goes on.
+          const why = `image_id ${JSON.stringify(img).slice(0, 80)} with this prompt was already grouped in an earlier batch`;
+          for (const c of cands) scope.reject(c.row, why, "duplicate id");
+          continue;
+        }
         seen.add(key);
         if (seen.size > SEEN_WINDOW) seen.delete(seen.values().next().value as string);
         counts.groups++;
@@ -188,6 +200,6 @@ export function pairs(opts: PairsOptions = {}): FlowOperator & { readonly counts
       counts.pairs += taken;
     }
     return out.length === 0 ? null : buildPairs(out);
-  });
-  return Object.assign(op, { counts });
+  }
+  return Object.assign(op, { counts: runCounts.view });
 }

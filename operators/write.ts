@@ -16,7 +16,7 @@ import { extname } from "node:path";
 import type { RecordBatch, Schema } from "apache-arrow";
 import { pairsSchema } from "../src/arrow/schemas.ts";
 import { takeRows } from "../src/arrow/take.ts";
-import { operate, StageError, type FlowOperator } from "../src/flow/index.ts";
+import { operate, perRun, StageError, type FlowOperator } from "../src/flow/index.ts";
 import { ArrowIpcWriter, type BatchWriter } from "../src/io/arrow-ipc.ts";
 import type { ImageStore } from "../src/io/image-store.ts";
 import { JsonlWriter } from "../src/io/jsonl.ts";
@@ -63,7 +63,7 @@ export function write(opts: WriteOptions): FlowOperator & { readonly result: Wri
   if (toStdout && format === "parquet") throw new Error(`${name}: parquet cannot be streamed to stdout (it ends with its footer); use arrow-stream or jsonl`);
   if (layout === "trl" && !opts.store) throw new Error(`${name}: layout trl needs the image store (the image bytes)`);
   const target = path !== null ? { path } : { fd: opts.fd ?? 1 };
-  const result: WriteResult = { rows: 0, path, committed: false };
+  const runResult = perRun<WriteResult>(() => ({ rows: 0, path, committed: false }));
 
   const open = (schema: Schema): BatchWriter => {
     switch (format) {
@@ -78,6 +78,7 @@ export function write(opts: WriteOptions): FlowOperator & { readonly result: Wri
   };
 
   const op = operate({ name }, () => {
+    const result = runResult.start();
     let writer: BatchWriter | null = null;
     let done = false;
     const writeTrl = (w: BatchWriter, rows: TrlRow[]): void => {
@@ -121,7 +122,7 @@ export function write(opts: WriteOptions): FlowOperator & { readonly result: Wri
       },
     };
   });
-  return Object.assign(op, { result });
+  return Object.assign(op, { result: runResult.view });
 }
 
 /** A plain batch's rows as JSON objects (binary as base64, float lists as arrays). */

@@ -90,10 +90,43 @@ describe("pairs", () => {
     expect(creditsBack(r.ctx)).toBe(true);
   });
 
-  test("a group arriving in two batches is an error naming it (never pairs from a partial group)", async () => {
+  test("a duplicate image id in a later batch is dead-lettered as `duplicate id` and the run goes on; counts reconcile", async () => {
     const b1 = buildScored([row("i9", "a", 30), row("i9", "b", 10)]);
-    const b2 = buildScored([row("i9", "c", 20)]);
-    await expect(runStages([b1, b2], [pairs()])).rejects.toThrow('group (image_id "i9", prompt "Describe.") arrived in two batches');
+    const b2 = buildScored([row("i9", "c", 20), row("i9", "d", 5), row("i3", "x", 40), row("i3", "y", 10)]);
+    const op = pairs();
+    const r = await runStages([b1, b2], [op], { onError: "skip" });
+    expect(brief(out(r.batches))).toEqual([
+      ["i9", "a", "b", 20],
+      ["i3", "x", "y", 30],
+    ]);
+    const dead = r.ctx.deadLetter.rows();
+    expect(dead.map((d) => [d.stage, d.code])).toEqual([
+      ["pairs", "duplicate id"],
+      ["pairs", "duplicate id"],
+    ]);
+    expect(r.ctx.deadLetter.summary()).toEqual([{ stage: "pairs", code: "duplicate id", count: 2, examples: [dead[0]!.id, dead[1]!.id] }]);
+    const s = stage(r.ctx, "pairs");
+    expect([s.rowsIn, s.deadLettered, s.rowsOut, s.filtered, s.expanded]).toEqual([6, 2, 2, 2, 0]);
+    expect(op.counts.groups).toBe(2);
+    expect(creditsBack(r.ctx)).toBe(true);
+    // Under onError: fail the duplicate stops the run with one line naming stage, row and code.
+    const e = await runStages([b1, b2], [pairs()], { onError: "fail" }).then(
+      () => null,
+      (x: unknown) => x as Error & { code: string },
+    );
+    expect(e?.code).toBe("duplicate id");
+    expect(e?.message).toMatch(/^stage "pairs", row .+: image_id "i9" with this prompt was already grouped in an earlier batch$/);
+  });
+
+  test("cold: subscribing twice (a second run, retry) starts from fresh state and counts per run", async () => {
+    const op = pairs();
+    const b = buildScored([row("i1", "a", 30), row("i1", "b", 10)]);
+    const first = await runStages([b], [op]);
+    expect(out(first.batches).length).toBe(1);
+    const second = await runStages([b], [op]); // same ids again: a fresh run, not a duplicate
+    expect(out(second.batches).length).toBe(1);
+    expect(second.ctx.deadLetter.count).toBe(0);
+    expect(op.counts).toMatchObject({ groups: 1, pairs: 1 });
   });
 
   test("never reads ground truth: only clip_score and text decide (meta is not an input column)", async () => {
