@@ -29,7 +29,9 @@ import { lvlmPresets } from "../src/models/lvlm-config.ts";
 import { loadLvlm } from "../src/models/lvlm-io.ts";
 import { LvlmModel } from "../src/models/lvlm-model.ts";
 import { WordTokenizer } from "../src/models/word-tokenizer.ts";
-import type { Decoder, DecodeOptions } from "../src/scheduler/decoder.ts";
+import type { Decoder, DecodeOptions, DecodeRequest } from "../src/scheduler/decoder.ts";
+import type { Sample } from "../src/models/generate.ts";
+import { batchesOf, longestPerBatch, runDrain, runStatic } from "./lib/batching-baselines.ts";
 import { CAPTION_PROMPTS } from "../demo/world/captions.ts";
 import { worldVocabulary } from "../demo/world/vocabulary.ts";
 import { vitFlopsPerImage, type VitConfig } from "../test/scheduler/fixtures/onnx-models.ts";
@@ -185,11 +187,13 @@ for (const tc of only && only !== "clip-image-8-streams" ? [] : cases) {
 // generate-continuous: `prompts` images × 5 caption prompts cycled, `samples` samples each, on
 // the shapes policy (models/shapes-lvlm when trained, else the same shape with random weights
 // whose eos logit is biased so answers stop after a varied number of tokens). Decoders with the
-// same options except batching: continuous (sequences join and leave at every step) and static
-// (classic padded batches: finished rows stay until the batch's longest sequence is done, then
-// the next batch is formed). ratio = tokens/s continuous ÷ tokens/s static, median over
-// interleaved rounds. Also: `drain` (static batches whose finished rows leave at once — a
-// stronger baseline than padding) and one-by-one (maxBatch 1, on the first 4 prompts).
+// same options; continuous (all requests submitted, sequences join and leave at every step)
+// against the padded-batch baselines of bench/lib/batching-baselines.ts, built from submission
+// order (the production decoder only batches continuously): static (classic padded batches:
+// every row steps until the batch's longest sequence is done, then the next batch is formed).
+// ratio = tokens/s continuous ÷ tokens/s static, median over interleaved rounds. Also: `drain`
+// (fixed batches whose finished rows leave at once — a stronger baseline than padding) and
+// one-by-one (maxBatch 1, on the first 4 prompts).
 // One ORT thread by default: on this shared 2-core machine a second ORT thread contends with the
 // main thread (sampling, KV copies) and makes step times erratic.
 
@@ -216,10 +220,21 @@ async function shapesPolicy(): Promise<{ lvlm: LvlmModel; policy: string }> {
 async function timeGeneration(gen: Decoder, feats: Float32Array[], count: number, opts: DecodeOptions): Promise<{ tokens: number; seconds: number; lengths: number[] }> {
   const t0 = performance.now();
   const lengths: number[] = [];
-  const reqs = feats.slice(0, count).map((features, i) => ({ features, prompt: CAPTION_PROMPTS[i % CAPTION_PROMPTS.length]!, seed: i }));
-  for await (const f of gen.generate(reqs, opts)) lengths.push(f.nTokens);
+  for await (const f of gen.generate(requests(feats, count), opts)) lengths.push(f.nTokens);
   const seconds = (performance.now() - t0) / 1000;
   return { tokens: lengths.reduce((a, b) => a + b, 0), seconds, lengths };
+}
+
+function requests(feats: Float32Array[], count: number): DecodeRequest[] {
+  return feats.slice(0, count).map((features, i) => ({ features, prompt: CAPTION_PROMPTS[i % CAPTION_PROMPTS.length]!, seed: i }));
+}
+
+/** The padded-batch baselines (bench/lib/batching-baselines.ts) on a continuous decoder. */
+async function timeBaseline(kind: "static" | "drain", gen: Decoder, batches: DecodeRequest[][], opts: DecodeOptions, longest: number[], stop: number[]): Promise<{ tokens: number; seconds: number; samples: Sample[][] }> {
+  const t0 = performance.now();
+  const samples = kind === "drain" ? await runDrain(gen, batches, opts) : await runStatic(gen, batches, opts, longest, stop);
+  const seconds = (performance.now() - t0) / 1000;
+  return { tokens: samples.flat().reduce((a, x) => a + x.nTokens, 0), seconds, samples };
 }
 
 async function generateContinuous(gc: GenCase): Promise<Record<string, unknown>> {
@@ -227,8 +242,8 @@ async function generateContinuous(gc: GenCase): Promise<Record<string, unknown>>
   const s = new Scheduler();
   const common = { maxBatch: gc.maxBatch, maxTokensInFlight: gc.maxBatch * lvlm.cfg.lm.maxPositions, intraOpThreads: gc.threads };
   const cont = s.decoder("continuous", lvlm, common);
-  const stat = s.decoder("static", lvlm, { ...common, batching: "static" });
-  const drain = s.decoder("drain", lvlm, { ...common, batching: "drain" });
+  const stat = s.decoder("static", lvlm, common);
+  const drain = s.decoder("drain", lvlm, common);
   const one = s.decoder("one-by-one", lvlm, { ...common, maxBatch: 1 });
   await Promise.all([cont.ready, stat.ready, drain.ready, one.ready]);
   const rng = new Rng(11);
@@ -240,18 +255,24 @@ async function generateContinuous(gc: GenCase): Promise<Record<string, unknown>>
     feats.push(out.image_features!.data as Float32Array);
   }
   const opts: DecodeOptions = { n: gc.samples, maxNewTokens: 48, temperature: 1, topP: 0.95 };
+  const stop = [lvlm.cfg.eosTokenId];
+  const batches = batchesOf(requests(feats, gc.prompts), gc.samples, gc.maxBatch);
   await timeGeneration(cont, feats, 8, opts); // warm-up: first runs allocate and plan
-  await timeGeneration(stat, feats, 8, opts);
-  await timeGeneration(drain, feats, 8, opts);
+  // untimed drain run: each batch's longest sample, which the static baseline pads to
+  const longest = longestPerBatch(batches, (await timeBaseline("drain", drain, batches, opts, [], stop)).samples);
+  await timeBaseline("static", stat, batches.slice(0, 1), opts, longest, stop);
   const c: number[] = [], st: number[] = [], dr: number[] = [], ratios: number[] = [], drainRatios: number[] = [];
   let lengths: number[] = [];
   let tokens = 0;
   for (let r = 0; r < gc.rounds; r++) {
     const a = await timeGeneration(cont, feats, gc.prompts, opts);
-    const b = await timeGeneration(stat, feats, gc.prompts, opts);
+    const b = await timeBaseline("static", stat, batches, opts, longest, stop);
     if (a.tokens !== b.tokens) throw new Error(`generate-continuous: continuous made ${a.tokens} tokens, static ${b.tokens} (same seeds)`);
-    const d = await timeGeneration(drain, feats, gc.prompts, opts);
+    const d = await timeBaseline("drain", drain, batches, opts, longest, stop);
     if (d.tokens !== a.tokens) throw new Error(`generate-continuous: continuous made ${a.tokens} tokens, drain ${d.tokens} (same seeds)`);
+    if (JSON.stringify(b.samples.map((x) => x.map((y) => y.tokens))) !== JSON.stringify(d.samples.map((x) => x.map((y) => y.tokens)))) {
+      throw new Error("generate-continuous: static (padded, cut at the stop) and drain tokens differ");
+    }
     c.push(a.tokens / a.seconds);
     st.push(b.tokens / b.seconds);
     dr.push(d.tokens / d.seconds);

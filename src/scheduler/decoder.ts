@@ -14,12 +14,10 @@
  * - decode: one step for every running sequence of the lane; finished sequences (stop token,
  *   max new tokens, last position) leave at once and the rows compact.
  *
- * Continuous (default): prompts are prefilled ahead, in batches, as lane-independent work (so
- * usually while a lane samples on the main thread), and their samples wait until a row frees:
- * every step refills the rows the previous step's finished sequences left. The
- * baseline `batching: "static"` (bench/scheduler.ts) is classic padded batch generation: a batch
- * is formed once, its finished rows stay in it (stepping, output ignored) and it takes new
- * prompts only when its longest sequence is done; `drain` is the same without the padding rows.
+ * Prompts are prefilled ahead, in batches, as lane-independent work (so usually while a lane
+ * samples on the main thread), and their samples wait until a row frees: every step refills the
+ * rows the previous step's finished sequences left. (The padded-batch baselines the bench
+ * compares against are built outside, from submission order: bench/lib/batching-baselines.ts.)
  *
  * Memory bound: each admitted sample reserves min(maxPositions, image tokens + prompt +
  * maxNewTokens) KV slots until it leaves; the sum of reservations over all lanes never exceeds
@@ -87,11 +85,6 @@ export interface DecoderOptions {
    * thread; their K/V (one copy per prompt, not per sample) waits outside the lanes' pools.
    */
   prefillAhead?: number;
-  /**
-   * `continuous` (default); `static`: padded batches that wait for their longest sequence;
-   * `drain`: like static, but finished rows leave at once (the batch shrinks, never refills).
-   */
-  batching?: "continuous" | "static" | "drain";
   /** Batching of the `{name}.vision` model (defaults: maxBatch 32, maxDelayMs 2). */
   vision?: { maxBatch?: number; maxDelayMs?: number };
 }
@@ -210,7 +203,7 @@ interface Seq {
   logp: number;
   /** Tokens in the cache = the position the last token is fed at. */
   length: number;
-  /** Finished (or cancelled) but still holding its row (static batching only). */
+  /** Finished (or cancelled); leaves its row at the end of the step. */
   done: boolean;
 }
 
@@ -219,7 +212,7 @@ interface Lane {
   /** Running sequences; index = KV row. */
   readonly seqs: Seq[];
   running: boolean;
-  /** Static batching: the batch has not stepped yet since it was last empty. */
+  /** The lane has not stepped since it was last empty (joins now are not "mid-run"). */
   forming: boolean;
   since: number;
 }
@@ -286,7 +279,6 @@ export class Decoder implements WorkSource {
       device: opts.device ?? "cpu",
       minJoin: opts.minJoin ?? Math.max(1, Math.floor(maxBatch / 8)),
       prefillAhead: opts.prefillAhead ?? Math.max(1, Math.floor(maxBatch / 2)),
-      batching: opts.batching ?? "continuous",
     };
     const o = this.options;
     const bad = (what: string) => new SchedulerError(`decoder '${name}': ${what}`);
@@ -296,7 +288,6 @@ export class Decoder implements WorkSource {
     };
     (["maxBatch", "maxTokensInFlight", "maxQueue", "replicas", "intraOpThreads", "minJoin", "prefillAhead"] as const).forEach(posInt);
     if (!Number.isFinite(o.priority)) throw bad(`priority must be a finite number (got ${o.priority})`);
-    if (!["continuous", "static", "drain"].includes(o.batching)) throw bad(`batching must be "continuous", "static" or "drain" (got ${String(o.batching)})`);
     this.np = model.imageTokens;
     this.featureFloats = model.featureDims[0] * model.featureDims[1];
     const { layers, heads, headDim, layout } = model.kv;
@@ -512,7 +503,7 @@ export class Decoder implements WorkSource {
     if (ahead > 0 && (!lane || this.unstarted() < this.options.maxBatch - lane.seqs.length)) {
       this.prefilling = true;
       try {
-        await this.prefill(undefined, ahead, executor, release);
+        await this.prefill(ahead, executor, release);
       } catch (e) {
         release();
         const err = new SchedulerError(`decoder '${this.name}': prefill failed: ${(e as Error).message}`);
@@ -528,8 +519,7 @@ export class Decoder implements WorkSource {
     lane.running = true;
     try {
       this.joinPending(lane);
-      if (this.canPrefill(lane)) await this.prefill(lane, Math.max(1, this.options.maxBatch - lane.seqs.length), executor, release);
-      else if (lane.seqs.length > 0) await this.step(lane, executor, release);
+      if (lane.seqs.length > 0) await this.step(lane, executor, release);
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
       const failed = err.message.includes(`'${this.name}`) ? err : new SchedulerError(`decoder '${this.name}': ${err.message}`);
@@ -549,30 +539,19 @@ export class Decoder implements WorkSource {
   // ---- scheduling ----
 
   /** What the lane would do if dispatched now. */
-  private plan(lane: Lane): "prefill" | "decode" | undefined {
-    if (this.canPrefill(lane)) return "prefill";
+  private plan(lane: Lane): "decode" | undefined {
     if (lane.seqs.length > 0) return "decode";
     if (this.canJoin(lane) && this.nextPendingFits()) return "decode";
     return undefined;
   }
 
   private canJoin(lane: Lane): boolean {
-    if (lane.seqs.length >= this.options.maxBatch) return false;
-    return this.options.batching === "continuous" || lane.forming;
+    return lane.seqs.length < this.options.maxBatch;
   }
 
   private nextPendingFits(): boolean {
     const r = this.pending.find((p) => !p.settled);
     return r !== undefined && this.reserved + r.reserve <= this.options.maxTokensInFlight;
-  }
-
-  private canPrefill(lane: Lane): boolean {
-    if (this.options.batching === "continuous") return false; // continuous prefills are lane-independent (prefillAheadRows)
-    if (this.queue.queuedRows === 0 || this.pending.some((p) => !p.settled)) return false;
-    if (!this.canJoin(lane)) return false;
-    // Room for at least one more sample of the longest kind; requests are checked exactly on joining.
-    const free = this.options.maxTokensInFlight - this.reserved;
-    return free >= Math.min(this.shape.capacity, this.options.maxTokensInFlight);
   }
 
   /** Samples prefilled and waiting for a row. */
@@ -594,7 +573,7 @@ export class Decoder implements WorkSource {
    */
   private prefillAheadRows(): number {
     const o = this.options;
-    if (o.batching !== "continuous" || this.prefilling || this.closed || this.queue.queuedRows === 0) return 0;
+    if (this.prefilling || this.closed || this.queue.queuedRows === 0) return 0;
     let free = 0;
     for (const l of this.lanes) free += o.maxBatch - l.seqs.length;
     free = Math.min(free, Math.floor((o.maxTokensInFlight - this.reserved) / this.shape.capacity));
@@ -666,9 +645,9 @@ export class Decoder implements WorkSource {
 
   /**
    * One prefill call for prompts of at most `rows` samples taken fairly from the queue; their
-   * samples wait in `pending` (and join `lane` at once, if given).
+   * samples wait in `pending` until a lane has a free row.
    */
-  private async prefill(lane: Lane | undefined, rows: number, ex: Executor, release: () => void): Promise<void> {
+  private async prefill(rows: number, ex: Executor, release: () => void): Promise<void> {
     const reqs = this.queue.take(rows).filter((r) => !r.settled);
     this.queue.admitWaiting(this.host.now());
     if (reqs.length === 0) return;
@@ -694,7 +673,6 @@ export class Decoder implements WorkSource {
       this.pending.push(r);
     });
     this.counters.peakPendingSamples = Math.max(this.counters.peakPendingSamples, this.unstarted());
-    if (lane) this.joinPending(lane);
   }
 
   /** One decode step of every sequence in `lane`; finished ones leave and the rows compact. */
@@ -703,11 +681,9 @@ export class Decoder implements WorkSource {
     const B = seqs.length;
     const ids: number[] = new Array<number>(B);
     const slots: number[] = new Array<number>(B);
-    const T = this.shape.capacity;
     seqs.forEach((s, b) => {
       ids[b] = s.tokens[s.tokens.length - 1]!;
-      // a finished row kept by static batching keeps stepping on its last slot (output ignored)
-      slots[b] = s.done ? Math.min(s.length, T - 1) : s.length;
+      slots[b] = s.length;
     });
     const logits = await this.model.step(this.runner(ex), ids, slots, lane.pool);
     release();
@@ -715,20 +691,15 @@ export class Decoder implements WorkSource {
     this.counters.decodeRows += B;
     const V = this.model.vocabSize;
     let live = 0;
-    let running = 0;
     seqs.forEach((s, b) => {
-      if (s.done) return;
       s.length++;
       if (s.req.settled || this.advance(s, logits.subarray(b * V, (b + 1) * V))) s.done = true;
-      else running++;
       live += s.length;
     });
     for (const l of this.lanes) if (l !== lane) for (const s of l.seqs) live += s.length;
     this.counters.peakLiveTokens = Math.max(this.counters.peakLiveTokens, live);
-    // Continuous: finished rows leave at once. Static: the batch waits for its longest sequence,
-    // finished rows stay (and are computed) until every row is done, like padded batch generation.
-    const static_ = this.options.batching === "static";
-    if (!static_ || running === 0) for (let i = seqs.length - 1; i >= 0; i--) if (seqs[i]!.done) this.leave(lane, i);
+    // finished rows leave at once (the rows compact; freed rows are refilled at the next dispatch)
+    for (let i = seqs.length - 1; i >= 0; i--) if (seqs[i]!.done) this.leave(lane, i);
     lane.forming = seqs.length === 0;
   }
 
@@ -752,8 +723,6 @@ export class Decoder implements WorkSource {
   private dropSettled(lane: Lane): void {
     if (lane.running) return;
     for (let i = lane.seqs.length - 1; i >= 0; i--) if (lane.seqs[i]!.req.settled) this.leave(lane, i);
-    // static batching: a batch whose live rows were all cancelled is done
-    if (lane.seqs.length > 0 && lane.seqs.every((s) => s.done)) for (let i = lane.seqs.length - 1; i >= 0; i--) this.leave(lane, i);
   }
 
   // ---- requests ----

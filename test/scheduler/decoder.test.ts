@@ -13,6 +13,7 @@ import type { DecodeOptions, DecoderOptions } from "../../src/scheduler/decoder.
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
 import { Rng } from "../../src/util/rng.ts";
 import { failure } from "./fixtures/failure.ts";
+import { batchesOf, longestPerBatch, runDrain, runStatic } from "../../bench/lib/batching-baselines.ts";
 
 const tok = WordTokenizer.fromCorpus(["describe the image .", "a red circle left of a blue square .", "two green stars"]);
 const m = LvlmModel.create(lvlmPresets.tiny(tok.vocabSize), tok, 9);
@@ -43,29 +44,47 @@ function expectSame(got: Sample[], want: Sample[]): void {
 const sampling = { maxNewTokens: 12, temperature: 1.3, topK: 12, topP: 0.97 } as const;
 
 describe("continuous-batching decoder", () => {
-  for (const batching of ["continuous", "static", "drain"] as const) {
-    test(`${batching}: tokens equal the single-stream reference; sequences join and leave mid-run`, async () => {
-      const { s, gen } = setup({ maxBatch: 4, minJoin: 1, batching });
-      try {
-        const ns = [3, 1, 4, 2, 3, 2];
-        const runs = images.map((pixels, i) => gen.run({ pixels, prompt: prompts[i]!, n: ns[i]!, seed: 100 + i }, { ...sampling, stream: `s${i % 2}` }));
-        const got = await Promise.all(runs);
-        for (let i = 0; i < images.length; i++) expectSame(got[i]!, await reference(i, { ...sampling, n: ns[i]!, seed: 100 + i }));
-        const lengths = new Set(got.flat().map((x) => x.nTokens));
-        expect(lengths.size).toBeGreaterThan(3); // different lengths really were in flight
-        const st = gen.stats();
-        expect(st.prefillPrompts).toBe(6); // one prefill per prompt, whatever its n
-        expect(st.finished).toBe(15);
-        expect(st.peakRunning).toBe(4);
-        expect(st.running).toBe(0);
-        expect(st.reservedTokens).toBe(0);
-        if (batching === "continuous") expect(st.joinedRunning).toBeGreaterThan(0);
-        else expect(st.joinedRunning).toBe(0);
-      } finally {
-        await s.close();
-      }
-    });
-  }
+  test("tokens equal the single-stream reference; sequences join and leave mid-run", async () => {
+    const { s, gen } = setup({ maxBatch: 4, minJoin: 1 });
+    try {
+      const ns = [3, 1, 4, 2, 3, 2];
+      const runs = images.map((pixels, i) => gen.run({ pixels, prompt: prompts[i]!, n: ns[i]!, seed: 100 + i }, { ...sampling, stream: `s${i % 2}` }));
+      const got = await Promise.all(runs);
+      for (let i = 0; i < images.length; i++) expectSame(got[i]!, await reference(i, { ...sampling, n: ns[i]!, seed: 100 + i }));
+      const lengths = new Set(got.flat().map((x) => x.nTokens));
+      expect(lengths.size).toBeGreaterThan(3); // different lengths really were in flight
+      const st = gen.stats();
+      expect(st.prefillPrompts).toBe(6); // one prefill per prompt, whatever its n
+      expect(st.finished).toBe(15);
+      expect(st.peakRunning).toBe(4);
+      expect(st.running).toBe(0);
+      expect(st.reservedTokens).toBe(0);
+      expect(st.joinedRunning).toBeGreaterThan(0);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("the bench's padded-batch baselines (bench/lib/batching-baselines.ts) give the reference tokens", async () => {
+    const { s, gen } = setup({ maxBatch: 4, minJoin: 1 });
+    try {
+      const ns = [3, 1, 4, 2, 3, 2];
+      const reqs = images.map((pixels, i) => ({ pixels, prompt: prompts[i]!, n: ns[i]!, seed: 100 + i }));
+      const batches = batchesOf(reqs, 1, 4);
+      expect(batches.map((b) => b.reduce((a, r) => a + r.n!, 0))).toEqual([4, 4, 2, 3, 2]);
+      const drain = await runDrain(gen, batches, sampling);
+      for (let i = 0; i < images.length; i++) expectSame(drain[i]!, await reference(i, { ...sampling, n: ns[i]!, seed: 100 + i }));
+      const stepsBefore = gen.stats().decodeRows;
+      const longest = longestPerBatch(batches, drain);
+      const padded = await runStatic(gen, batches, sampling, longest, [m.cfg.eosTokenId]);
+      expect(padded.map((x) => x.map((y) => y.tokens))).toEqual(drain.map((x) => x.map((y) => y.tokens)));
+      // every row of a padded batch steps until the batch's longest sample is done
+      const rows = batches.map((b) => b.reduce((a, r) => a + r.n!, 0));
+      expect(gen.stats().decodeRows - stepsBefore).toBe(rows.reduce((a, r, i) => a + r * (longest[i]! - 1), 0));
+    } finally {
+      await s.close();
+    }
+  });
 
   test("continuous: prompts are prefilled ahead in batches, bounded, and their samples refill rows as they free", async () => {
     // 6 prompts × 3 samples through 4 rows: a prefill call waits until 3 samples are missing
