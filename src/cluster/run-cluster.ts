@@ -105,6 +105,8 @@ export interface ClusterFlowOptions {
   log?: (line: string) => void;
   resources?: (p: ResolvedPipeline) => PipelineResources;
   onStart?: (ctx: FlowContext, coordinator: ClusterCoordinator) => void;
+  /** Milliseconds between coordinator progress lines on `log` (default 0: none). */
+  progressEveryMs?: number;
 }
 
 /**
@@ -118,6 +120,7 @@ export async function runClusterFlow(p: ResolvedPipeline, opts: ClusterFlowOptio
   const signal = opts.signal ?? new AbortController().signal;
   const resources = (opts.resources ?? ((q) => new PipelineResources(q)))(p);
   let flowCtx: FlowContext | undefined;
+  let progress: ReturnType<typeof setInterval> | undefined;
   const coordinator = await ClusterCoordinator.start({
     servers: opts.servers,
     run: opts.run ?? defaultRunId(p),
@@ -168,12 +171,16 @@ export async function runClusterFlow(p: ResolvedPipeline, opts: ClusterFlowOptio
       handleSigint: false,
       onStart: (ctx) => {
         flowCtx = ctx;
+        if ((opts.progressEveryMs ?? 0) > 0) progress = setInterval(() => log(coordinator.progressLine()), opts.progressEveryMs);
         opts.onStart?.(ctx, coordinator);
       },
     });
+    if (progress) clearInterval(progress);
+    log(coordinator.progressLine());
     if (!flow.interrupted && !signal.aborted) await coordinator.finish();
     return { flow, cluster: coordinator.report() };
   } finally {
+    if (progress) clearInterval(progress);
     await coordinator.close();
     await resources.close().catch((e: unknown) => log(`closing resources: ${(e as Error).message}`));
   }
