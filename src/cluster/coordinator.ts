@@ -127,11 +127,15 @@ class Sizes {
   }
 }
 
-/** Deterministic batch id: hash of the batch's row ids (independent of position and of which process sent it). */
-export function batchIdOf(batch: RecordBatch): string {
+/**
+ * Deterministic batch id: hash of the policy version and the batch's row ids (independent of
+ * position and of which process sent it; the same images under another policy are other work).
+ */
+export function batchIdOf(batch: RecordBatch, policyVersion = 0): string {
   const ids = batch.getChild("id") ?? batch.getChild("image_id");
   if (!ids) throw new Error("cluster: a work batch needs an 'id' column");
   const h = createHash("sha256");
+  h.update(`policy ${policyVersion}\n`);
   for (let i = 0; i < batch.numRows; i++) h.update(`${String(ids.get(i))}\n`);
   return h.digest("hex").slice(0, 24);
 }
@@ -306,7 +310,8 @@ export class ClusterCoordinator {
 
   /** Sends `batch` to the workers (or finds its result from an earlier incarnation of the run). */
   async submit(batch: RecordBatch, signal?: AbortSignal): Promise<{ head: ResultHead; batches: RecordBatch[] }> {
-    const id = batchIdOf(batch);
+    const version = this.policyVersion;
+    const id = batchIdOf(batch, version);
     if (this.pending.has(id)) throw new Error(`cluster: batch ${id} is already in flight (two batches with the same row ids)`);
     this.answered.delete(id);
     const done = new Promise<{ head: ResultHead; batches: RecordBatch[] }>((resolve, reject) => this.pending.set(id, { resolve, reject, since: performance.now() }));
@@ -333,7 +338,7 @@ export class ClusterCoordinator {
       try {
         const h = natsHeaders();
         h.set(H.batch, id);
-        h.set(H.policy, String(this.policyVersion));
+        h.set(H.policy, String(version));
         const ack = await js.publish(workSubject(this.run), body, { msgID: `${this.run}/${id}`, headers: h, timeout: 5000 });
         this.seqToBatch.set(ack.seq, id);
         this.batchToSeq.set(id, ack.seq);
