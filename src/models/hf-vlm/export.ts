@@ -11,17 +11,20 @@
  *   tokenizer.json, tokenizer_config.json (chat_template)
  *   onnx/vision_encoder.onnx, onnx/embed_tokens.onnx, onnx/decoder_model_merged.onnx
  *
- * The tokenizer must be a Hugging Face one (tokenizer.json) with an image token; its chat
- * template decides where the image tokens go. {@link clipflowChatTemplate} reproduces clipflow's
+ * The tokenizer is written as tokenizer.json: a Hugging Face one as it is, clipflow's word-level
+ * one (the shapes world's) as a WordLevel tokenizer with the same ids (./word-level.ts). It needs
+ * an image token; the chat template decides where the image tokens go. {@link clipflowChatTemplate} reproduces clipflow's
  * own prompt layout ([image tokens] bos prompt), so the exported folder generates what the
  * policy generates in clipflow.
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { HfTokenizer } from "../hf-tokenizer.ts";
+import { WordTokenizer } from "../word-tokenizer.ts";
 import { imageTokens } from "../lvlm-config.ts";
 import type { LvlmModel } from "../lvlm-model.ts";
 import { toPreprocessorJson } from "../preprocessor-config.ts";
+import { wordLevelTokenizer } from "./word-level.ts";
 import { hfDecoderMergedGraph, hfEmbedTokensGraph, hfVisionEncoderGraph, type HfGraph } from "./graphs.ts";
 
 /** Files of the layout, relative to the folder. */
@@ -63,9 +66,9 @@ export interface HfVlmExportOptions {
  * // then, in transformers.js: LlavaForConditionalGeneration.from_pretrained("policy-hf", { local_files_only: true })
  */
 export async function exportHfVlm(lvlm: LvlmModel, dir: string, opts: HfVlmExportOptions = {}): Promise<void> {
-  const tok = lvlm.tokenizer;
+  const tok = lvlm.tokenizer instanceof WordTokenizer ? wordLevelTokenizer(lvlm.tokenizer) : lvlm.tokenizer;
   if (!(tok instanceof HfTokenizer)) {
-    throw new Error(`exportHfVlm: the policy's tokenizer is '${tok.kind}', the layout needs a Hugging Face tokenizer.json`);
+    throw new Error(`exportHfVlm: the policy's tokenizer is '${lvlm.tokenizer.kind}', the layout needs a Hugging Face tokenizer.json`);
   }
   const cfg = lvlm.cfg;
   const imageToken = opts.imageToken ?? "<image>";
