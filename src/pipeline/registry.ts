@@ -96,6 +96,29 @@ export interface StageDefinition<Schema extends z.ZodType> {
   readonly create?: StageFactory<z.output<Schema>>;
   /** Set instead of `create` for a job stage (see JobFactory). */
   readonly job?: JobFactory<z.output<Schema>>;
+  /** Rows the stage will emit when its options say so (a source's `count`): progress ETAs. */
+  readonly expectedRows?: (options: z.output<Schema>) => number | null;
+  /** Receives one row per row the source emits (nothing filters before it): shares the source's total. */
+  readonly rowPerSourceRow?: boolean;
+  /**
+   * Trains the policy `model(options)`: writes RUN_FILES.metrics, .checkpoints and .policy into
+   * out.dir (a fresh run clears them, --resume continues them; the report reads them).
+   */
+  readonly trainer?: { readonly model: (options: z.output<Schema>) => string };
+  /** Generates with the policy `model(options)`: the evaluation's default when there is no trainer. */
+  readonly generator?: { readonly model: (options: z.output<Schema>) => string };
+  /**
+   * Emits preference pairs (`image_id`, `prompt`, `chosen`, `rejected`, `chosen_score`,
+   * `rejected_score`): the report shows samples of its output and audits them; `rowName` is the
+   * result-table name of a policy trained on them.
+   */
+  readonly pairs?: { readonly rowName: (options: z.output<Schema>) => string };
+  /** Files the stage writes (resolved options), listed in the report's outputs. */
+  readonly outputs?: (options: z.output<Schema>) => readonly string[];
+  /** Keys of the operator's `counts` that are totals, not drop reasons. */
+  readonly countTotals?: readonly string[];
+  /** Readable names of `counts` keys in other units than rows (e.g. groups), shown as notes. */
+  readonly countLabels?: Readonly<Record<string, string>>;
 }
 
 /** What a job stage leaves behind, for the run report. */
@@ -139,17 +162,21 @@ export const stageRegistry = {
   source: stage({
     optionsSchema: sourceOptions,
     inputPaths: { path: "file", images: "folder" },
+    expectedRows: (o) => o.count ?? null,
     // Bad rows are dead-lettered through the flow context, which exists once the flow starts.
     create: (o, ctx) => sourceBatches(o, (id, reason) => sourceBadRows(ctx.flow(), ctx.name)(id, reason)),
   }),
   decode: stage({
     optionsSchema: decodeOptions,
     modelRefs: { model: "clip" },
+    rowPerSourceRow: true,
     create: async (o, ctx) => decode({ preprocess: (await ctx.resources.clip(o.model)).preprocess, store: imageStore(ctx), name: ctx.name }),
   }),
   generate: stage({
     optionsSchema: generateOptions,
     modelRefs: { model: "lvlm" },
+    rowPerSourceRow: true,
+    generator: { model: (o) => o.model },
     create: async (o, ctx) => {
       const { model, ...options } = o;
       return generate({ ...options, decoder: await ctx.resources.decoder(model), name: ctx.name });
@@ -163,6 +190,7 @@ export const stageRegistry = {
   filter: stage({
     optionsSchema: filterOptions,
     modelRefs: { model: "clip" },
+    countTotals: ["kept"],
     create: async (o, ctx) => {
       const clipName = o.dropTextImages || o.maxTokens !== null ? filterClipName(ctx, o.model) : null;
       if (o.maxTokens !== null && clipName === null) throw new Error(`stage ${ctx.name}: maxTokens needs a CLIP tokenizer; set filter.model`);
@@ -182,6 +210,14 @@ export const stageRegistry = {
   }),
   pairs: stage({
     optionsSchema: pairsOptions,
+    pairs: { rowName: (o) => (o.strategy === "random" ? "DPO on random pairs" : o.strategy === "oracle" ? "DPO on oracle pairs" : "CLIP-DPO") },
+    countTotals: ["groups", "pairs"],
+    countLabels: {
+      singleCandidate: "groups with one candidate",
+      margin: "groups without a pair over minMargin",
+      lengthRatio: "groups without a pair within maxLengthRatio",
+      capped: "pairs over maxPairsPerImage",
+    },
     create: (o, ctx) =>
       o.strategy === "random" || o.strategy === "oracle"
         ? baselinePairs({ strategy: o.strategy, minMargin: o.minMargin, maxPairsPerImage: o.maxPairsPerImage, maxLengthRatio: o.maxLengthRatio, seed: o.seed, name: ctx.name })
@@ -190,6 +226,7 @@ export const stageRegistry = {
   write: stage({
     optionsSchema: writeOptions,
     outputPaths: ["path"],
+    outputs: (o) => (o.path ? [o.path] : []),
     create: (o, ctx) => write({ path: o.path, stdout: o.stdout, format: o.format, layout: o.layout, store: imageStore(ctx), name: ctx.name }),
   }),
   refLogps: stage({
@@ -209,6 +246,7 @@ export const stageRegistry = {
   dpoTrain: stage({
     optionsSchema: dpoTrainOptions,
     modelRefs: { model: "lvlm" },
+    trainer: { model: (o) => o.model },
     create: async (o, ctx) => {
       const terms: DpoLossTerm[] = Object.entries(o.loss).map(([type, weight]) => ({ type: type as DpoLossTerm["type"], weight: weight! }));
       if (o.sftWeight > 0) terms.push({ type: "sft", weight: o.sftWeight });
@@ -275,6 +313,23 @@ export const stageNames = Object.keys(stageRegistry) as StageName[];
 /** Whether stage `name` is a job stage (runs on its own, not in a dataflow). */
 export function isJobStage(name: StageName): boolean {
   return (stageRegistry[name] as StageDefinition<z.ZodType>).job !== undefined;
+}
+
+/** The registry entry of stage `name`, with its option type erased (for code that walks every stage). */
+export function definitionOf(name: StageName): StageDefinition<z.ZodType> {
+  return stageRegistry[name] as StageDefinition<z.ZodType>;
+}
+
+/** The first stage of `stages` whose definition has hook `key`, with that hook. */
+export function findStage<K extends keyof StageDefinition<z.ZodType>>(
+  stages: readonly StageConfig[],
+  key: K,
+): { stage: StageConfig; hook: NonNullable<StageDefinition<z.ZodType>[K]> } | undefined {
+  for (const stage of stages) {
+    const hook = definitionOf(stage.name)[key];
+    if (hook !== undefined) return { stage, hook: hook as NonNullable<StageDefinition<z.ZodType>[K]> };
+  }
+  return undefined;
 }
 
 /** Whether `name` is a registered stage (narrowing). */

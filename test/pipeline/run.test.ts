@@ -26,7 +26,7 @@ describe("run helpers", () => {
   });
 
   test("drop reasons leave out totals and zeros; variant folders are slugs", () => {
-    expect([...dropReasons({ kept: 10, "min-score": 3, "max-words": 0, groups: 4, margin: 2 })]).toEqual([["min-score", 3], ["margin", 2]]);
+    expect([...dropReasons({ kept: 10, "min-score": 3, "max-words": 0, groups: 4, margin: 2 }, ["kept", "groups"])]).toEqual([["min-score", 3], ["margin", 2]]);
     expect(variantSlug("DPO on random pairs")).toBe("dpo-on-random-pairs");
     expect(variantSlug("CLIP-DPO (β=0.1)")).toBe("clip-dpo-0-1");
     expect(variantSlug("—")).toBe("variant");

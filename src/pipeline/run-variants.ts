@@ -1,0 +1,108 @@
+/**
+ * The two pipeline shapes that are not a single dataflow: a list of job stages (e.g. the
+ * pretraining recipes), run in order; and a comparison (`variants:`), where each variant runs as
+ * its own pipeline and every trained policy is evaluated on the same scenes into one table.
+ *
+ * @example
+ * // inside runPipeline:
+ * if (p.variants.length > 0) return runVariants(state, runPipeline);
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { errorMessage } from "../util/errors.ts";
+import type { EvalSubject } from "./eval.ts";
+import { loadPipeline } from "./loader.ts";
+import { definitionOf } from "./registry.ts";
+import type { RunReport } from "./report.ts";
+import { PipelineResources } from "./resources.ts";
+import { RUN_FILES } from "./run-files.ts";
+import { flowNames } from "./run-outcome.ts";
+import { evaluateAndSettle, markInterrupted, settleError, startSubject, trainedSubject, type RunPipelineOptions, type RunResult, type RunState } from "./run.ts";
+import type { ResolvedPipeline } from "./loader.ts";
+
+/** `DPO on random pairs` → `dpo-on-random-pairs`: a variant's folder name. */
+export function variantSlug(name: string): string {
+  return name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "") || "variant";
+}
+
+/** A pipeline of job stages: each runs to the end in turn; a stop signal stops before the next one. */
+export async function runJobs(s: RunState, resources: PipelineResources): Promise<RunResult> {
+  const { p, report } = s;
+  const names = flowNames(p.stages);
+  try {
+    for (const st of p.stages) {
+      if (s.signal.aborted) return markInterrupted(s);
+      const t = performance.now();
+      const r = await definitionOf(st.name).job!(st.options, {
+        pipeline: p,
+        index: st.index,
+        name: names[st.index]!,
+        resources,
+        resume: s.opts.resume ?? false,
+        allowConfigChange: s.opts.allowConfigChange ?? false,
+        signal: s.signal,
+        log: s.log,
+      });
+      report.jobs.push({ stage: names[st.index]!, outputs: r.outputs, metrics: r.metrics, ms: performance.now() - t });
+      report.outputs.push(...r.outputs);
+    }
+    report.timings.flowMs = report.jobs.reduce((a, j) => a + j.ms, 0);
+    if (s.signal.aborted) return markInterrupted(s);
+    report.status = "completed";
+    return s.finish();
+  } catch (e) {
+    return settleError(s, e);
+  } finally {
+    await resources.close().catch((e: unknown) => s.log(`closing resources: ${errorMessage(e)}`));
+  }
+}
+
+/** A finished variant's report when `--resume` may keep it (completed, policy exported). */
+function completedEarlier(outDir: string): RunReport | undefined {
+  const previous = join(outDir, "report.json");
+  if (!existsSync(previous) || !existsSync(join(outDir, RUN_FILES.policy, "config.json"))) return undefined;
+  const r = JSON.parse(readFileSync(previous, "utf8")) as RunReport;
+  return r.status === "completed" ? r : undefined;
+}
+
+/**
+ * A comparison: each variant runs as its own pipeline (the file with the command line's and the
+ * variant's overrides, evaluation off) into `out.dir/<slug>/`, in order; then the starting
+ * policy and every variant's trained policy are evaluated on the same scenes into one table.
+ * With --resume, a variant whose folder holds a completed report and policy is not run again.
+ */
+export async function runVariants(s: RunState, run: (p: ResolvedPipeline, o: RunPipelineOptions) => Promise<RunResult>): Promise<RunResult> {
+  const { p, report, opts } = s;
+  const resources = (opts.resources ?? ((q) => new PipelineResources(q)))(p);
+  const trained: EvalSubject[] = [];
+  const t0 = performance.now();
+  try {
+    for (const [i, v] of p.variants.entries()) {
+      const outDir = join(p.out.dir, variantSlug(v.name));
+      const policyDir = join(outDir, RUN_FILES.policy);
+      let vr = opts.resume ? completedEarlier(outDir) : undefined;
+      if (vr) s.log(`variant ${i + 1}/${p.variants.length} "${v.name}": completed earlier, kept (${outDir})`);
+      else {
+        s.log(`variant ${i + 1}/${p.variants.length} "${v.name}" → ${outDir}`);
+        const vp = loadPipeline(p.file, { overrides: [...p.overrides, ...v.set, "eval=null"], outDir, asVariant: true });
+        vr = (await run(vp, { ...opts, log: s.log })).report;
+      }
+      report.variants.push({ name: v.name, set: [...v.set], status: vr.status, error: vr.error, outDir, pairs: vr.training?.pairs ?? null, pairAudit: vr.pairAudit ?? null, steps: vr.training?.steps.length ?? 0, totalMs: vr.timings.totalMs });
+      report.outputs.push(join(outDir, "report.html"));
+      if (vr.status !== "completed") {
+        report.status = vr.status;
+        report.error = vr.error === null ? null : `variant "${v.name}": ${vr.error}`;
+        if (vr.status === "interrupted") report.resumeCommand = opts.resumeCommand;
+        return s.finish();
+      }
+      if (existsSync(join(policyDir, "config.json"))) trained.push(trainedSubject(p, v.name, policyDir, vr.training?.pairs ?? null, vr.pairAudit ?? null));
+    }
+    report.timings.flowMs = performance.now() - t0;
+    await evaluateAndSettle(s, resources, () => [startSubject(p, resources), ...trained]);
+    return s.finish();
+  } catch (e) {
+    return settleError(s, e);
+  } finally {
+    await resources.close().catch((e: unknown) => s.log(`closing resources: ${errorMessage(e)}`));
+  }
+}
