@@ -205,7 +205,9 @@ describe("candidates source", () => {
       for (const g of got) expect(Buffer.from(g.images[0]!.bytes).equals(Buffer.from(bytes.get(txt(g.images[0]!.path))!))).toBe(true);
       const s = stage(run.ctx, "source");
       expect([s.rowsIn, s.rowsOut, s.deadLettered]).toEqual([17, 16, 1]);
-      expect(run.ctx.deadLetter.rows()).toEqual([{ id: "lost", stage: "source", reason: `${p}:5: image 'lost.png' cannot be read (ENOENT)` }]);
+      const dead = run.ctx.deadLetter.rows();
+      expect(dead.length).toBe(1);
+      expect(dead[0]).toMatchObject({ id: "lost", stage: "source", reason: `${p}:5: image 'lost.png' cannot be read (ENOENT)` });
       expect(stage(run.ctx, "clipScore").rowsOut).toBe(16);
       expect(pairsOp.counts.groups).toBe(4);
       expect(pairsOp.counts.pairs).toBe(want.length);
