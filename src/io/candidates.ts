@@ -32,6 +32,7 @@
  */
 import { dirname, extname } from "node:path";
 import type { RecordBatch } from "apache-arrow";
+import { z } from "zod";
 import { buildCandidates } from "../arrow/build.ts";
 import type { CandidateRow } from "../arrow/schemas.ts";
 import { preprocessBatch } from "../models/image-preprocess.ts";
@@ -40,6 +41,23 @@ import { failOnBadRow, readImageFile, type BadRowHandler } from "./image-rows.ts
 import type { ImageStore } from "./image-store.ts";
 import { readLines } from "./jsonl.ts";
 import { openParquet, parquetImage, readParquetRows } from "./parquet.ts";
+
+/**
+ * Options of the `candidates` source kind in pipeline files: the file, its format (null: from
+ * the extension), the image folder (null: the file's folder), the CLIP (`models` name) whose
+ * preprocessing the images get, `count` rows at most and `batchSize` rows (groups) per batch.
+ * @example candidatesSourceOptions.parse({ kind: "candidates", path: "gen.jsonl", model: "clip" })
+ */
+export const candidatesSourceOptions = z.strictObject({
+  kind: z.literal("candidates"),
+  path: z.string().min(1),
+  format: z.enum(["jsonl", "parquet"]).nullable().default(null),
+  images: z.string().min(1).nullable().default(null),
+  model: z.string().min(1),
+  count: z.number().int().positive().nullable().default(null),
+  batchSize: z.number().int().positive().default(16),
+});
+export type CandidatesSourceOptions = z.output<typeof candidatesSourceOptions>;
 
 /** One (image, prompt) group of pre-generated responses, its image not read yet. */
 export interface CandidateGroup {
@@ -58,8 +76,8 @@ export interface CandidateGroup {
 }
 
 export interface CandidatesReadOptions {
-  /** `jsonl` or `parquet` (default: from the extension; `.json`/`.jsonl`/`.ndjson` are JSONL). */
-  format?: "jsonl" | "parquet";
+  /** `jsonl` or `parquet` (default or null: from the extension; `.json`/`.jsonl`/`.ndjson` are JSONL). */
+  format?: "jsonl" | "parquet" | null;
   /** Folder relative image paths resolve against (default: the file's folder). */
   images?: string | null;
   /** Groups (input rows) per emitted batch (default 16); a batch holds all their responses. */
@@ -198,6 +216,7 @@ async function* parquetGroups(path: string, root: string, onBad: BadRowHandler):
 export async function* readCandidateGroups(path: string, opts: Omit<CandidatesReadOptions, "batchSize"> = {}): AsyncGenerator<CandidateGroup> {
   const onBad = opts.onBadRow ?? failOnBadRow;
   const format = opts.format ?? candidatesFormat(path);
+  if (format !== "jsonl" && format !== "parquet") throw new Error(`${path}: unknown candidates format '${String(format)}' (jsonl or parquet)`);
   const root = opts.images ?? dirname(path);
   let left = opts.count ?? Infinity;
   const seen = new Map<string, string>();
