@@ -91,7 +91,7 @@ export function stageReportsOf(
  * @example
  * emptyRunError(report.stages) // 'no rows reached the end: stage "decode" took 8 rows and passed none (dead-letter: bad image 8)'
  */
-export function emptyRunError(stages: readonly StageReport[]): string | null {
+export function emptyRunError(stages: readonly StageReport[], sourceInputs: readonly string[] = []): string | null {
   const last = stages.at(-1);
   // Rows consumed at the end: the trainer's (a sink stage) or the final consumer's.
   if (!last || reconcile(stages, 0).sinkRows > 0) return null;
@@ -100,9 +100,18 @@ export function emptyRunError(stages: readonly StageReport[]): string | null {
     return top ? ` (${top[0]} ${top[1]})` : "";
   };
   const src = stages[0]!;
-  if (src.rowsOut === 0) return `no rows reached the end: stage "${src.stage}" produced no rows${src.deadLettered > 0 ? `; ${src.deadLettered} dead-lettered${dominant(src)}` : ""}`;
+  const from = sourceInputs.length > 0 ? ` from ${sourceInputs.join(", ")}` : "";
+  if (src.rowsOut === 0) return `no rows reached the end: stage "${src.stage}" produced no rows${from}${src.deadLettered > 0 ? `; ${src.deadLettered} dead-lettered${dominant(src)}` : ""}`;
   const gone = stages.find((s, i) => i > 0 && s.rowsIn + s.expanded > 0 && s.rowsOut === 0) ?? last;
   return `no rows reached the end: stage "${gone.stage}" took ${gone.rowsIn} rows and passed none${dominant(gone)}`;
+}
+
+/** The files and folders the first stage reads (its registry `inputPaths`), for messages. */
+export function sourceInputs(p: ResolvedPipeline): string[] {
+  const src = p.stages[0];
+  if (!src) return [];
+  const o = src.options as Record<string, unknown>;
+  return Object.keys(definitionOf(src.name).inputPaths ?? {}).flatMap((k) => (typeof o[k] === "string" ? [o[k]] : []));
 }
 
 /** The trainer stage of `p` (registry `trainer` hook), if any. */

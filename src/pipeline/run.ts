@@ -39,7 +39,7 @@ import { emptyReport, reconcile, stageReports, writeRunReport, type RunReport } 
 import { PipelineResources } from "./resources.ts";
 import { prepareOutDir, RUN_FILES } from "./run-files.ts";
 import { RunObserver } from "./run-observe.ts";
-import { emptyRunError, flowNames, knownTotals, numericEntries, outputsOf, stageReportsOf, trainedRowName, trainerOf, trainingReport } from "./run-outcome.ts";
+import { emptyRunError, flowNames, knownTotals, numericEntries, outputsOf, sourceInputs, stageReportsOf, trainedRowName, trainerOf, trainingReport } from "./run-outcome.ts";
 import { runJobs, runVariants } from "./run-variants.ts";
 
 export { dropReasons, emptyRunError, flowNames, knownTotals, trainedRowName } from "./run-outcome.ts";
@@ -275,7 +275,7 @@ async function runDataflow(s: RunState, resources: PipelineResources, resumedFro
     if (flow.interrupted || s.signal.aborted) return markInterrupted(s);
     // A run that delivered nothing to its end is a failure, never "completed" (e.g. an empty
     // source, a stage that dead-lettered every row, a trainer that got no pairs).
-    const empty = emptyRunError(report.stages);
+    const empty = emptyRunError(report.stages, sourceInputs(p));
     if (empty !== null) {
       report.status = "failed";
       report.error = empty;
