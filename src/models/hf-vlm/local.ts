@@ -45,3 +45,35 @@ export async function localSessions(policy: PolicyModel, opts: { threads?: numbe
     },
   };
 }
+
+/**
+ * The same as {@link localSessions}, with the sessions in one model-host worker thread, so long
+ * scoring runs never block the caller's thread (what refLogps and the evaluation use for an
+ * imported policy). Tensors cross by transfer: a feed's buffer belongs to the worker afterwards.
+ * @example
+ * const w = await workerSessions(policy);
+ * const { logps } = await policy.sequenceLogps(w.run, await w.vision(pixels, B), items);
+ * await w.release();
+ */
+export async function workerSessions(policy: PolicyModel, opts: { threads?: number } = {}): Promise<LocalSessions> {
+  const { WorkerHost } = await import("../../scheduler/model-host.ts");
+  const host = new WorkerHost("cpu", `worker(${policy.kind})`);
+  const so = { intraOpThreads: opts.threads ?? 1 };
+  try {
+    for (const [key, model] of Object.entries(policy.sessions())) await host.load(key, model, so);
+    const v = policy.vision();
+    await host.load("vision", v.model, so);
+    return {
+      run: (key, feeds) => host.run(key, feeds),
+      async vision(pixels, batch) {
+        const S = policy.imageSize;
+        const out = await host.run("vision", { [v.input]: { dtype: "float32", dims: [batch, 3, S, S], data: pixels } });
+        return out[v.output]!.data as Float32Array;
+      },
+      release: () => host.terminate(),
+    };
+  } catch (e) {
+    await host.terminate();
+    throw e;
+  }
+}

@@ -13,7 +13,7 @@ import { basename, dirname, join } from "node:path";
 import { env, LlavaForConditionalGeneration, Tensor } from "@huggingface/transformers";
 import { generate, type Sample } from "../../../src/models/generate.ts";
 import { clipflowChatTemplate, exportHfVlm } from "../../../src/models/hf-vlm/export.ts";
-import { localSessions, type LocalSessions } from "../../../src/models/hf-vlm/local.ts";
+import { localSessions, workerSessions, type LocalSessions } from "../../../src/models/hf-vlm/local.ts";
 import { HfVlm, loadHfVlm } from "../../../src/models/hf-vlm/policy.ts";
 import { Decoder } from "../../../src/scheduler/decoder.ts";
 import { Scheduler } from "../../../src/scheduler/scheduler.ts";
@@ -86,9 +86,16 @@ describe("hf-onnx-vlm: clipflow's policy exported in the layout", () => {
     expect(Array.from(ours.nTokens)).toEqual(Array.from(ref.nTokens));
     for (let i = 0; i < PROMPTS.length; i++) expect(Math.abs(ours.logps[i]! - ref.logps[i]!)).toBeLessThan(1e-4);
     expect(new Set(Array.from(ours.nTokens)).size).toBeGreaterThan(2);
-    // one at a time (no padding) gives the same sums
+    // one at a time (no padding) gives the same sums; so do the sessions in a worker thread
     const single = await policy.sequenceLogps(local.run, feats.subarray(0, 4 * 32), [items[0]!]);
     expect(Math.abs(single.logps[0]! - ours.logps[0]!)).toBeLessThan(1e-4);
+    const w = await workerSessions(policy);
+    try {
+      const inWorker = await policy.sequenceLogps(w.run, await w.vision(all.slice(), PROMPTS.length), items);
+      expect(Array.from(inWorker.logps)).toEqual(Array.from(ours.logps));
+    } finally {
+      await w.release();
+    }
   }, 60_000);
 
   test("transformers.js generates the built-in policy's greedy captions from the exported folder", async () => {
