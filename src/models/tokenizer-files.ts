@@ -6,8 +6,9 @@
  * - clipflow's word-level tokenizer: `word_vocab.json` (format `clipflow-word-vocab`, see
  *   word-tokenizer.ts), which clipflow reads, plus the same tokenizer as a `tokenizer.json`
  *   that Hugging Face readers (transformers.js, tokenizers) load: a WordPiece model whose
- *   vocabulary has no `##` continuations (so a word is itself or `<unk>`, WordLevel's behaviour,
- *   a model type transformers.js does not have), a Lowercase normalizer, whitespace split then
+ *   vocabulary has no `##` continuations (so a word is itself or `<unk>`: WordLevel's behaviour;
+ *   @huggingface/tokenizers has no WordLevel class and reads one only through its generic
+ *   vocabulary fallback), a Lowercase normalizer, whitespace split then
  *   letter/digit runs and single marks isolated (word-tokenizer.ts's WORD_RE), the specials as
  *   added tokens matched before normalisation, and `<bos> $A <eos>`. Its `tokenizer_config.json`
  *   (class `PreTrainedTokenizerFast`, plain-string special tokens) carries
