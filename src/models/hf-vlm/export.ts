@@ -133,7 +133,8 @@ export async function exportHfVlm(lvlm: LvlmModel, dir: string, opts: HfVlmExpor
   const json = (x: unknown) => JSON.stringify(x, null, 2);
   await Bun.write(join(dir, HF_VLM_FILES.config), json(config));
   await Bun.write(join(dir, HF_VLM_FILES.generationConfig), json({ bos_token_id: cfg.bosTokenId, eos_token_id: cfg.eosTokenId, pad_token_id: cfg.padTokenId }));
-  await Bun.write(join(dir, HF_VLM_FILES.preprocessor), json(toPreprocessorJson(lvlm.preprocess)));
+  // processor_class picks transformers.js's AutoProcessor: LlavaProcessor = this image processor + the tokenizer
+  await Bun.write(join(dir, HF_VLM_FILES.preprocessor), json({ ...toPreprocessorJson(lvlm.preprocess), processor_class: "LlavaProcessor" }));
   await Bun.write(join(dir, HF_VLM_FILES.processor), json({ processor_class: "LlavaProcessor", image_token: imageToken, patch_size: v.patchSize, num_additional_image_tokens: 0 }));
   await Bun.write(join(dir, HF_VLM_FILES.tokenizer), JSON.stringify(tok.tokenizerJson));
   await Bun.write(join(dir, HF_VLM_FILES.tokenizerConfig), json(tokenizerConfig));

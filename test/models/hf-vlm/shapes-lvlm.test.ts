@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { env, LlavaForConditionalGeneration, Tensor } from "@huggingface/transformers";
+import { AutoProcessor, env, LlavaForConditionalGeneration, RawImage, Tensor } from "@huggingface/transformers";
 import { CAPTION_PROMPTS } from "../../../demo/world/captions.ts";
 import { captionScene, generateScenes, renderScene } from "../../../demo/world/index.ts";
 import { generate } from "../../../src/models/generate.ts";
@@ -68,5 +68,20 @@ describe.skipIf(!existsSync(join(SHIPPED, "config.json")))("shapes-lvlm in the H
       if (want!.finish === "stop") stopped++;
     }
     expect(stopped).toBe(scenes.length);
+  }, 120_000);
+
+  test("the README's transformers.js lines (AutoProcessor, chat template, processor(image, text)) caption like clipflow", async () => {
+    env.localModelPath = dirname(dir) + "/";
+    const name = basename(dir);
+    const model = await LlavaForConditionalGeneration.from_pretrained(name, { dtype: "fp32", local_files_only: true });
+    const processor = await AutoProcessor.from_pretrained(name, { local_files_only: true });
+    const scene = generateScenes("heldout", 3, { seed: 21 })[2]!;
+    const png = await renderScene(scene, { size: lvlm.cfg.vision.imageSize });
+    const text = processor.apply_chat_template([{ role: "user", content: [{ type: "image" }, { type: "text", text: "Describe the image." }] }], { add_generation_prompt: true }) as string;
+    const inputs = await processor(await RawImage.fromBlob(new Blob([png])), text);
+    const out = (await model.generate({ ...inputs, max_new_tokens: 48, do_sample: false })) as Tensor;
+    const caption = processor.batch_decode(out.slice(null, [inputs.input_ids.dims[1], null]), { skip_special_tokens: true })[0];
+    const [want] = await generate(lvlm, await preprocessImage(png, lvlm.preprocess), "Describe the image.", { maxNewTokens: 48, temperature: 0 });
+    expect(caption).toBe(want!.text);
   }, 120_000);
 });
