@@ -26,6 +26,7 @@ import { isJobStage, isStageName, stageNames, stageRegistry, type StageConfig, t
 import {
   builtinModels,
   builtinModelSchema,
+  clusterSchema,
   evalSchema,
   flowSchema,
   outSchema,
@@ -39,6 +40,7 @@ import {
   type ModelKind,
   type SchedulerConfig,
   type VariantConfig,
+  type ClusterConfig,
   type WriteFormat,
   variantsSchema,
 } from "./schema.ts";
@@ -64,6 +66,8 @@ export interface ResolvedPipeline {
   readonly overrides: readonly string[];
   /** Variants to run and compare (empty: a single run); each was validated with its overrides. */
   readonly variants: readonly VariantConfig[];
+  /** NATS JetStream workers for the per-image stages (src/cluster); null/absent: one process. */
+  readonly cluster?: ClusterConfig | null;
 }
 
 /** Options of `loadPipeline` / `parsePipeline`. */
@@ -224,6 +228,7 @@ function resolveData(
   const flow = section("flow", flowSchema.prefault({}));
   const evalConfig = section("eval", evalSchema.nullable().default(null));
   const out = section("out", outSchema.prefault({}));
+  const cluster = section("cluster", clusterSchema);
   const variants = options.asVariant ? [] : (section("variants", variantsSchema) ?? []);
   if (variants) {
     const seen = new Map<string, number>();
@@ -399,6 +404,7 @@ function resolveData(
       out: { dir: outDir },
       overrides: applied.map((a) => a.text),
       variants: variants ?? [],
+      cluster: cluster ?? null,
     },
   };
 }
@@ -422,6 +428,7 @@ export function pipelineToData(p: ResolvedPipeline): Record<string, unknown> {
     eval: p.eval,
     out: p.out,
     ...(p.variants.length > 0 ? { variants: p.variants } : {}),
+    ...(p.cluster ? { cluster: p.cluster } : {}),
   };
 }
 

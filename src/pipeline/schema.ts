@@ -87,6 +87,25 @@ export const flowSchema = z.strictObject({
   deadLetter: nonEmpty().default("dead-letter.arrow"),
 });
 
+/**
+ * `cluster: { url: nats://HOST:PORT }` runs the per-image stages on NATS JetStream workers
+ * (src/cluster; the CLI's --cluster URL sets `cluster.url`). Null: everything in one process.
+ */
+export const clusterSchema = z
+  .strictObject({
+    /** NATS server URL of the cluster. */
+    url: z.string().regex(/^(nats|tls):\/\/[^\s]+$/, { error: 'expected "nats://HOST:PORT"' }),
+    /** Milliseconds a work message may stay unacked between in-progress acks: a few times a batch's p95. */
+    ackWaitMs: positiveInt().default(30_000),
+    /** Deliveries of one work batch before it is dead-lettered with its reason. */
+    maxDeliver: positiveInt().default(4),
+    /** Work batches one worker runs at once. */
+    workerConcurrency: positiveInt().default(2),
+  })
+  .nullable()
+  .default(null);
+export type ClusterConfig = NonNullable<z.output<typeof clusterSchema>>;
+
 /** Where a run writes its report, metrics, checkpoints and relative output paths. */
 export const outSchema = z.strictObject({
   /**
@@ -378,4 +397,4 @@ export type VariantConfig = z.output<typeof variantSchema>;
 export const variantsSchema = z.array(variantSchema).min(1).nullable().default(null);
 
 /** Top-level sections and whether each is required. */
-export const topLevelKeys = ["description", "models", "scheduler", "flow", "stages", "eval", "out", "variants"] as const;
+export const topLevelKeys = ["description", "models", "scheduler", "flow", "stages", "eval", "out", "variants", "cluster"] as const;
