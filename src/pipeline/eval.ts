@@ -45,6 +45,8 @@ export interface EvalSubject {
   pairAudit?: PairAudit | null;
   /** Default: the first row is the start, a name containing "random" the random-pairs baseline. */
   role?: EvalRole;
+  /** Index of an earlier row to pair this one with as well (e.g. the previous on-policy round). */
+  previous?: number;
   /** The policy itself, or a loader (called when the row's turn comes, so only one is in memory). */
   policy: LvlmModel | (() => Promise<LvlmModel>);
 }
@@ -298,6 +300,7 @@ export async function evaluatePolicies(subjects: readonly EvalSubject[], cfg: Ev
         rates: rateCis(plan, per),
         vsStart: start >= 0 && start !== i ? pairedRateCis(plan, per, countsPerRow[start]![di]!) : null,
         vsRandom: rnd >= 0 ? pairedRateCis(plan, per, countsPerRow[rnd]![di]!) : null,
+        ...(subject.previous !== undefined && subject.previous >= 0 && subject.previous < i ? { vsPrevious: pairedRateCis(plan, per, countsPerRow[subject.previous]![di]!) } : {}),
       };
     });
     row.probes = probeReports[i] ?? null;

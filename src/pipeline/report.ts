@@ -89,6 +89,8 @@ export interface DecodingResult {
   vsStart: Record<string, CiValue> | null;
   /** Paired difference (this row − DPO on random pairs); null when there is no such row or this is it. */
   vsRandom: Record<string, CiValue> | null;
+  /** Paired difference to the row's `previous` row (on-policy rounds: round r − round r−1). */
+  vsPrevious?: Record<string, CiValue>;
 }
 
 /** A probe measured through the policy: binary existence questions (POPE), QA, zero-shot kind. */
@@ -200,6 +202,27 @@ export interface VariantReport {
   totalMs: number;
 }
 
+/** One on-policy round (src/pipeline/rounds.ts). */
+export interface RoundReport {
+  round: number;
+  /** The round's own output folder (its report, pairs, checkpoints, policy). */
+  outDir: string;
+  status: RunStatus;
+  error: string | null;
+  /** Policy that generated the round's candidates (the start, or round r−1's policy folder). */
+  generatedBy: string;
+  /** DPO reference: "previous" (the generating policy) or "sft" (the starting policy). */
+  reference: string;
+  /** World seed of the round's fresh dpo-split scenes. */
+  sourceSeed: number;
+  pairs: number | null;
+  pairAudit: PairAudit | null;
+  steps: number;
+  lastLoss: number | null;
+  lastRewardAccuracy: number | null;
+  totalMs: number;
+}
+
 /** A job stage's result (e.g. a pretraining recipe). */
 export interface JobReport {
   stage: string;
@@ -251,6 +274,8 @@ export interface RunReport {
   jobs: JobReport[];
   /** Variants run (pipelines with a `variants` section). */
   variants: VariantReport[];
+  /** On-policy rounds run (`rounds:`), in order; absent without rounds. */
+  rounds?: RoundReport[];
   /** Files the run wrote (absolute paths). */
   outputs: string[];
 }
