@@ -148,6 +148,20 @@ describe("candidates source", () => {
       ["c", `${p}#2: image 'zz.png' cannot be read (ENOENT)`],
     ]);
     expect(store.get("b.png")!.pixels).toEqual(await preprocessImage(b, cfg));
+
+    // image as a plain path column, and as raw binary
+    const p2 = join(d, "paths.parquet");
+    const w2 = new ParquetBatchWriter(p2, [{ name: "root", num_children: 4 }, s("id"), s("image"), s("prompt"), ...list("responses", s("x"))], () => ({}));
+    w2.writeColumns({ id: ["p"], image: ["b.png"], prompt: ["Describe."], responses: [["four", "five"]] }, 1);
+    w2.commit();
+    expect((await collect(p2, new ImageStore())).rows.map((r) => [r.id, r.image_id])).toEqual([["p/s0", "b.png"], ["p/s1", "b.png"]]);
+    const p3 = join(d, "binary.parquet");
+    const w3 = new ParquetBatchWriter(p3, [{ name: "root", num_children: 4 }, s("id"), { name: "image", repetition_type: "OPTIONAL", type: "BYTE_ARRAY" }, s("prompt"), ...list("responses", s("x"))], () => ({}));
+    w3.writeColumns({ id: ["q"], image: [a], prompt: ["Describe."], responses: [["six"]] }, 1);
+    w3.commit();
+    const st3 = new ImageStore();
+    expect((await collect(p3, st3)).rows.map((r) => [r.id, r.image_id])).toEqual([["q/s0", "q"]]);
+    expect(Buffer.from(st3.get("q")!.bytes).equals(Buffer.from(a))).toBe(true);
   });
 
   test("end to end on a tiny CLIP: candidates → clipScore → filter → pairs → TRL Parquet; scores equal the unbatched model; counts reconcile", async () => {
