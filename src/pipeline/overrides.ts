@@ -23,6 +23,7 @@
 import { isStageName, stageNames } from "./registry.ts";
 import { didYouMean } from "./suggest.ts";
 import { YamlSource } from "./yaml-source.ts";
+import { ConfigError } from "../util/errors.ts";
 import { formatPath } from "./issues.ts";
 import { builtinModelSchema, pathModelSchema } from "./schema.ts";
 
@@ -74,7 +75,12 @@ function entryName(entry: unknown): string | undefined {
   return undefined;
 }
 
-class OverrideFailure extends Error {}
+/** An override that cannot be applied (collected into PipelineError lines, never thrown out of this file). */
+class OverrideFailure extends ConfigError {
+  constructor(detail: string) {
+    super(detail, { code: "bad override" });
+  }
+}
 
 /** Maps the user's key path to the canonical one (stages by index, stage name key included). */
 function canonicalPath(segs: Segment[], data: Record<string, unknown>): PropertyKey[] {

@@ -36,6 +36,7 @@ import { sourceBadRows, sourceBatches } from "../../operators/source.ts";
 import { write } from "../../operators/write.ts";
 import { join } from "node:path";
 import { ImageStore } from "../io/image-store.ts";
+import { ConfigError } from "../util/errors.ts";
 import type { DpoLossTerm } from "../train/dpo-loss-config.ts";
 import { pretrainClipStageOptions, sftPolicyStageOptions } from "../../demo/recipes/options.ts";
 import { runRecipeFile } from "../../demo/recipes/run.ts";
@@ -193,7 +194,7 @@ export const stageRegistry = {
     countTotals: ["kept"],
     create: async (o, ctx) => {
       const clipName = o.dropTextImages || o.maxTokens !== null ? filterClipName(ctx, o.model) : null;
-      if (o.maxTokens !== null && clipName === null) throw new Error(`stage ${ctx.name}: maxTokens needs a CLIP tokenizer; set filter.model`);
+      if (o.maxTokens !== null && clipName === null) throw new ConfigError("maxTokens needs a CLIP tokenizer; set filter.model", { code: "bad option", where: { stage: ctx.name } });
       return filter({
         minScore: o.minScore,
         maxWords: o.maxWords,

@@ -14,6 +14,7 @@
 import type { RecordBatch } from "apache-arrow";
 import { tap } from "rxjs";
 import type { FlowOperator } from "../flow/index.ts";
+import { RuntimeError } from "../util/errors.ts";
 import { PairAuditor, type PairAudit } from "../../demo/world/index.ts";
 import { pngDataUri } from "./eval.ts";
 import type { ResolvedPipeline } from "./loader.ts";
@@ -66,7 +67,7 @@ export class RunObserver {
   private keepPairs(b: RecordBatch): void {
     const col = (n: string) => {
       const c = b.getChild(n);
-      if (!c) throw new Error(`pairs batch without column ${n}`);
+      if (!c) throw new RuntimeError(`a pairs batch without column ${n}`, { code: "bad pairs batch" });
       return c;
     };
     const imageId = col("image_id"), prompt = col("prompt"), chosen = col("chosen"), rejected = col("rejected");

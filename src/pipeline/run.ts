@@ -30,7 +30,7 @@ import { readDeadLetter, runFlow, type FlowContext, type FlowOperator, type RunR
 import { loadLvlm } from "../models/lvlm-io.ts";
 import type { PairAudit } from "../../demo/world/index.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
-import { errorMessage } from "../util/errors.ts";
+import { ConfigError, errorMessage, RuntimeError } from "../util/errors.ts";
 import { evaluatePolicies, type EvalSubject } from "./eval.ts";
 import { pipelineToData, type ResolvedPipeline } from "./loader.ts";
 import type { Progress } from "./progress.ts";
@@ -189,7 +189,7 @@ async function buildStages(s: RunState, resources: PipelineResources, flowCtx: (
       resources,
       flow: () => {
         const ctx = flowCtx();
-        if (!ctx) throw new Error(`stage ${name}: the flow has not started yet`);
+        if (!ctx) throw new RuntimeError("the flow has not started yet", { code: "flow not started", where: { stage: name } });
         return ctx;
       },
       resume: s.opts.resume ?? false,
@@ -205,9 +205,9 @@ async function buildStages(s: RunState, resources: PipelineResources, flowCtx: (
   await resources.verify();
 
   const [source, ...rest] = instances;
-  if (!source || typeof source === "function" || !(Symbol.asyncIterator in source)) throw new Error(`stage ${names[0]}: the first stage must build a source (batches), got an operator`);
+  if (!source || typeof source === "function" || !(Symbol.asyncIterator in source)) throw new ConfigError("the first stage must build a source (batches), got an operator", { code: "not a source", where: { stage: names[0] } });
   const operators = rest.map((inst, i) => {
-    if (typeof inst !== "function") throw new Error(`stage ${names[i + 1]}: expected an operator, got a source`);
+    if (typeof inst !== "function") throw new ConfigError("expected an operator, got a source", { code: "not an operator", where: { stage: names[i + 1] } });
     return inst;
   });
   return { source, operators, counts };
