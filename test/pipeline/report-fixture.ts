@@ -44,7 +44,7 @@ export async function buildReport(opts: { steps?: number } = {}): Promise<RunRep
   const r = emptyReport({ file: "/tmp/pipelines/clip-dpo.yaml", description: "CLIP-DPO <test> & co", command: "bun run pipeline x.yaml", config: { stages: [{ source: { count: 8 } }] }, overrides: ["stages.source.count=8"] });
   r.status = "completed";
   r.finishedAt = new Date().toISOString();
-  r.stages = stageReports(STAGES, [{ id: "c3", stage: "filter", reason: "empty text" }], new Map([["filter", new Map([["minScore", 9], ["maxWords", 3]])]]));
+  r.stages = stageReports(STAGES, [{ id: "c3", stage: "filter", code: "empty text", reason: "empty text" }], new Map([["filter", new Map([["minScore", 9], ["maxWords", 3]])]]));
   r.reconciliation = reconcile(STAGES, 1);
   r.training = { steps: trainingSteps(opts.steps ?? 12), pairs: 6, checkpoint: "/tmp/out/checkpoints/step-000012", resumedFrom: null };
   // Row 1 mentions a shape no scene has (hexagon, if absent) — the metric decides, not the test.

@@ -12,9 +12,9 @@ describe("stage reports and reconciliation", () => {
     const [, , filter, pairs] = stageReports(
       STAGES,
       [
-        { id: "a", stage: "filter", reason: "empty text" },
-        { id: "b", stage: "pairs", reason: "bad" },
-        { id: "c", stage: "pairs", reason: "bad" },
+        { id: "a", stage: "filter", code: "empty text", reason: "empty text" },
+        { id: "b", stage: "pairs", code: "bad", reason: "bad" },
+        { id: "c", stage: "pairs", code: "bad", reason: "bad" },
       ],
       new Map([["filter", new Map([["minScore", 9], ["maxWords", 3]])]]),
     );
