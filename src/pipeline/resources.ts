@@ -6,7 +6,8 @@
  * Model folders: `{ builtin: shapes-clip }` is `models/shapes-clip/` of the clipflow checkout;
  * `{ path, format }` is the folder given (already absolute after loading the pipeline). CLIPs are
  * read in the Hugging Face ONNX layout (clipflow exports use it too) and run on the scheduler;
- * LVLMs are clipflow policy folders (src/models/lvlm-io.ts).
+ * LVLMs are clipflow policy folders (src/models/lvlm-io.ts); a `format: hf-onnx-vlm` policy (a
+ * Hugging Face image-text-to-text export, src/models/hf-vlm) serves `generate` only.
  *
  * @example
  * const r = new PipelineResources(pipeline);
@@ -19,7 +20,8 @@ import { join, resolve } from "node:path";
 import { ScheduledClip } from "../../operators/scheduled-clip.ts";
 import { loadLvlm } from "../models/lvlm-io.ts";
 import type { LvlmModel } from "../models/lvlm-model.ts";
-import type { Decoder } from "../scheduler/decoder.ts";
+import { Decoder } from "../scheduler/decoder.ts";
+import { loadHfVlm } from "../models/hf-vlm/policy.ts";
 import { Scheduler, type BatchOptions } from "../scheduler/scheduler.ts";
 import type { ResolvedPipeline } from "./loader.ts";
 import { errorMessage, ModelFileError } from "../util/errors.ts";
@@ -130,6 +132,7 @@ export class PipelineResources {
     const m = this.model(name);
     if (this.kindOf(name) === "clip") throw new ModelLoadError(`models.${name}: is a CLIP, a policy (LVLM) is needed here`);
     if ("format" in m && m.format === "hf-onnx") throw new ModelLoadError(`models.${name}: hf-onnx policies are not supported; use a clipflow policy folder (format: clipflow)`);
+    if ("format" in m && m.format === "hf-onnx-vlm") throw new ModelLoadError(`models.${name}: an hf-onnx-vlm policy only generates; this stage needs a clipflow policy folder (format: clipflow)`);
     const dir = this.modelDir(name);
     try {
       return await loadLvlm(dir, { threads: this.pipeline.scheduler.threads });
@@ -146,7 +149,17 @@ export class PipelineResources {
     let d = this.decoders.get(name);
     if (!d) {
       const s = this.pipeline.scheduler;
-      d = this.lvlm(name).then((lvlm) => this.scheduler.decoder(name, lvlm, { maxBatch: s.maxBatch, maxTokensInFlight: s.maxTokensInFlight, replicas: s.workers, intraOpThreads: s.threads }));
+      const o = { maxBatch: s.maxBatch, maxTokensInFlight: s.maxTokensInFlight, replicas: s.workers, intraOpThreads: s.threads };
+      const m = this.model(name);
+      d =
+        "format" in m && m.format === "hf-onnx-vlm"
+          ? loadHfVlm(m.path).then(
+              (policy) => new Decoder(this.scheduler, name, policy, { ...o, device: this.pipeline.scheduler.device as "cpu" }),
+              (e: unknown) => {
+                throw new ModelLoadError(`models.${name} (${m.path}): ${errorMessage(e)}`, { cause: e });
+              },
+            )
+          : this.lvlm(name).then((lvlm) => this.scheduler.decoder(name, lvlm, o));
       this.decoders.set(name, d);
     }
     return d;
@@ -178,7 +191,9 @@ export class PipelineResources {
     }
     for (const [name, p] of this.lvlms) sizes.push({ what: `models.${name} (policy)`, size: (await p).cfg.vision.imageSize });
     for (const [name, d] of this.decoders) {
-      await (await d).ready.catch((e: unknown) => {
+      const dec = await d;
+      if (!this.lvlms.has(name)) sizes.push({ what: `models.${name} (policy)`, size: dec.model.imageSize });
+      await dec.ready.catch((e: unknown) => {
         throw new ModelLoadError(`models.${name}: the policy's decoder cannot be loaded from ${this.modelDir(name)}: ${errorMessage(e)}`, { cause: e });
       });
     }

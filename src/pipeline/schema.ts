@@ -44,11 +44,13 @@ export const builtinModelSchema = z.strictObject({
 
 /**
  * `{ path: ./hf/clip-vit-b32, format: hf-onnx }` — a model folder on disk: the Hugging Face ONNX
- * layout (`hf-onnx`) or clipflow's own export (`clipflow`, ONNX graphs + safetensors).
+ * layout (`hf-onnx`), clipflow's own export (`clipflow`, ONNX graphs + safetensors), or a
+ * Hugging Face image-text-to-text VLM export (`hf-onnx-vlm`, src/models/hf-vlm: a policy that
+ * generates; training and refLogps need a clipflow policy).
  */
 export const pathModelSchema = z.strictObject({
   path: nonEmpty(),
-  format: z.enum(["hf-onnx", "clipflow"]).default("clipflow"),
+  format: z.enum(["hf-onnx", "clipflow", "hf-onnx-vlm"]).default("clipflow"),
 });
 
 export type BuiltinModelConfig = z.output<typeof builtinModelSchema>;

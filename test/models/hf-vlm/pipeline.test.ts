@@ -1,0 +1,58 @@
+/**
+ * `models: { policy: { path: DIR, format: hf-onnx-vlm } }` in a pipeline file: the generate stage
+ * runs an imported Hugging Face VLM through the scheduler. The folder is the shipped shapes-lvlm
+ * exported in that layout, so the candidates must be those of `{ builtin: shapes-lvlm }`
+ * (same seeds); stages that train or score refuse the format with one line.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { exportHfVlm } from "../../../src/models/hf-vlm/export.ts";
+import { loadLvlm } from "../../../src/models/lvlm-io.ts";
+import { loadPipeline } from "../../../src/pipeline/loader.ts";
+import { runPipeline } from "../../../src/pipeline/run.ts";
+
+const SHIPPED = "models/shapes-lvlm";
+const ready = existsSync(join(SHIPPED, "config.json")) && existsSync("models/shapes-clip/config.json");
+
+const yaml = (policy: string) => `
+models:
+  clip: { builtin: shapes-clip }
+  policy: ${policy}
+scheduler: { device: cpu, maxBatch: 16, maxDelayMs: 2, maxTokensInFlight: 4096, workers: 1, threads: 1 }
+flow: { maxInFlight: 2, onError: skip }
+stages:
+  - source:   { kind: shapes-world, split: dpo, count: 4, seed: 3, batchSize: 4 }
+  - decode:   { model: clip }
+  - generate: { model: policy, prompts: caption, samples: 2, temperature: 1.0, topP: 0.95, maxNewTokens: 24, seed: 0 }
+  - write:    { path: candidates.jsonl, layout: plain }
+`;
+
+describe.skipIf(!ready)("pipeline: a policy in the hf-onnx-vlm format", () => {
+  let tmp: string;
+  beforeAll(async () => {
+    tmp = mkdtempSync(join(tmpdir(), "clipflow-hfvlm-pipe-"));
+    await exportHfVlm(await loadLvlm(SHIPPED), join(tmp, "policy-hf"));
+  });
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  const run = async (name: string, policy: string): Promise<{ status: string; texts: string[] }> => {
+    const file = join(tmp, `${name}.yaml`);
+    writeFileSync(file, yaml(policy));
+    const p = loadPipeline(file, { outDir: join(tmp, `out-${name}`), cwd: tmp });
+    const { report } = await runPipeline(p, { command: "test", resumeCommand: "test --resume" });
+    const out = join(tmp, `out-${name}`, "candidates.jsonl");
+    const rows = existsSync(out) ? readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>) : [];
+    return { status: String(report.status), texts: rows.map((r) => String(r.text)) };
+  };
+
+  test("generate with the exported folder gives the builtin policy's candidates", async () => {
+    const hf = await run("hf", `{ path: ./policy-hf, format: hf-onnx-vlm }`);
+    const builtin = await run("builtin", `{ builtin: shapes-lvlm }`);
+    expect(hf.status).toBe("completed");
+    expect(builtin.texts.length).toBe(4 * 5 * 2); // 4 images × 5 caption prompts × 2 samples
+    // the WordLevel tokenizer joins tokens with spaces where clipflow attaches punctuation
+    expect(hf.texts.map((t) => t.replace(/ ([.,!?;:)'])/g, "$1"))).toEqual(builtin.texts);
+  }, 120_000);
+});
