@@ -342,9 +342,13 @@ export async function evaluateAndSettle(s: RunState, _resources: PipelineResourc
 }
 
 async function evaluate(p: ResolvedPipeline, subjects: EvalSubject[], report: RunReport, signal: AbortSignal, log: (line: string) => void): Promise<boolean> {
+  // Sampled decoding at the generate stage's temperature/top-p (4 answers per scene, eval.ts's default).
+  const gen = p.stages.find((x) => x.name === "generate")?.options as { temperature?: number; topP?: number } | undefined;
+  const sampling = gen?.temperature ? { temperature: gen.temperature, topP: gen.topP ?? 1, samples: 4 } : undefined;
   try {
     report.evaluation = await evaluatePolicies(subjects, p.eval!, {
       signal,
+      ...(sampling ? { sampling } : {}),
       onProgress: (row, done, total) => log(`eval ${row}: ${done}/${total} scenes`),
     });
     return true;
