@@ -21,7 +21,7 @@ import type { ImageProcessorConfig } from "../models/preprocessor-config.ts";
 import { pipelineToYaml, type ResolvedPipeline } from "../pipeline/loader.ts";
 import { stageRegistry, type StageContext, type StageDefinition, type StageInstance } from "../pipeline/registry.ts";
 import { PipelineResources } from "../pipeline/resources.ts";
-import { flowNames } from "../pipeline/run.ts";
+import { flowNames } from "../pipeline/run-outcome.ts";
 import type { z } from "zod";
 import { ClusterCoordinator, type ClusterReport } from "./coordinator.ts";
 import { WORKER_STAGES } from "./protocol.ts";

@@ -30,7 +30,7 @@ import type { FlowOperator } from "../flow/index.ts";
 import { parsePipeline, type ResolvedPipeline } from "../pipeline/loader.ts";
 import { stageRegistry, type StageContext, type StageDefinition } from "../pipeline/registry.ts";
 import { PipelineResources } from "../pipeline/resources.ts";
-import { flowNames } from "../pipeline/run.ts";
+import { flowNames } from "../pipeline/run-outcome.ts";
 import type { z } from "zod";
 import { runBatch } from "./batch-runner.ts";
 import { fetchPolicy, withPolicy } from "./policy.ts";

@@ -62,6 +62,7 @@ export const CLI_OPTIONS = {
   resume: { type: "boolean", help: "continue training from the newest checkpoint in the output folder" },
   "allow-config-change": { type: "boolean", help: "with --resume: accept a changed training configuration (the report records it)" },
   progress: { type: "string", value: "MODE", help: "tty | plain | off (default: tty when stderr is a terminal, else plain)" },
+  cluster: { type: "string", value: "URL", help: "run decode/generate/clipScore/filter on the NATS JetStream workers at URL (start them with: npx bun run worker --cluster URL)" },
   help: { type: "boolean", short: "h", help: "show this help" },
 } as const satisfies Record<string, CliOption>;
 
@@ -288,6 +289,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       resumeCommand: commandLine(args, { resume: true, out: outArg }),
       resume: args.resume,
       allowConfigChange: args.allowConfigChange,
+      ...(args.values.cluster !== undefined ? { cluster: args.values.cluster } : {}),
       signal: abort.signal,
       progress: makeProgress,
       log: (line) => process.stderr.write(`${line}\n`),

@@ -41,6 +41,7 @@ import { prepareOutDir, RUN_FILES } from "./run-files.ts";
 import { RunObserver } from "./run-observe.ts";
 import { emptyRunError, flowNames, knownTotals, numericEntries, outputsOf, sourceInputs, stageReportsOf, trainedRowName, trainerOf, trainingReport } from "./run-outcome.ts";
 import { runJobs, runVariants } from "./run-variants.ts";
+import { clusterConfigOf, startCluster, type ClusterHook } from "../cluster/pipeline-hook.ts";
 
 export { dropReasons, emptyRunError, flowNames, knownTotals, trainedRowName } from "./run-outcome.ts";
 export { variantSlug } from "./run-variants.ts";
@@ -65,6 +66,8 @@ export interface RunPipelineOptions {
   resources?: (p: ResolvedPipeline) => PipelineResources;
   /** Preference pairs shown in the report (default 8). */
   samples?: number;
+  /** NATS URL: run the per-image stages on that cluster's workers (the CLI's --cluster; overrides `cluster.url`). */
+  cluster?: string;
 }
 
 export interface RunResult {
@@ -176,11 +179,16 @@ interface BuiltStages {
  * Builds every stage from its registry factory (factories may load models: that is the set-up
  * time), then has every model load and answer once.
  */
-async function buildStages(s: RunState, resources: PipelineResources, flowCtx: () => FlowContext | undefined): Promise<BuiltStages> {
+async function buildStages(s: RunState, resources: PipelineResources, flowCtx: () => FlowContext | undefined, cluster: ClusterHook | null = null): Promise<BuiltStages> {
   const names = flowNames(s.p.stages);
   const instances: StageInstance[] = [];
   const counts = new Map<string, () => Record<string, number>>();
   for (const st of s.p.stages) {
+    // Stages the cluster's workers run are not built here; the coordinator's operators stand in.
+    if (cluster?.workerStages.includes(st.index)) {
+      if (st.index === cluster.workerStages[0]) instances.push(...cluster.operators);
+      continue;
+    }
     const name = names[st.index]!;
     const context: StageContext = {
       pipeline: s.p,
@@ -249,9 +257,12 @@ async function runTheFlow(s: RunState, resources: PipelineResources, built: Buil
 async function runDataflow(s: RunState, resources: PipelineResources, resumedFrom: string | null): Promise<RunResult> {
   const { p, report } = s;
   let flowCtx: FlowContext | undefined;
+  const clusterCfg = clusterConfigOf(p, s.opts.cluster);
+  let cluster: ClusterHook | null = null;
   try {
     const tSetup = performance.now();
-    const built = await buildStages(s, resources, () => flowCtx);
+    if (clusterCfg) cluster = await startCluster(p, clusterCfg, resources, s.log);
+    const built = await buildStages(s, resources, () => flowCtx, cluster);
     report.timings.setupMs = performance.now() - tSetup;
     if (s.signal.aborted) return markInterrupted(s);
 
@@ -271,6 +282,8 @@ async function runDataflow(s: RunState, resources: PipelineResources, resumedFro
     report.outputs = outputsOf(p);
     const trainer = trainerOf(p);
     if (trainer) report.training = await trainingReport(p, flow.stages, resumedFrom);
+    // Per-worker throughput, redeliveries, dead-lettered batches, message sizes (src/cluster).
+    if (cluster) Object.assign(report, { cluster: await cluster.finish(!flow.interrupted && !s.signal.aborted) });
 
     if (flow.interrupted || s.signal.aborted) return markInterrupted(s);
     // A run that delivered nothing to its end is a failure, never "completed" (e.g. an empty
@@ -293,6 +306,8 @@ async function runDataflow(s: RunState, resources: PipelineResources, resumedFro
   } catch (e) {
     if (flowCtx && report.stages.length === 0) report.stages = stageReports(flowCtx.snapshot(), []);
     return settleError(s, e);
+  } finally {
+    await cluster?.finish(false).catch(() => {});
   }
 }
 
