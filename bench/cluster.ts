@@ -12,6 +12,9 @@
  * (the worker loads its models when it sees the run, the single process at set-up); worker
  * processes are started and connected before the clock starts, as a standing worker pool is.
  * Each ratio is the median over `--rounds` rounds (single, 1 worker, 2 workers back to back).
+ * - `cluster-server-headroom`: work messages/s the server sustains at the measured work message
+ *   size (publish with Nats-Msg-Id to a file-storage work-queue stream, then pull + ack) ÷ work
+ *   messages/s the 1-worker run needed: how many such workers one server could feed.
  * Also printed: work / result message sizes (bytes) and messages per second through the server.
  *
  *   bun bench/cluster.ts [--images 96] [--batch 16] [--rounds 1]
@@ -80,6 +83,45 @@ async function cluster(url: string, workers: number, run: string) {
   return { ips: images / wallS, wallS, coordCpuS, workerCpuS, cluster, msgsPerS: msgs / wallS };
 }
 
+/**
+ * What the server itself sustains on this machine: `n` messages of `bytes` each published with
+ * Nats-Msg-Id to a file-storage work-queue stream (64 unacked publishes at most), then pulled
+ * and acked by one consumer. Messages/s and MB/s of both halves.
+ */
+async function serverCapacity(url: string, bytes: number, n: number) {
+  const { connect } = await import("@nats-io/transport-node");
+  const { jetstream, jetstreamManager, RetentionPolicy, StorageType, AckPolicy } = await import("@nats-io/jetstream");
+  const nc = await connect({ servers: url });
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: "BENCH", subjects: ["bench.*"], retention: RetentionPolicy.Workqueue, storage: StorageType.File });
+  await jsm.consumers.add("BENCH", { durable_name: "b", ack_policy: AckPolicy.Explicit, max_ack_pending: 1024 });
+  const js = jetstream(nc);
+  const body = new Uint8Array(bytes).map((_, i) => (i * 2654435761) >>> 24);
+  let t0 = performance.now();
+  const inflight = new Set<Promise<unknown>>();
+  for (let i = 0; i < n; i++) {
+    const p = js.publish("bench.work", body, { msgID: `m${i}` }).finally(() => inflight.delete(p));
+    inflight.add(p);
+    if (inflight.size >= 64) await Promise.race(inflight);
+  }
+  await Promise.all(inflight);
+  const pubS = (performance.now() - t0) / 1000;
+  t0 = performance.now();
+  const c = await js.consumers.get("BENCH", "b");
+  let got = 0;
+  while (got < n) {
+    const it = await c.fetch({ max_messages: 64, expires: 2000 });
+    for await (const m of it) {
+      m.ack();
+      got++;
+    }
+  }
+  const subS = (performance.now() - t0) / 1000;
+  await jsm.streams.delete("BENCH");
+  await nc.close();
+  return { publishMsgsPerS: n / pubS, publishMBPerS: (n * bytes) / pubS / 1e6, consumeMsgsPerS: n / subS, consumeMBPerS: (n * bytes) / subS / 1e6 };
+}
+
 const srv = await startNatsServer();
 try {
   const over: number[] = [], two: number[] = [];
@@ -114,6 +156,19 @@ try {
     coordinator_cpu_s: Number(c2.coordCpuS.toFixed(2)), worker_cpu_s: c2.workerCpuS.map((x) => Number(x.toFixed(2))),
     batches_per_worker: c2.cluster.workers.map((w) => [w.worker, w.batches]),
     machine_cores: navigator.hardwareConcurrency,
+  }));
+  // Headroom: work messages/s the server takes (publish, then pull + ack, at the measured work
+  // message size) ÷ work messages/s the 1-worker run needed.
+  const cap = await serverCapacity(srv.url, Math.round(c1.cluster.workBytes.mean), 2000);
+  const workPerS = c1.cluster.batchesPublished / c1.wallS;
+  const capMsgs = Math.min(cap.publishMsgsPerS, cap.consumeMsgsPerS);
+  console.log(JSON.stringify({
+    case: "cluster-server-headroom",
+    ratio: Number((capMsgs / workPerS).toFixed(1)),
+    work_msg_bytes: Math.round(c1.cluster.workBytes.mean),
+    publish_msgs_per_s: Math.round(cap.publishMsgsPerS), publish_mb_per_s: Number(cap.publishMBPerS.toFixed(1)),
+    consume_ack_msgs_per_s: Math.round(cap.consumeMsgsPerS), consume_mb_per_s: Number(cap.consumeMBPerS.toFixed(1)),
+    run_work_msgs_per_s: Number(workPerS.toFixed(2)),
   }));
 } finally {
   await srv.stop();
