@@ -64,7 +64,7 @@ import { LVLM_IO, lvlmDecodeGraph, lvlmPrefillGraph, lvlmVisionGraph } from "../
 import { Scheduler } from "../src/scheduler/scheduler.ts";
 import { CAPTION_PROMPTS } from "../demo/world/captions.ts";
 import { worldVocabulary } from "../demo/world/index.ts";
-import { clipScore, decode, filter, pairs, sourceBatches, ScheduledClip } from "../operators/index.ts";
+import { clipScore, decode, filterCandidates as filter, pairCandidates as pairs, sourceBatches, ScheduledClip } from "../operators/index.ts";
 import { generate } from "../operators/generate.ts";
 import { BusyMeter, type BusySnapshot } from "./lib/busy-host.ts";
 import { threadCpu, threadCpuSince } from "./lib/thread-cpu.ts";

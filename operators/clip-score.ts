@@ -22,6 +22,9 @@ import { takeRows } from "../src/arrow/take.ts";
 import { mapBatch, type BatchScope, type FlowOperator } from "../src/flow/index.ts";
 import type { ImageStore } from "../src/io/image-store.ts";
 import type { ScheduledClip } from "./scheduled-clip.ts";
+import { defineStage } from "../src/flow/stage.ts";
+import { z } from "zod";
+import { modelRef, type StageServices } from "./services.ts";
 
 export interface ClipScoreOptions {
   clip: ScheduledClip;
@@ -194,3 +197,20 @@ export function clipScore(opts: ClipScoreOptions): FlowOperator {
     { concurrency: opts.concurrency ?? 2 },
   );
 }
+
+/** Pipeline options of `clipScore`: CLIPScore = w · 100 · max(cos, 0) between image and candidate text. */
+export const clipScoreOptions = z.strictObject({
+  model: modelRef(),
+  /** Score texts longer than CLIP's context as the mean of their sentences' scores. */
+  sentences: z.boolean().default(true),
+  w: z.number().positive().default(1),
+});
+
+/** The `clipScore` stage definition (`candidates` -> `scored`). */
+export const clipScoreStage = defineStage<typeof clipScoreOptions, StageServices>({
+  name: "clipScore",
+  role: "operator",
+  optionsSchema: clipScoreOptions,
+  modelRefs: { model: "clip" },
+  create: async (o, s) => clipScore({ clip: await s.services.clip(o.model), store: s.services.images(), w: o.w, sentences: o.sentences, name: s.name }),
+});

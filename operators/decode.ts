@@ -15,11 +15,14 @@ import { batchFromColumns } from "../src/arrow/build.ts";
 import { pixelsSchema } from "../src/arrow/schemas.ts";
 import { takeRows } from "../src/arrow/take.ts";
 import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
+import { defineStage } from "../src/flow/stage.ts";
+import { z } from "zod";
+import { modelRef, type StageServices } from "./services.ts";
 import type { ImageStore } from "../src/io/image-store.ts";
 import { preprocessBatch } from "../src/models/image-preprocess.ts";
 import { pixelShape, type ImageProcessorConfig } from "../src/models/preprocessor-config.ts";
 
-export interface DecodeOptions {
+export interface DecodeStageOptions {
   /** The CLIP model's image preprocessing (e.g. `clip.preprocess`). */
   preprocess: ImageProcessorConfig;
   /** Put each decoded image in this store (keyed by its `id`). */
@@ -29,7 +32,7 @@ export interface DecodeOptions {
   name?: string;
 }
 
-export function decode(opts: DecodeOptions): FlowOperator {
+export function decode(opts: DecodeStageOptions): FlowOperator {
   const [c, h, w] = pixelShape(opts.preprocess);
   const per = c * h * w;
   const schema = pixelsSchema(c, h, w);
@@ -69,3 +72,16 @@ export function decode(opts: DecodeOptions): FlowOperator {
     { concurrency: opts.concurrency ?? 2 },
   );
 }
+
+/** Pipeline options of `decode`: the CLIP whose preprocessing it applies. */
+export const decodeOptions = z.strictObject({ model: modelRef() });
+
+/** The `decode` stage definition (`images` -> `pixels`, one row per image). */
+export const decodeStage = defineStage<typeof decodeOptions, StageServices>({
+  name: "decode",
+  role: "operator",
+  optionsSchema: decodeOptions,
+  modelRefs: { model: "clip" },
+  rowsPerSource: "one",
+  create: async (o, s) => decode({ preprocess: (await s.services.clip(o.model)).preprocess, store: s.services.images(), name: s.name }),
+});

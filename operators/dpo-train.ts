@@ -15,7 +15,10 @@
 import { Observable } from "rxjs";
 import { StageError, operate, type FlowOperator } from "../src/flow/index.ts";
 import type { FlowBatch } from "../src/flow/index.ts";
-import type { DpoTrainOptions as DpoTrainConfig } from "../src/pipeline/schema.ts";
+import { join } from "node:path";
+import { z } from "zod";
+import { defineStage } from "../src/flow/stage.ts";
+import { modelRef, nonNegativeInt, positiveInt, type StageServices } from "./services.ts";
 import type { DpoLossTerm } from "../src/train/dpo-loss-config.ts";
 import { DpoTrainer, type DpoTrainSummary, type DpoTrainerOptions } from "../src/train/dpo-trainer.ts";
 import { pixelLookup, type ImageStoreLike, type PixelLookup } from "../src/train/pixel-lookup.ts";
@@ -87,8 +90,8 @@ export type DpoTrainSettings = Pick<
  * @example
  * dpoTrain({ ...dpoTrainSettings(stage.dpoTrain), policy, images, checkpointDir, metricsPath, exportDir })
  */
-export function dpoTrainSettings(c: DpoTrainConfig): DpoTrainSettings {
-  const terms: DpoLossTerm[] = Object.entries(c.loss).map(([type, weight]) => ({ type: type as DpoLossTerm["type"], weight }));
+export function dpoTrainSettings(c: Omit<DpoTrainConfig, "model">): DpoTrainSettings {
+  const terms: DpoLossTerm[] = Object.entries(c.loss).map(([type, weight]) => ({ type: type as DpoLossTerm["type"], weight: weight! }));
   if (c.sftWeight > 0) terms.push({ type: "sft", weight: c.sftWeight });
   return {
     loss: { beta: c.beta, terms, labelSmoothing: c.labelSmoothing, ipoLengthNormalise: c.ipoLengthNormalise },
@@ -106,3 +109,104 @@ export function dpoTrainSettings(c: DpoTrainConfig): DpoTrainSettings {
     seed: c.seed,
   };
 }
+
+/** DPO-family losses (TRL names); `loss` may combine several with weights. */
+export const dpoLossNames = ["sigmoid", "ipo", "hinge", "robust"] as const;
+export type DpoLossName = (typeof dpoLossNames)[number];
+/** Normalised loss: weight per loss type, e.g. `{ sigmoid: 1 }`. */
+export type DpoLossWeights = Partial<Record<DpoLossName, number>>;
+
+/** `loss: sigmoid` or `loss: { sigmoid: 1, hinge: 0.5 }`, normalised to the weights map. */
+const dpoLoss = () =>
+  z.unknown().transform((value, ctx): DpoLossWeights => {
+    const fail = (message: string, path: PropertyKey[] = []) => {
+      ctx.addIssue({ code: "custom", message, path });
+      return z.NEVER;
+    };
+    const known = dpoLossNames as readonly string[];
+    const hint = (name: string) => (name === "sft" ? "; the sft (RPO) term is set with sftWeight" : "");
+    if (typeof value === "string") {
+      if (!known.includes(value)) return fail(`unknown loss ${JSON.stringify(value).slice(0, 40)}; known: ${known.join(", ")}${hint(value)}`);
+      return { [value]: 1 };
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) return fail(`expected a loss name (${known.join(" | ")}) or a map of loss weights`);
+    const out: DpoLossWeights = {};
+    const entries = Object.entries(value);
+    if (entries.length === 0) return fail("expected at least one loss weight");
+    for (const [name, weight] of entries) {
+      if (!known.includes(name)) return fail(`unknown loss ${JSON.stringify(name).slice(0, 40)}; known: ${known.join(", ")}${hint(name)}`, [name]);
+      if (typeof weight !== "number" || !Number.isFinite(weight) || weight <= 0) return fail("expected a positive number", [name]);
+      out[name as DpoLossName] = weight;
+    }
+    return out;
+  });
+
+/** Parameter groups of the policy; vision stays frozen by default. */
+export const trainableGroups = ["vision", "projector", "lm"] as const;
+
+/**
+ * Pipeline options of `dpoTrain`. `sftWeight` defaults to 1 (an SFT term on the chosen answer,
+ * RPO): plain DPO (0) cut the shapes policy's Cover from 83% to 60% in the shipped experiments.
+ */
+export const dpoTrainOptions = z.strictObject({
+  model: modelRef(),
+  loss: dpoLoss().default({ sigmoid: 1 }),
+  beta: z.number().positive().default(0.1),
+  /** ε, the assumed share of flipped labels, for `sigmoid` (cDPO) and `robust`; below 0.5. */
+  labelSmoothing: z.number().gte(0).lt(0.5).default(0),
+  /** Weight of an SFT (NLL) term on the chosen answer (RPO); 0 disables it. */
+  sftWeight: z.number().nonnegative().default(1),
+  /** IPO on per-token mean log-probs, as TRL does. */
+  ipoLengthNormalise: z.boolean().default(true),
+  lr: z.number().positive().default(5e-6),
+  weightDecay: z.number().nonnegative().default(0),
+  /** Linear warmup, in optimiser steps. */
+  warmup: nonNegativeInt().default(0),
+  schedule: z.enum(["cosine", "linear", "constant"]).default("cosine"),
+  /** Pairs per micro-batch. */
+  batchSize: positiveInt().default(16),
+  /** Micro-batches per optimiser step. */
+  gradAccum: positiveInt().default(1),
+  /** Global-norm clipping threshold; null disables clipping. */
+  maxGradNorm: z.number().positive().nullable().default(1.0),
+  /** Passes over the replay buffer when the stream is finite. */
+  epochs: positiveInt().default(1),
+  /** Pairs kept for further epochs (bounded memory). */
+  replayBuffer: positiveInt().default(4096),
+  /** Checkpoint every N optimiser steps (0: only at the end), into the output folder. */
+  checkpointEvery: nonNegativeInt().default(100),
+  trainable: z.array(z.enum(trainableGroups)).min(1).default(["projector", "lm"]),
+  seed: nonNegativeInt().default(0),
+});
+type DpoTrainConfig = z.output<typeof dpoTrainOptions>;
+
+/** Files the trainer writes under the output folder (the host's resume and report read them). */
+export const DPO_TRAIN_FILES = {
+  /** One JSON line per optimiser step (TRL metric names). */
+  metrics: "metrics.jsonl",
+  /** Trainer checkpoints (`step-NNNNNN/`, `latest`). */
+  checkpoints: "checkpoints",
+  /** The trained policy, exported at the end of training. */
+  policy: "policy",
+} as const;
+
+/** The `dpoTrain` stage definition: the sink that sets the pipeline's pace. */
+export const dpoTrainStage = defineStage<typeof dpoTrainOptions, StageServices>({
+  name: "dpoTrain",
+  role: "sink",
+  optionsSchema: dpoTrainOptions,
+  modelRefs: { model: "lvlm" },
+  create: async (o, s) =>
+    dpoTrain({
+      ...dpoTrainSettings(o),
+      policy: await s.services.lvlm(o.model),
+      images: s.services.images(),
+      checkpointDir: join(s.outDir, DPO_TRAIN_FILES.checkpoints),
+      metricsPath: join(s.outDir, DPO_TRAIN_FILES.metrics),
+      exportDir: join(s.outDir, DPO_TRAIN_FILES.policy),
+      resume: s.resume,
+      allowConfigChange: s.allowConfigChange,
+      ...(s.services.threads !== undefined ? { threads: s.services.threads } : {}),
+      name: s.name,
+    }),
+});

@@ -27,6 +27,10 @@ import type { RecordBatch } from "apache-arrow";
 import type { ImageStore } from "../src/io/image-store.ts";
 import { clipScoreOf, imageEmbeddings } from "./clip-score.ts";
 import type { ScheduledClip } from "./scheduled-clip.ts";
+import { defineStage } from "../src/flow/stage.ts";
+import { ConfigError } from "../src/util/errors.ts";
+import { z } from "zod";
+import { modelRef, nonEmpty, positiveInt, type StageServices } from "./services.ts";
 
 export const FILTER_REASONS = ["text-in-image", "min-score", "max-words", "max-tokens"] as const;
 export type FilterReason = (typeof FILTER_REASONS)[number];
@@ -81,7 +85,11 @@ export function countWords(text: string): number {
   return text.match(/[\p{L}\p{N}]+/gu)?.length ?? 0;
 }
 
-export function filter(opts: FilterOptions = {}): FlowOperator & { readonly counts: FilterCounts } {
+/**
+ * The filter stage (see the module note): `scored` -> `scored`, rows dropped by rule, counted by reason.
+ * @example scored$.pipe(filterCandidates({ minScore: 20 }))
+ */
+export function filterCandidates(opts: FilterOptions = {}): FlowOperator & { readonly counts: FilterCounts } {
   const name = opts.name ?? "filter";
   const stream = opts.stream ?? name;
   const { minScore = null, maxWords = null, maxTokens = null, dropTextImages = false, clip, store } = opts;
@@ -180,3 +188,70 @@ export function filter(opts: FilterOptions = {}): FlowOperator & { readonly coun
   }
   return Object.assign(op, { counts: runCounts.view });
 }
+
+/** @deprecated Named like RxJS's `filter`; use `filterCandidates`. Kept until the pipeline registry builds from stage definitions. */
+export const filter = filterCandidates;
+
+/** Pipeline options of `filter`: the paper's global rules; null disables a rule. */
+export const filterOptions = z.strictObject({
+  /** Drop candidates whose CLIPScore is below this. */
+  minScore: z.number().nullable().default(null),
+  maxWords: positiveInt().nullable().default(null),
+  /** Drop candidates longer than this many CLIP tokens. */
+  maxTokens: positiveInt().nullable().default(null),
+  /** Drop images containing rendered text (CLIP zero-shot against `textPrompts`). */
+  dropTextImages: z.boolean().default(false),
+  /** CLIP for the text-in-image test and token counts; null: the CLIP of the flow's clipScore (or decode) stage. */
+  model: modelRef().nullable().default(null),
+  /** An image is dropped when its best CLIPScore against `textPrompts` is at least this (and beats `noTextPrompts`). */
+  textThreshold: z.number().default(25),
+  /** Zero-shot prompts for rendered text; `{caption}` is replaced by the image's first candidate text. */
+  textPrompts: z.array(nonEmpty()).min(1).default([...DEFAULT_TEXT_PROMPTS]),
+  /** Competing prompts for images without text ([] = threshold only); `{caption}` as above. */
+  noTextPrompts: z.array(nonEmpty()).default([...DEFAULT_NO_TEXT_PROMPTS]),
+});
+
+/** The CLIP a filter uses: its own `model`, else the first clipScore/decode stage's. */
+function filterClipName(stages: readonly { name: string; options: unknown }[], own: string | null): string | null {
+  if (own !== null) return own;
+  for (const s of stages) {
+    const m = (s.options as { model?: unknown } | null)?.model;
+    if ((s.name === "clipScore" || s.name === "decode") && typeof m === "string") return m;
+  }
+  return null;
+}
+
+/** Readable names of the filter's counts: each is a drop reason. */
+const FILTER_COUNTS = {
+  "text-in-image": { label: "text in image", drop: true },
+  "min-score": { label: "below minScore", drop: true },
+  "max-words": { label: "over maxWords", drop: true },
+  "max-tokens": { label: "over maxTokens", drop: true },
+} as const;
+
+/** The `filter` stage definition (`scored` -> `scored`). */
+export const filterStage = defineStage<typeof filterOptions, StageServices>({
+  name: "filter",
+  role: "operator",
+  optionsSchema: filterOptions,
+  modelRefs: { model: "clip" },
+  counts: FILTER_COUNTS,
+  create: async (o, s) => {
+    const clipName = o.dropTextImages || o.maxTokens !== null ? filterClipName(s.stages, o.model) : null;
+    if (clipName === null && (o.dropTextImages || o.maxTokens !== null)) {
+      throw new ConfigError(`${o.maxTokens !== null ? "maxTokens" : "dropTextImages"} needs a CLIP; set the filter's model`, { code: "bad option", where: { stage: s.name } });
+    }
+    return filterCandidates({
+      minScore: o.minScore,
+      maxWords: o.maxWords,
+      maxTokens: o.maxTokens,
+      dropTextImages: o.dropTextImages,
+      ...(clipName !== null ? { clip: await s.services.clip(clipName) } : {}),
+      store: s.services.images(),
+      textThreshold: o.textThreshold,
+      textPrompts: o.textPrompts,
+      noTextPrompts: o.noTextPrompts,
+      name: s.name,
+    });
+  },
+});

@@ -1,31 +1,57 @@
 /**
- * The public stages of clipflow: each a RxJS operator over FlowBatches (or, for `source`, a
- * credit-gated observable), usable from plain RxJS code. Explicit named exports only.
+ * The public stages of clipflow: each an RxJS operator over FlowBatches (enter with
+ * `fromBatches`, leave with `toBatches`, src/flow), plus a stage definition (`xxxStage`: name,
+ * option schema, model refs, paths, factory, counts) that a registry composes. Names never
+ * shadow RxJS exports. Explicit named exports only.
  *
  * @example
- * import { source, decode, clipScore, filter, pairs, write } from "./operators/index.ts";
+ * import { fromBatches, toBatches } from "clipflow/flow";
+ * import { clipScore, filterCandidates, pairCandidates } from "clipflow/operators";
+ * fromBatches(() => candidates()).pipe(clipScore({ clip, store }), filterCandidates({ minScore: 20 }), pairCandidates(), toBatches());
  */
-export { source, sourceBatches, sourceBadRows } from "./source.ts";
-export type { SourceSpec } from "./source.ts";
-export { decode } from "./decode.ts";
-export type { DecodeOptions } from "./decode.ts";
-export { clipScore, clipScoreOf, splitSentences } from "./clip-score.ts";
+import { clipScoreStage } from "./clip-score.ts";
+import { decodeStage } from "./decode.ts";
+import { dpoTrainStage } from "./dpo-train.ts";
+import { filterStage } from "./filter.ts";
+import { generateStage } from "./generate.ts";
+import { pairsStage } from "./pairs.ts";
+import { refLogpsStage } from "./ref-logps.ts";
+import { sourceStage } from "./source.ts";
+import { writeStage } from "./write.ts";
+
+export { source, sourceBatches, sourceBadRows, sourceStage, sourceOptions, sourceKindSchemas, SOURCE_INPUT_PATHS } from "./source.ts";
+export type { SourceSpec, SourceStageOptions } from "./source.ts";
+export { decode, decodeStage, decodeOptions } from "./decode.ts";
+export type { DecodeStageOptions } from "./decode.ts";
+export { generateCandidates, generateStage, generateOptions, generateSamplingOptions, requestSeed } from "./generate.ts";
+export type { GenerateCandidatesOptions, GenerateSampling } from "./generate.ts";
+export { clipScore, clipScoreOf, splitSentences, clipScoreStage, clipScoreOptions } from "./clip-score.ts";
 export type { ClipScoreOptions } from "./clip-score.ts";
-export { filter, countWords, FILTER_REASONS, DEFAULT_TEXT_PROMPTS, DEFAULT_NO_TEXT_PROMPTS } from "./filter.ts";
+export { filterCandidates, filterStage, filterOptions, countWords, FILTER_REASONS, DEFAULT_TEXT_PROMPTS, DEFAULT_NO_TEXT_PROMPTS } from "./filter.ts";
 export type { FilterOptions, FilterCounts, FilterReason } from "./filter.ts";
-export { pairs, groupPairs, lengthRatio } from "./pairs.ts";
+export { pairCandidates, pairsStage, pairsOptions, groupPairs, lengthRatio, PAIRS_COUNTS } from "./pairs.ts";
 export type { PairsOptions, PairsCounts, PairStrategy } from "./pairs.ts";
-export { write, formatOf } from "./write.ts";
-export type { WriteOptions, WriteResult } from "./write.ts";
+export { write, writeStage, writeOptions, writeFormats, formatOf } from "./write.ts";
+export type { WriteStageOptions, WriteResult, WriteFormat } from "./write.ts";
 export { trlSchema, trlParquetSchema } from "./trl-layout.ts";
 export type { TrlRow, TrlMessage } from "./trl-layout.ts";
 export { ScheduledClip, normalizeRows } from "./scheduled-clip.ts";
 export type { ClipInfo } from "./scheduled-clip.ts";
-export { generate, requestSeed } from "./generate.ts";
-export type { GenerateStageOptions } from "./generate.ts";
-export { refLogps, registerRefLogps } from "./ref-logps.ts";
+export { refLogps, registerRefLogps, refLogpsStage, refLogpsOptions } from "./ref-logps.ts";
 export type { RefLogpsOptions } from "./ref-logps.ts";
-export { dpoTrain, dpoTrainSettings } from "./dpo-train.ts";
-export type { DpoTrainOptions, DpoTrainSettings } from "./dpo-train.ts";
-export { baselinePairs } from "./baseline-pairs.ts";
-export type { BaselinePairsOptions, BaselineStrategy } from "./baseline-pairs.ts";
+export { dpoTrain, dpoTrainSettings, dpoTrainStage, dpoTrainOptions, dpoLossNames, trainableGroups, DPO_TRAIN_FILES } from "./dpo-train.ts";
+export type { DpoTrainOptions, DpoTrainSettings, DpoLossName, DpoLossWeights } from "./dpo-train.ts";
+export type { StageServices } from "./services.ts";
+
+/** Every shipped stage definition, keyed by stage name, in pipeline order. */
+export const operatorStages = {
+  source: sourceStage,
+  decode: decodeStage,
+  generate: generateStage,
+  clipScore: clipScoreStage,
+  filter: filterStage,
+  pairs: pairsStage,
+  write: writeStage,
+  refLogps: refLogpsStage,
+  dpoTrain: dpoTrainStage,
+} as const;

@@ -26,6 +26,9 @@ import type { PairRow } from "../src/arrow/schemas.ts";
 import { operate, perRun, type BatchScope, type FlowOperator } from "../src/flow/index.ts";
 import type { RecordBatch } from "apache-arrow";
 import { countWords } from "./filter.ts";
+import { defineStage } from "../src/flow/stage.ts";
+import { z } from "zod";
+import { positiveInt, type StageServices } from "./services.ts";
 
 export type PairStrategy = "best-vs-worst" | "all-over-margin";
 
@@ -121,7 +124,11 @@ export function groupPairs(
 
 const SEEN_WINDOW = 65_536;
 
-export function pairs(opts: PairsOptions = {}): FlowOperator & { readonly counts: PairsCounts } {
+/**
+ * The pairs stage (see the module note): `scored` -> `pairs`.
+ * @example scored$.pipe(pairCandidates({ minMargin: 2 }))
+ */
+export function pairCandidates(opts: PairsOptions = {}): FlowOperator & { readonly counts: PairsCounts } {
   const name = opts.name ?? "pairs";
   const minMargin = opts.minMargin ?? 2;
   const maxPerImage = opts.maxPairsPerImage ?? 2;
@@ -203,3 +210,36 @@ export function pairs(opts: PairsOptions = {}): FlowOperator & { readonly counts
   }
   return Object.assign(op, { counts: runCounts.view });
 }
+
+/** @deprecated Named like RxJS's `pairs`; use `pairCandidates`. Kept until the pipeline registry builds from stage definitions. */
+export const pairs = pairCandidates;
+
+/** Pipeline options of `pairs`: chosen/rejected per (image, prompt) group from CLIP scores only. */
+export const pairsOptions = z.strictObject({
+  /** Minimum CLIPScore difference between chosen and rejected. */
+  minMargin: z.number().nonnegative().default(2),
+  maxPairsPerImage: positiveInt().default(2),
+  /** Longer / shorter text length (in words) must not exceed this. */
+  maxLengthRatio: z.number().gte(1).default(1.5),
+  /** `best-vs-worst` or `all-over-margin` (see the module note). */
+  strategy: z.enum(["best-vs-worst", "all-over-margin"]).default("best-vs-worst"),
+});
+
+/** How to read `pairs`' counts: groups, not rows (none is a row drop reason). */
+export const PAIRS_COUNTS = {
+  groups: { label: "groups", drop: false },
+  pairs: { label: "pairs", drop: false },
+  singleCandidate: { label: "groups with one candidate", drop: false },
+  margin: { label: "groups without a pair over minMargin", drop: false },
+  lengthRatio: { label: "groups without a pair within maxLengthRatio", drop: false },
+  capped: { label: "pairs over maxPairsPerImage", drop: false },
+} as const;
+
+/** The `pairs` stage definition (`scored` -> `pairs`). */
+export const pairsStage = defineStage<typeof pairsOptions, StageServices>({
+  name: "pairs",
+  role: "operator",
+  optionsSchema: pairsOptions,
+  counts: PAIRS_COUNTS,
+  create: (o, s) => pairCandidates({ ...o, name: s.name }),
+});

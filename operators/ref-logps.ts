@@ -15,6 +15,9 @@ import { batchFromColumns } from "../src/arrow/build.ts";
 import { refPairsSchema } from "../src/arrow/schemas.ts";
 import { takeRows } from "../src/arrow/take.ts";
 import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
+import { defineStage } from "../src/flow/stage.ts";
+import { z } from "zod";
+import { modelRef, type StageServices } from "./services.ts";
 import { LVLM_IO, lvlmLogpsGraph } from "../src/models/lvlm.ts";
 import type { LvlmModel } from "../src/models/lvlm-model.ts";
 import { padIds } from "../src/models/text-batch.ts";
@@ -127,3 +130,24 @@ export function refLogps(opts: RefLogpsOptions): FlowOperator {
     { concurrency: opts.concurrency ?? 1, idColumn: "image_id" },
   );
 }
+
+/** Pipeline options of `refLogps`: the policy whose frozen starting weights are the reference. */
+export const refLogpsOptions = z.strictObject({ model: modelRef() });
+
+/** The `refLogps` stage definition (`pairs` -> `refPairs`). */
+export const refLogpsStage = defineStage<typeof refLogpsOptions, StageServices>({
+  name: "refLogps",
+  role: "operator",
+  optionsSchema: refLogpsOptions,
+  modelRefs: { model: "lvlm" },
+  // Registered (weights baked) before any training step: the reference stays the starting policy.
+  create: async (o, s) =>
+    refLogps({
+      scheduler: s.services.scheduler,
+      model: await s.services.lvlm(o.model),
+      images: s.services.images(),
+      modelName: `${o.model}.ref.logps`,
+      batching: s.services.batchOptions({ priority: 1 }),
+      name: s.name,
+    }),
+});

@@ -1,7 +1,7 @@
 /**
- * `source`: where image rows enter a flow, as `images` batches — the shapes world (rendered on
- * the fly, deterministic), an Arrow IPC file or stream, Parquet, LLaVA JSONL with its image
- * folder, or an Arrow IPC stream on stdin.
+ * `source`: where image rows enter a flow, as `images` batches — an Arrow IPC file or stream,
+ * Parquet, LLaVA JSONL with its image folder, or an Arrow IPC stream on stdin. (The embedded
+ * demo adds the shapes world as one more kind: demo/stages.)
  *
  * `sourceBatches(opts)` is a lazy async iterable: nothing is read or rendered until the
  * credit-gated `fromSource` pulls the next batch, so a source never runs ahead of its credits.
@@ -27,6 +27,34 @@ import { readLlavaJsonl } from "../src/io/jsonl.ts";
 import { readParquetImages } from "../src/io/parquet.ts";
 import type { SourceOptions } from "../src/pipeline/schema.ts";
 import { renderScene, sceneExample, type Split } from "../demo/world/index.ts";
+import { z } from "zod";
+import { defineStage } from "../src/flow/stage.ts";
+import { nonEmpty, positiveInt, type StageServices } from "./services.ts";
+
+/** Framework source kinds' option schemas (a host may add kinds: `z.discriminatedUnion("kind", [...sourceKindSchemas, mine])`). */
+export const sourceKindSchemas = [
+  /** An Arrow IPC file or stream (detected from its magic bytes) with the `images` schema. */
+  z.strictObject({ kind: z.literal("arrow"), path: nonEmpty(), count: positiveInt().nullable().default(null), batchSize: positiveInt().default(32) }),
+  /** A Parquet file with the `images` schema. */
+  z.strictObject({ kind: z.literal("parquet"), path: nonEmpty(), count: positiveInt().nullable().default(null), batchSize: positiveInt().default(32) }),
+  /** LLaVA JSONL (`{"id", "image", "conversations"}`); `images`: the folder image paths are relative to (null: the file's folder). */
+  z.strictObject({
+    kind: z.literal("jsonl-llava"),
+    path: nonEmpty(),
+    images: nonEmpty().nullable().default(null),
+    count: positiveInt().nullable().default(null),
+    batchSize: positiveInt().default(32),
+  }),
+  /** An Arrow IPC stream on stdin, to sit behind another dataflow. */
+  z.strictObject({ kind: z.literal("stdin"), count: positiveInt().nullable().default(null) }),
+] as const;
+
+/** Options of the `source` stage (framework kinds). */
+export const sourceOptions = z.discriminatedUnion("kind", sourceKindSchemas);
+export type SourceStageOptions = z.output<typeof sourceOptions>;
+
+/** Input paths of every source kind, resolved by the host against the pipeline file's folder. */
+export const SOURCE_INPUT_PATHS = { path: "file", images: "folder" } as const;
 
 /** Source options as in pipeline files (src/pipeline/schema.ts), defaults optional here. */
 export type SourceSpec =
@@ -88,6 +116,20 @@ export function sourceBadRows(ctx: FlowContext, name = "source"): BadRowHandler 
     m.deadLettered++;
   };
 }
+
+/**
+ * The `source` stage definition: framework kinds; bad rows go to the flow's dead-letter file.
+ * @example const batches = await sourceStage.create!(sourceStage.parse({ kind: "parquet", path: "x.parquet" }), setup);
+ */
+export const sourceStage = defineStage<typeof sourceOptions, StageServices>({
+  name: "source",
+  role: "source",
+  optionsSchema: sourceOptions,
+  inputPaths: SOURCE_INPUT_PATHS,
+  rowsPerSource: "one",
+  // Bad rows are dead-lettered through the flow context, which exists once the flow starts.
+  create: (o, setup) => sourceBatches(o, (id, reason) => sourceBadRows(setup.flow(), setup.name)(id, reason)),
+});
 
 /** A credit-gated source observable of `images` FlowBatches. */
 export function source(spec: SourceSpec | SourceOptions, ctx: FlowContext, name = "source"): Observable<FlowBatch> {

@@ -21,10 +21,21 @@ import { ArrowIpcWriter, type BatchWriter } from "../src/io/arrow-ipc.ts";
 import type { ImageStore } from "../src/io/image-store.ts";
 import { JsonlWriter } from "../src/io/jsonl.ts";
 import { ParquetBatchWriter, plainColumns, plainParquetSchema } from "../src/io/parquet.ts";
-import { writeFormats, type WriteFormat } from "../src/pipeline/schema.ts";
+import { defineStage } from "../src/flow/stage.ts";
+import { z } from "zod";
+import { nonEmpty, type StageServices } from "./services.ts";
+
+/** File formats `write` supports, and the file extensions they are inferred from. */
+export const writeFormats = {
+  arrow: [".arrow", ".feather"],
+  "arrow-stream": [".arrows"],
+  parquet: [".parquet"],
+  jsonl: [".jsonl"],
+} as const;
+export type WriteFormat = keyof typeof writeFormats;
 import { trlBatch, trlJson, trlParquetSchema, trlRows, trlSchema, type TrlRow } from "./trl-layout.ts";
 
-export interface WriteOptions {
+export interface WriteStageOptions {
   /** Target file; exactly one of `path` and `stdout`. */
   path?: string | null;
   stdout?: boolean;
@@ -53,7 +64,7 @@ export function formatOf(path: string): WriteFormat {
   throw new Error(`${path}: cannot tell the format from '${ext || "(no extension)"}'; set format (arrow, arrow-stream, parquet, jsonl)`);
 }
 
-export function write(opts: WriteOptions): FlowOperator & { readonly result: WriteResult } {
+export function write(opts: WriteStageOptions): FlowOperator & { readonly result: WriteResult } {
   const name = opts.name ?? "write";
   const layout = opts.layout ?? "trl";
   const toStdout = opts.stdout ?? false;
@@ -138,3 +149,25 @@ function jsonRows(batch: RecordBatch): unknown[] {
     return o;
   });
 }
+
+/**
+ * Pipeline options of `write`: exactly one of `path` (relative to the output folder) and
+ * `stdout: true`; `format` defaults from the file extension (`arrow-stream` on stdout). Layout
+ * `trl` follows Hugging Face TRL's vision preference datasets; `plain` keeps the columns.
+ */
+export const writeOptions = z.strictObject({
+  path: nonEmpty().nullable().default(null),
+  stdout: z.boolean().default(false),
+  format: z.enum(Object.keys(writeFormats) as [WriteFormat, ...WriteFormat[]]).nullable().default(null),
+  layout: z.enum(["trl", "plain"]).default("trl"),
+});
+
+/** The `write` stage definition (passes batches through; commits the file at the end). */
+export const writeStage = defineStage<typeof writeOptions, StageServices>({
+  name: "write",
+  role: "operator",
+  optionsSchema: writeOptions,
+  outputPaths: ["path"],
+  create: (o, s) => write({ path: o.path, stdout: o.stdout, format: o.format, layout: o.layout, store: s.services.images(), name: s.name }),
+  report: (inst) => ({ ...(inst as unknown as { result: WriteResult }).result }),
+});

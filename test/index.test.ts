@@ -12,8 +12,11 @@ describe("public surface", () => {
   });
 
   test("operators/index.ts exports every pipeline stage", () => {
-    for (const name of ["source", "decode", "generate", "clipScore", "filter", "pairs", "write", "refLogps", "dpoTrain"]) {
+    for (const name of ["source", "decode", "generateCandidates", "clipScore", "filterCandidates", "pairCandidates", "write", "refLogps", "dpoTrain"]) {
       expect(typeof (ops as Record<string, unknown>)[name]).toBe("function");
     }
+    expect(Object.keys(ops.operatorStages)).toEqual(["source", "decode", "generate", "clipScore", "filter", "pairs", "write", "refLogps", "dpoTrain"]);
+    // No operator shadows an RxJS export.
+    for (const clash of ["filter", "generate", "pairs", "map"]) expect(clash in ops).toBe(false);
   });
 });

@@ -18,13 +18,13 @@
  * scored$.pipe(baselinePairs({ strategy: "random", minMargin: 2, maxPairsPerImage: 2, maxLengthRatio: 1.5, seed: 0 }))
  */
 import type { Vector } from "apache-arrow";
-import { buildPairs } from "../src/arrow/build.ts";
-import type { PairRow } from "../src/arrow/schemas.ts";
-import { operate, perRun, type FlowOperator } from "../src/flow/index.ts";
-import { Rng } from "../src/util/rng.ts";
-import { evaluateAnswer, fnv1a64, sceneOfId, type Scene } from "../demo/world/index.ts";
-import { countWords } from "./filter.ts";
-import { groupPairs, lengthRatio, pairRow, type PairsCounts } from "./pairs.ts";
+import { buildPairs } from "../../src/arrow/build.ts";
+import type { PairRow } from "../../src/arrow/schemas.ts";
+import { operate, perRun, type FlowOperator } from "../../src/flow/index.ts";
+import { Rng } from "../../src/util/rng.ts";
+import { evaluateAnswer, fnv1a64, sceneOfId, type Scene } from "../world/index.ts";
+import { countWords } from "../../operators/filter.ts";
+import { groupPairs, lengthRatio, pairRow, type PairsCounts } from "../../operators/pairs.ts";
 
 export type BaselineStrategy = "random" | "oracle";
 

@@ -10,6 +10,8 @@ export type { StageSnapshot } from "./metrics.ts";
 export { DeadLetter, readDeadLetter, deadLetterSchema, reasonCode } from "./dead-letter.ts";
 export type { DeadRow, DeadLetterGroup } from "./dead-letter.ts";
 export { perRun } from "./per-run.ts";
+export { defineStage } from "./stage.ts";
+export type { DefinedStage, StageDefinition, StageSetup, StageInstance, StageRole, JobResult, CountInfo, RowsPerSource } from "./stage.ts";
 export type { PerRun } from "./per-run.ts";
 export { operate, isFlowBatch } from "./operate.ts";
 export type { BatchScope, FlowOperator, StageApi, StageHandlers, StageOptions, StageOutput, StageResult } from "./operate.ts";

@@ -12,7 +12,7 @@ import { clipImageConfig } from "../../src/models/preprocessor-config.ts";
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
 import { fromSource } from "../../src/flow/index.ts";
 import { sourceBadRows } from "../../operators/source.ts";
-import { clipScore, filter, pairs, write, ScheduledClip } from "../../operators/index.ts";
+import { clipScore, filterCandidates as filter, pairCandidates as pairs, write, ScheduledClip } from "../../operators/index.ts";
 import { normalizeRows } from "../../operators/scheduled-clip.ts";
 import { creditsBack, png, runStages, stage, tinyClip } from "../operators/fixtures.ts";
 

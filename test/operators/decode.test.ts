@@ -57,6 +57,6 @@ describe("decode", () => {
 
   test("onError fail: a corrupt image stops the flow naming the stage and row", async () => {
     const bad = buildImages([{ id: "bad-7", image: (await png(1, 1, 1)).slice(0, 60), prompt: "p" }]);
-    await expect(runStages([bad], [decode({ preprocess: cfg })], { onError: "fail" })).rejects.toThrow('stage "decode": row bad-7: image corrupt');
+    await expect(runStages([bad], [decode({ preprocess: cfg })], { onError: "fail" })).rejects.toThrow('stage "decode", row bad-7: image corrupt');
   });
 });

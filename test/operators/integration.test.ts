@@ -20,7 +20,7 @@ import { mapBatch } from "../../src/flow/index.ts";
 import { ImageStore } from "../../src/io/image-store.ts";
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
 import { captionScene, sceneAt, type Split } from "../../demo/world/index.ts";
-import { clipScore, decode, filter, pairs, source, write, ScheduledClip } from "../../operators/index.ts";
+import { clipScore, decode, filterCandidates as filter, pairCandidates as pairs, source, write, ScheduledClip } from "../../operators/index.ts";
 import { creditsBack, runStages, tinyClip } from "./fixtures.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "clipflow-integration-"));

@@ -1,11 +1,11 @@
 import { describe, expect, test } from "bun:test";
-import { buildScored } from "../../src/arrow/build.ts";
-import { rowAt } from "../../src/arrow/rows.ts";
-import type { PairRow, ScoredRow } from "../../src/arrow/schemas.ts";
-import { baselinePairs, hallucinationCount, sceneOfImageId } from "../../operators/baseline-pairs.ts";
-import { pairs } from "../../operators/pairs.ts";
-import { captionScene, sceneAt, SHAPE_KINDS } from "../../demo/world/index.ts";
-import { creditsBack, runStages } from "./fixtures.ts";
+import { buildScored } from "../../../src/arrow/build.ts";
+import { rowAt } from "../../../src/arrow/rows.ts";
+import type { PairRow, ScoredRow } from "../../../src/arrow/schemas.ts";
+import { baselinePairs, hallucinationCount, sceneOfImageId } from "../../../demo/stages/baseline-pairs.ts";
+import { pairs } from "../../../operators/pairs.ts";
+import { captionScene, sceneAt, SHAPE_KINDS } from "../../../demo/world/index.ts";
+import { creditsBack, runStages } from "../../operators/fixtures.ts";
 
 let n = 0;
 const row = (image_id: string, text: string, clip_score: number, prompt = "Describe the image."): ScoredRow => ({

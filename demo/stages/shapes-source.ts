@@ -1,0 +1,53 @@
+/**
+ * The shapes world as a source kind: scenes `0 … count-1` of a split, rendered to PNG on each
+ * pull (deterministic under `seed`), as `images` batches. The demo's `source` stage is the
+ * framework's source kinds plus this one.
+ *
+ * @example
+ * for await (const b of shapesWorldBatches({ kind: "shapes-world", split: "dpo", count: 64, seed: 1, batchSize: 16 })) …
+ */
+import type { RecordBatch } from "apache-arrow";
+import { z } from "zod";
+import { buildImages } from "../../src/arrow/build.ts";
+import { defineStage } from "../../src/flow/stage.ts";
+import { SOURCE_INPUT_PATHS, sourceBadRows, sourceBatches, sourceKindSchemas } from "../../operators/source.ts";
+import { nonNegativeInt, positiveInt, type StageServices } from "../../operators/services.ts";
+import { renderScene, sceneExample, SPLITS } from "../world/index.ts";
+
+/** Options of the shapes-world source kind. */
+export const shapesWorldSourceOptions = z.strictObject({
+  kind: z.literal("shapes-world"),
+  split: z.enum(SPLITS as unknown as [string, ...string[]]).default("dpo"),
+  count: positiveInt().default(1000),
+  seed: nonNegativeInt().default(0),
+  batchSize: positiveInt().default(32),
+  /** Rendered image side in pixels. */
+  imageSize: positiveInt().default(64),
+});
+export type ShapesWorldSource = z.output<typeof shapesWorldSourceOptions>;
+
+/** Shapes-world scenes as `images` batches, lazily (one batch rendered per pull). */
+export async function* shapesWorldBatches(spec: Partial<ShapesWorldSource> & { kind: "shapes-world" }): AsyncGenerator<RecordBatch> {
+  const o = shapesWorldSourceOptions.parse(spec);
+  for (let start = 0; start < o.count; start += o.batchSize) {
+    const n = Math.min(o.batchSize, o.count - start);
+    const ex = Array.from({ length: n }, (_, i) => sceneExample(o.split as never, start + i, { seed: o.seed }));
+    // Rendering runs in libvips on libuv's pool: the batch's images render concurrently.
+    const pngs = await Promise.all(ex.map((e) => renderScene(e.scene, { size: o.imageSize })));
+    yield buildImages(ex.map((e, i) => ({ id: e.id, image: pngs[i]!, prompt: e.prompt, reference: e.reference, meta: e.meta })));
+  }
+}
+
+/** The demo's `source` options: the framework kinds plus `shapes-world`. */
+export const demoSourceOptions = z.discriminatedUnion("kind", [shapesWorldSourceOptions, ...sourceKindSchemas]);
+
+/** The demo's `source` stage definition (replaces the framework's in the demo registry). */
+export const shapesSourceStage = defineStage<typeof demoSourceOptions, StageServices>({
+  name: "source",
+  role: "source",
+  optionsSchema: demoSourceOptions,
+  inputPaths: SOURCE_INPUT_PATHS,
+  rowsPerSource: "one",
+  create: (o, setup) =>
+    o.kind === "shapes-world" ? shapesWorldBatches(o) : sourceBatches(o, (id, reason) => sourceBadRows(setup.flow(), setup.name)(id, reason)),
+});
