@@ -5,12 +5,13 @@
  * Sections carry stable ids for tests and links: `#evaluation` (the result table), `#training`
  * (`#loss-curve`, `#reward-curve`, `#accuracy-curve`), `#samples`, `#eval-examples`, `#stages`,
  * `#scheduler`, `#config`; with CIs: `#evaluation-<decoding>` (rates with 95% CIs per decoding),
- * `#paired-<decoding>` (paired differences), `#probes`, `#seeds`.
+ * `#paired-<decoding>` (paired differences), `#probes`, `#seeds`; on-policy rounds: `#rounds`
+ * (per-round pairs, audit, training) and `#rounds-curve` (CHAIR_i and Cover by round).
  *
  * @example
  * writeFileSync("report.html", renderReportHtml(report));
  */
-import { TABLE_RATES, formatCi, type EvalReport, type JobReport, type RunReport, type SampleReport, type StageReport, type TrainingReport, type VariantReport } from "./report.ts";
+import { TABLE_RATES, formatCi, type EvalReport, type RoundReport, type JobReport, type RunReport, type SampleReport, type StageReport, type TrainingReport, type VariantReport } from "./report.ts";
 import { escapeHtml as esc, lineChart } from "./report-svg.ts";
 
 const pct = (v: number): string => (Number.isFinite(v) ? `${(100 * v).toFixed(1)}` : "–");
@@ -73,10 +74,11 @@ function evaluationCis(e: EvalReport): string {
     const diffs = e.rows.filter((r) => r.decodings?.[di]?.vsStart || r.decodings?.[di]?.vsRandom);
     if (diffs.length > 0) {
       const keys = ["chairI", "addition", "misread", "cover"] as const;
-      parts.push(`<table id="paired-${id}"><thead><tr><th>paired difference (${esc(d.name)})</th>${keys.map((k) => `<th>Δ${esc(k)} vs start</th>`).join("")}${keys.map((k) => `<th>Δ${esc(k)} vs random pairs</th>`).join("")}</tr></thead><tbody>${diffs
+      const prev = diffs.some((r) => r.decodings![di]!.vsPrevious);
+      parts.push(`<table id="paired-${id}"><thead><tr><th>paired difference (${esc(d.name)})</th>${keys.map((k) => `<th>Δ${esc(k)} vs start</th>`).join("")}${keys.map((k) => `<th>Δ${esc(k)} vs random pairs</th>`).join("")}${prev ? keys.map((k) => `<th>Δ${esc(k)} vs previous round</th>`).join("") : ""}</tr></thead><tbody>${diffs
         .map((r) => {
           const x = r.decodings![di]!;
-          return `<tr data-row="${esc(r.name)}"><td>${esc(r.name)}</td>${keys.map((k) => `<td data-metric="vs-start-${k}">${formatCi(x.vsStart?.[k], 1, true)}</td>`).join("")}${keys.map((k) => `<td data-metric="vs-random-${k}">${formatCi(x.vsRandom?.[k], 1, true)}</td>`).join("")}</tr>`;
+          return `<tr data-row="${esc(r.name)}"><td>${esc(r.name)}</td>${keys.map((k) => `<td data-metric="vs-start-${k}">${formatCi(x.vsStart?.[k], 1, true)}</td>`).join("")}${keys.map((k) => `<td data-metric="vs-random-${k}">${formatCi(x.vsRandom?.[k], 1, true)}</td>`).join("")}${prev ? keys.map((k) => `<td data-metric="vs-previous-${k}">${formatCi(x.vsPrevious?.[k], 1, true)}</td>`).join("") : ""}</tr>`;
         })
         .join("")}</tbody></table>`);
     }
@@ -203,6 +205,25 @@ function jobs(list: readonly JobReport[]): string {
   return `<h2 id="jobs">Jobs</h2>${body.join("")}`;
 }
 
+/** On-policy rounds: one line per round, and the evaluated rates by round (0 = the start). */
+function rounds(list: readonly RoundReport[] | undefined, e: EvalReport | null): string {
+  if (!list || list.length === 0) return "";
+  const body = list.map((r) => `<tr data-round="${r.round}"><td>${r.round}</td><td>${esc(r.status)}</td><td>${r.sourceSeed}</td><td>${esc(r.reference)}</td><td>${r.pairs === null ? "–" : int(r.pairs)}</td><td>${r.pairAudit ? `${pct(r.pairAudit.chosenFewer)} / ${pct(r.pairAudit.chosenMore)}` : "–"}</td><td>${int(r.steps)}</td><td>${num(r.lastLoss, 4)}</td><td>${num(r.lastRewardAccuracy, 3)}</td><td>${num(r.totalMs / 1000, 1)}</td></tr>`);
+  const charts: string[] = [];
+  const specs = e?.decodings ?? [];
+  // Evaluation rows: the start, then round 1..N in order.
+  if (e && e.rows.length === list.length + 1 && specs.length > 0) {
+    const series = specs.flatMap((d, di) => [
+      { name: `${d.name} CHAIR_i %`, points: e.rows.map((row, x) => [x, 100 * (row.decodings?.[di]?.rates.chairI?.value ?? Number.NaN)] as [number, number]) },
+      { name: `${d.name} Cover %`, points: e.rows.map((row, x) => [x, 100 * (row.decodings?.[di]?.rates.cover?.value ?? Number.NaN)] as [number, number]) },
+    ]);
+    charts.push(lineChart({ title: "rates by round (0 = starting policy)", xLabel: "round", series }).replace("<svg ", `<svg id="rounds-curve" `));
+  }
+  return `<h2>On-policy rounds</h2><p class="meta">Round r generates on fresh dpo-split scenes with round r−1's policy and trains it further; each round's folder has its own report.</p>
+<table id="rounds"><thead><tr><th>round</th><th>status</th><th>scene seed</th><th>reference</th><th>pairs</th><th>pairs vs truth: fewer / more</th><th>steps</th><th>last loss</th><th>last reward acc.</th><th>s</th></tr></thead><tbody>${body.join("")}</tbody></table>
+<div class="charts">${charts.join("")}</div>`;
+}
+
 /** The whole page. */
 export function renderReportHtml(r: RunReport): string {
   const title = `clipflow — ${r.file.split("/").pop() ?? r.file}`;
@@ -215,6 +236,7 @@ export function renderReportHtml(r: RunReport): string {
 ${header(r)}
 ${r.jobs.length > 0 && !r.evaluation ? "" : evaluation(r.evaluation)}
 ${variants(r.variants, r.config.out && typeof r.config.out === "object" && "dir" in r.config.out ? String((r.config.out as { dir: unknown }).dir) : "")}
+${rounds(r.rounds, r.evaluation)}
 ${jobs(r.jobs)}
 ${training(r.training)}
 ${samples(r.samples)}

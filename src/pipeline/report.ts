@@ -433,10 +433,10 @@ export function evaluationTables(e: EvalReport): string {
     if (diffs.length > 0) {
       out.push(`  paired differences (${d.name}; same scenes, same resamples; a CI excluding 0 is the claim):`);
       out.push(padTable([
-        ["  policy", "ΔCHAIR_i vs start", "Δco-occ. vs start", "ΔCover vs start", "ΔCHAIR_i vs random", "Δco-occ. vs random"],
+        ["  policy", "ΔCHAIR_i vs start", "Δco-occ. vs start", "ΔCover vs start", "ΔCHAIR_i vs random", "Δco-occ. vs random", "ΔCHAIR_i vs previous"],
         ...diffs.map((r) => {
           const x = r.decodings![di]!;
-          return [`  ${r.name}`, formatCi(x.vsStart?.chairI, 1, true), formatCi(x.vsStart?.addition, 1, true), formatCi(x.vsStart?.cover, 1, true), formatCi(x.vsRandom?.chairI, 1, true), formatCi(x.vsRandom?.addition, 1, true)];
+          return [`  ${r.name}`, formatCi(x.vsStart?.chairI, 1, true), formatCi(x.vsStart?.addition, 1, true), formatCi(x.vsStart?.cover, 1, true), formatCi(x.vsRandom?.chairI, 1, true), formatCi(x.vsRandom?.addition, 1, true), formatCi(x.vsPrevious?.chairI, 1, true)];
         }),
       ]));
     }

@@ -160,3 +160,24 @@ describe("evaluation with CIs in the report", () => {
     expect(text).toContain("50.0 [40.0, 60.0]");
   });
 });
+
+describe("on-policy rounds in the report", () => {
+  test("a table per round and a curve of the evaluated rates by round", async () => {
+    const { rateCis, sceneCounts } = await import("../../src/pipeline/eval.ts");
+    const { bootstrapPlan } = await import("../../src/util/bootstrap.ts");
+    const { generateScenes } = await import("../../demo/world/index.ts");
+    const r = await buildReport();
+    const scenes = generateScenes("heldout", 3, { seed: 5 });
+    const per = sceneCounts(scenes.map((s) => [`There is a ${s.objects[0]!.colour} ${s.objects[0]!.kind}.`]), scenes);
+    const plan = bootstrapPlan(3, { resamples: 50, seed: 0 });
+    const e = r.evaluation!;
+    e.decodings = [{ name: "greedy", temperature: 0, topP: 1, samples: 1 }];
+    e.rows = [e.rows[0]!, { ...e.rows[1]!, name: "CLIP-DPO round 1" }];
+    for (const row of e.rows) row.decodings = [{ decoding: "greedy", answers: 3, counts: {}, rates: rateCis(plan, per), vsStart: null, vsRandom: null }];
+    r.rounds = [{ round: 1, outDir: "/x/round-1", status: "completed", error: null, generatedBy: "start", reference: "start", sourceSeed: 1, pairs: 12, pairAudit: null, steps: 3, lastLoss: 0.61, lastRewardAccuracy: 0.75, totalMs: 2000 }];
+    const html = renderReportHtml(r);
+    expect(html).toContain(`id="rounds"`);
+    expect(html).toContain(`<tr data-round="1"><td>1</td><td>completed</td><td>1</td><td>start</td><td>12</td>`);
+    expect(html).toContain(`id="rounds-curve"`);
+  });
+});
