@@ -44,6 +44,8 @@ export const HF_VLM_FILES = {
  * clipflow's prompt layout as a chat template: the image token (expanded to the image's Np
  * tokens by the processor), then bos, then the user's text (no role words), and nothing for the
  * generation prompt — what LvlmModel.promptIds feeds after the image tokens.
+ * @example
+ * await exportHfVlm(policy, dir, { chatTemplate: clipflowChatTemplate("<image>") });
  */
 export const clipflowChatTemplate = (imageToken = "<image>"): string =>
   "{% for message in messages %}{% if message['role'] == 'user' %}" +

@@ -25,7 +25,7 @@
  * image feature, so the row's values never matter).
  */
 import { Graph, type Tensor } from "../../graph/index.ts";
-import { imageTokens, type LvlmConfig } from "../lvlm-config.ts";
+import type { LvlmConfig } from "../lvlm-config.ts";
 import { block, layerNorm, linear } from "../layers.ts";
 import { lmDims, projector, visionFeatures } from "../lvlm.ts";
 
@@ -49,7 +49,12 @@ export interface HfGraph {
   outputs: Record<string, Tensor>;
 }
 
-/** pixel_values -> image_features [batch_size, Np, D] (projected into the LM's width). */
+/**
+ * pixel_values -> image_features [batch_size, Np, D] (projected into the LM's width).
+ * @example
+ * const { graph, outputs } = hfVisionEncoderGraph(lvlm.cfg);
+ * const bytes = graph.toOnnx({ outputs, bake: lvlm.store }).bytes; // onnx/vision_encoder.onnx
+ */
 export function hfVisionEncoderGraph(cfg: LvlmConfig): HfGraph {
   const g = new Graph({ name: "vision_encoder" });
   const s = cfg.vision.imageSize;
@@ -57,7 +62,11 @@ export function hfVisionEncoderGraph(cfg: LvlmConfig): HfGraph {
   return { graph: g, outputs: { [HF_VLM_IO.imageFeatures]: projector(g, cfg, visionFeatures(g, cfg, px)) } };
 }
 
-/** input_ids -> inputs_embeds; `tableRows` > vocab appends zero rows (the image token's). */
+/**
+ * input_ids -> inputs_embeds; `tableRows` > vocab appends zero rows (the image token's).
+ * @example
+ * const { graph, outputs } = hfEmbedTokensGraph(lvlm.cfg, imageTokenId + 1);
+ */
 export function hfEmbedTokensGraph(cfg: LvlmConfig, tableRows = cfg.lm.vocabSize): HfGraph {
   const g = new Graph({ name: "embed_tokens" });
   const ids = g.input(HF_VLM_IO.inputIds, "int64", ["batch_size", "sequence_length"]);
@@ -67,7 +76,11 @@ export function hfEmbedTokensGraph(cfg: LvlmConfig, tableRows = cfg.lm.vocabSize
   return { graph: g, outputs: { [HF_VLM_IO.inputsEmbeds]: g.gather(table, ids) } };
 }
 
-/** The merged decoder (no-past and with-past in one graph: the past may be empty). */
+/**
+ * The merged decoder (no-past and with-past in one graph: the past may be empty).
+ * @example
+ * const { graph, outputs } = hfDecoderMergedGraph(lvlm.cfg); // outputs: logits, present.{l}.key|value
+ */
 export function hfDecoderMergedGraph(cfg: LvlmConfig): HfGraph {
   const g = new Graph({ name: "decoder_model_merged" });
   const D = cfg.lm.width, H = cfg.lm.heads, dh = D / H;
@@ -101,6 +114,8 @@ export function hfDecoderMergedGraph(cfg: LvlmConfig): HfGraph {
  * layout): logits [B, T, V], input_ids [B, T], answer_mask [B, T] (1 on scored tokens) ->
  * logps [B] = Σ_t answer_mask[t] · log p(ids[t] | ids[<t]) and n_tokens [B]. Token t is
  * predicted by the logits at t - 1, so position 0 is never scored.
+ * @example
+ * const { graph, outputs } = hfLogpsHeadGraph(); // run on a decoder's logits
  */
 export function hfLogpsHeadGraph(): HfGraph {
   const g = new Graph({ name: "hf-vlm-logps" });
@@ -114,5 +129,3 @@ export function hfLogpsHeadGraph(): HfGraph {
   return { graph: g, outputs: { logps: g.reduceSum(tok, [1]), n_tokens: g.reduceSum(am, [1]), token_logps: tok } };
 }
 
-/** Sequence positions one image takes in this layout (patch tokens, class token dropped). */
-export const hfImageTokens = (cfg: LvlmConfig): number => imageTokens(cfg);
