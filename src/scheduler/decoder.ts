@@ -222,6 +222,7 @@ interface Lane {
  * const gen = s.decoder("policy", lvlm, { maxBatch: 64, maxTokensInFlight: 8192 });
  * const samples = await gen.run({ pixels, prompt: "Describe the image." }, { n: 8, maxNewTokens: 32, temperature: 1, topP: 0.95 });
  * for await (const seq of gen.generate(requests, { maxNewTokens: 32, seed: 1 })) console.log(seq.request, seq.sample, seq.text);
+ * const hf = new Decoder(s, "llava", await loadHfVlm("./my-llava-onnx"), { maxBatch: 16 }); // any PolicyModel
  */
 export class Decoder implements WorkSource {
   /** The policy this decoder generates from. */
