@@ -22,7 +22,7 @@ import { stringify } from "yaml";
 import { z } from "zod";
 import { describeValue, dropShadowedMissing, hasPrefix, issueText, missingKeyMessage, PipelineError, type LocatedIssue, type PipelineIssue } from "./issues.ts";
 import { applyOverrides, type AppliedOverride } from "./overrides.ts";
-import { isJobStage, isStageName, stageNames, stageRegistry, type StageConfig, type StageDefinition, type StageName } from "./registry.ts";
+import { definitionOf, findStage, isJobStage, isStageName, stageNames, stageRegistry, type StageConfig, type StageDefinition, type StageName } from "./registry.ts";
 import {
   builtinModels,
   builtinModelSchema,
@@ -297,16 +297,17 @@ function resolveData(
   }
 
   if (stages.length > 0 && Array.isArray(rawStages) && stages.length === rawStages.length) {
-    const sources = stages.filter((s) => s.name === "source");
+    const sources = stages.filter((s) => definitionOf(s.name).isSource);
     const jobs = stages.filter((s) => isJobStage(s.name));
     if (jobs.length > 0 && jobs.length < stages.length) {
       // A job (e.g. pretrainClip) runs on its own; it cannot sit inside a dataflow.
       const flowStage = stages.find((s) => !isJobStage(s.name))!;
       issues.push({ path: ["stages", jobs[0]!.index, jobs[0]!.name], at: "key", message: `${jobs[0]!.name} is a job stage and cannot be mixed with dataflow stages (${flowStage.name}); put it in its own pipeline file` });
     } else if (jobs.length === 0) {
-      if (stages[0]!.name !== "source") issues.push({ path: ["stages", 0], message: `the first stage must be a source, got ${stages[0]!.name}` });
-      for (const s of sources.slice(stages[0]!.name === "source" ? 1 : 0))
-        issues.push({ path: ["stages", s.index, "source"], at: "key", message: "only the first stage may be a source" });
+      const first = stages[0]!;
+      if (!definitionOf(first.name).isSource) issues.push({ path: ["stages", 0], message: `the first stage must be a source, got ${first.name}` });
+      for (const s of sources.slice(definitionOf(first.name).isSource ? 1 : 0))
+        issues.push({ path: ["stages", s.index, s.name], at: "key", message: "only the first stage may be a source" });
     }
   }
 
@@ -354,8 +355,10 @@ function resolveData(
   // eval.model: explicit, or the trained policy, or the generating policy.
   if (evalConfig) {
     if (evalConfig.model === null) {
-      const policy = stages.find((s) => s.name === "dpoTrain") ?? stages.find((s) => s.name === "generate");
-      if (policy && "model" in policy.options) evalConfig.model = policy.options.model as string;
+      // The trained policy, else the generating one (registry roles, not stage names).
+      const trainer = findStage(stages, "trainer"), generator = findStage(stages, "generator");
+      const policy = trainer ? trainer.hook.model(trainer.stage.options) : generator ? generator.hook.model(generator.stage.options) : undefined;
+      if (policy !== undefined) evalConfig.model = policy;
       else issues.push({ path: ["eval", "model"], message: "missing: no dpoTrain or generate stage to take the policy from" });
     } else checkRef(["eval", "model"], evalConfig.model, "lvlm");
   }

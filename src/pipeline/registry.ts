@@ -1,51 +1,38 @@
 /**
- * The stage registry: an explicit typed map from stage name to its option schema, the model
- * references and paths the loader must check, and (once the operators land) its factory.
+ * The stage registry: the stages a pipeline file may name, composed from the stages' own
+ * definitions (`defineStage`, src/flow/stage.ts) — the framework's (`operatorStages`,
+ * operators/index.ts), the embedded demo's in place of three of them (`demoStages`,
+ * demo/stages: the shapes-world source kind, the caption prompt set, the baseline pairs) and the
+ * demo's recipe jobs. Each stage owns its option schema, model references, paths, factory and
+ * count names; the registry only adapts a definition to the pipeline runner (`StageContext` →
+ * `StageSetup`, the run's resources as the stage's services) and adds what a stage means to a
+ * run that its definition does not say (`PIPELINE_ROLES`: the trainer, the pairs).
  *
- * Adding a stage = one entry here. No stage is ever looked up by importing a module named in a
- * user string: the map is the whole universe of stages.
+ * Adding a stage = its file (a `defineStage`) + its entry in `operatorStages` (or
+ * `demoStages`) + its test. No stage is ever looked up by importing a module named in a user
+ * string: the map is the whole universe of stages.
  *
  * @example
  * const def = stageRegistry.pairs;
  * const opts: StageOptions<"pairs"> = def.optionsSchema.parse({ minMargin: 3 });
  */
 import type { RecordBatch } from "apache-arrow";
+import { dirname } from "node:path";
 import type { z } from "zod";
-import type { FlowContext, FlowOperator } from "../flow/index.ts";
-import {
-  clipScoreOptions,
-  decodeOptions,
-  dpoTrainOptions,
-  filterOptions,
-  generateOptions,
-  pairsOptions,
-  refLogpsOptions,
-  sourceOptions,
-  writeOptions,
-  type ModelKind,
-} from "./schema.ts";
-import { baselinePairs } from "../../operators/baseline-pairs.ts";
-import { clipScore } from "../../operators/clip-score.ts";
-import { decode } from "../../operators/decode.ts";
-import { dpoTrain } from "../../operators/dpo-train.ts";
-import { filter } from "../../operators/filter.ts";
-import { generate } from "../../operators/generate.ts";
-import { pairs } from "../../operators/pairs.ts";
-import { refLogps } from "../../operators/ref-logps.ts";
-import { sourceBadRows, sourceBatches } from "../../operators/source.ts";
-import { write } from "../../operators/write.ts";
-import { join } from "node:path";
-import { ImageStore } from "../io/image-store.ts";
-import { ConfigError } from "../util/errors.ts";
-import type { DpoLossTerm } from "../train/dpo-loss-config.ts";
+import { operatorStages, type StageServices } from "../../operators/index.ts";
+import { demoStages } from "../../demo/stages/index.ts";
 import { pretrainClipStageOptions, sftPolicyStageOptions } from "../../demo/recipes/options.ts";
 import { runRecipeFile } from "../../demo/recipes/run.ts";
-import { dirname } from "node:path";
+import type { FlowContext, FlowOperator } from "../flow/index.ts";
+import { defineStage, type DefinedStage, type JobResult, type StageSetup } from "../flow/stage.ts";
+import { ImageStore } from "../io/image-store.ts";
 import type { ResolvedPipeline } from "./loader.ts";
-import { RUN_FILES } from "./run-files.ts";
 import type { PipelineResources } from "./resources.ts";
+import type { ModelKind } from "./schema.ts";
 
-/** What a stage factory receives besides its own options. */
+export type { JobResult } from "../flow/stage.ts";
+
+/** What a stage factory receives besides its own options (the pipeline runner's side). */
 export interface StageContext {
   /** The whole resolved pipeline (models, scheduler, flow, out). */
   readonly pipeline: ResolvedPipeline;
@@ -64,7 +51,7 @@ export interface StageContext {
   readonly resume: boolean;
   /** Resume even if the training configuration changed (the CLI's --allow-config-change). */
   readonly allowConfigChange: boolean;
-  /** Fires on Ctrl-C; long-running stages stop at a clean point. */
+  /** Fires on Ctrl-C / SIGTERM; long-running stages stop at a clean point. */
   readonly signal: AbortSignal;
   /** Progress lines of long jobs (stderr in the CLI). */
   log(line: string): void;
@@ -80,10 +67,19 @@ export type StageInstance = FlowOperator | AsyncIterable<RecordBatch>;
 /** Builds one stage from its validated options (async: it may load a model first). */
 export type StageFactory<Options> = (options: Options, context: StageContext) => StageInstance | Promise<StageInstance>;
 
-/** One registry entry. */
+/**
+ * A job stage is a whole step on its own, not a streaming operator (e.g. pretraining the shipped
+ * CLIP). A pipeline is either a dataflow (a source first, operators after) or a list of jobs run
+ * in order; the loader refuses a mix.
+ */
+export type JobFactory<Options> = (options: Options, context: Omit<StageContext, "flow">) => Promise<JobResult>;
+
+/** One registry entry: the stage's definition as the pipeline runner uses it. */
 export interface StageDefinition<Schema extends z.ZodType> {
   /** Strict zod schema of the stage's options, defaults included. */
   readonly optionsSchema: Schema;
+  /** Whether the stage produces the flow's batches (it must come first, once). */
+  readonly isSource: boolean;
   /** Option keys naming a `models` entry, with the model kind each needs. */
   readonly modelRefs?: Readonly<Record<string, ModelKind>>;
   /** Option keys holding input paths (resolved against the pipeline file's folder) and what must exist there. */
@@ -91,8 +87,8 @@ export interface StageDefinition<Schema extends z.ZodType> {
   /** Option keys holding output paths: resolved against `out.dir`. */
   readonly outputPaths?: readonly string[];
   /**
-   * The operator factory. Left undefined until the stage's operator (operators/*.ts) lands; the
-   * runner must report a stage without a factory as "not implemented yet", never fake one.
+   * The operator factory. Undefined for a stage whose operator does not exist yet: the runner
+   * reports it as "not implemented yet", never fakes one.
    */
   readonly create?: StageFactory<z.output<Schema>>;
   /** Set instead of `create` for a job stage (see JobFactory). */
@@ -122,184 +118,128 @@ export interface StageDefinition<Schema extends z.ZodType> {
   readonly countLabels?: Readonly<Record<string, string>>;
 }
 
-/** What a job stage leaves behind, for the run report. */
-export interface JobResult {
-  /** Folders or files written. */
-  outputs: string[];
-  /** Figures the job measured (e.g. a recipe's held-out metrics), shown in the report. */
-  metrics: Record<string, unknown>;
-}
-
-/**
- * A job stage is a whole step on its own, not a streaming operator (e.g. pretraining the shipped
- * CLIP). A pipeline is either a dataflow (`source` first, operators after) or a list of jobs run
- * in order; the loader refuses a mix.
- */
-export type JobFactory<Options> = (options: Options, context: Omit<StageContext, "flow">) => Promise<JobResult>;
-
-function stage<Schema extends z.ZodType>(def: StageDefinition<Schema>): StageDefinition<Schema> {
-  return def;
+/** What a run needs to know about a stage beyond its definition. */
+interface PipelineRole<Options> {
+  readonly trainer?: { readonly model: (options: Options) => string };
+  readonly generator?: { readonly model: (options: Options) => string };
+  readonly pairs?: { readonly rowName: (options: Options) => string };
+  /** `counts` keys that are totals (neither drops nor notes). */
+  readonly countTotals?: readonly string[];
 }
 
 /**
  * The run's bounded per-image store (decode fills it; clipScore, filter, write, refLogps and the
  * trainer read it). Sized well above the images alive at once: maxInFlight source batches.
  */
-function imageStore(ctx: StageContext): ImageStore {
-  const src = ctx.pipeline.stages[0];
-  const batch = src && "batchSize" in src.options ? src.options.batchSize : 32;
-  return ctx.resources.shared("images", () => new ImageStore({ capacity: Math.max(4096, 4 * ctx.pipeline.flow.maxInFlight * batch) }));
+function imageStore(r: PipelineResources, p: ResolvedPipeline): ImageStore {
+  const src = p.stages[0]?.options as { batchSize?: unknown } | undefined;
+  const batch = typeof src?.batchSize === "number" ? src.batchSize : 32;
+  return r.shared("images", () => new ImageStore({ capacity: Math.max(4096, 4 * p.flow.maxInFlight * batch) }));
 }
 
-/** The CLIP a filter needs for maxTokens or dropTextImages: its own `model`, else the first CLIP stage's. */
-function filterClipName(ctx: StageContext, own: string | null): string | null {
-  if (own !== null) return own;
-  for (const s of ctx.pipeline.stages) if ((s.name === "clipScore" || s.name === "decode") && "model" in s.options) return s.options.model as string;
-  return null;
+/** The run's resources as the shipped stages' services. */
+function servicesOf(ctx: Omit<StageContext, "flow">): StageServices {
+  const r = ctx.resources;
+  return {
+    clip: (n) => r.clip(n),
+    lvlm: (n) => r.lvlm(n),
+    decoder: (n) => r.decoder(n),
+    scheduler: r.scheduler,
+    batchOptions: (extra) => r.batchOptions(extra),
+    images: () => imageStore(r, ctx.pipeline),
+    threads: ctx.pipeline.scheduler.threads,
+  };
 }
 
-/** Every stage a pipeline file may name, in pipeline order. */
-export const stageRegistry = {
-  source: stage({
-    optionsSchema: sourceOptions,
-    inputPaths: { path: "file", images: "folder" },
-    expectedRows: (o) => o.count ?? null,
-    // Bad rows are dead-lettered through the flow context, which exists once the flow starts.
-    create: (o, ctx) => sourceBatches(o, (id, reason) => sourceBadRows(ctx.flow(), ctx.name)(id, reason)),
-  }),
-  decode: stage({
-    optionsSchema: decodeOptions,
-    modelRefs: { model: "clip" },
-    rowPerSourceRow: true,
-    create: async (o, ctx) => decode({ preprocess: (await ctx.resources.clip(o.model)).preprocess, store: imageStore(ctx), name: ctx.name }),
-  }),
-  generate: stage({
-    optionsSchema: generateOptions,
-    modelRefs: { model: "lvlm" },
-    rowPerSourceRow: true,
-    generator: { model: (o) => o.model },
-    create: async (o, ctx) => {
-      const { model, ...options } = o;
-      return generate({ ...options, decoder: await ctx.resources.decoder(model), name: ctx.name });
-    },
-  }),
-  clipScore: stage({
-    optionsSchema: clipScoreOptions,
-    modelRefs: { model: "clip" },
-    create: async (o, ctx) => clipScore({ clip: await ctx.resources.clip(o.model), store: imageStore(ctx), w: o.w, sentences: o.sentences, name: ctx.name }),
-  }),
-  filter: stage({
-    optionsSchema: filterOptions,
-    modelRefs: { model: "clip" },
-    countTotals: ["kept"],
-    create: async (o, ctx) => {
-      const clipName = o.dropTextImages || o.maxTokens !== null ? filterClipName(ctx, o.model) : null;
-      if (o.maxTokens !== null && clipName === null) throw new ConfigError("maxTokens needs a CLIP tokenizer; set filter.model", { code: "bad option", where: { stage: ctx.name } });
-      return filter({
-        minScore: o.minScore,
-        maxWords: o.maxWords,
-        maxTokens: o.maxTokens,
-        dropTextImages: o.dropTextImages,
-        ...(clipName !== null ? { clip: await ctx.resources.clip(clipName) } : {}),
-        store: imageStore(ctx),
-        textThreshold: o.textThreshold,
-        textPrompts: o.textPrompts,
-        noTextPrompts: o.noTextPrompts,
-        name: ctx.name,
-      });
-    },
-  }),
-  pairs: stage({
-    optionsSchema: pairsOptions,
-    pairs: { rowName: (o) => (o.strategy === "random" ? "DPO on random pairs" : o.strategy === "oracle" ? "DPO on oracle pairs" : "CLIP-DPO") },
-    countTotals: ["groups", "pairs"],
-    countLabels: {
-      singleCandidate: "groups with one candidate",
-      margin: "groups without a pair over minMargin",
-      lengthRatio: "groups without a pair within maxLengthRatio",
-      capped: "pairs over maxPairsPerImage",
-    },
-    create: (o, ctx) =>
-      o.strategy === "random" || o.strategy === "oracle"
-        ? baselinePairs({ strategy: o.strategy, minMargin: o.minMargin, maxPairsPerImage: o.maxPairsPerImage, maxLengthRatio: o.maxLengthRatio, seed: o.seed, name: ctx.name })
-        : pairs({ minMargin: o.minMargin, maxPairsPerImage: o.maxPairsPerImage, maxLengthRatio: o.maxLengthRatio, strategy: o.strategy, name: ctx.name }),
-  }),
-  write: stage({
-    optionsSchema: writeOptions,
-    outputPaths: ["path"],
-    outputs: (o) => (o.path ? [o.path] : []),
-    create: (o, ctx) => write({ path: o.path, stdout: o.stdout, format: o.format, layout: o.layout, store: imageStore(ctx), name: ctx.name }),
-  }),
-  refLogps: stage({
-    optionsSchema: refLogpsOptions,
-    modelRefs: { model: "lvlm" },
-    // Registered (weights baked) before any training step: the reference stays the starting policy.
-    create: async (o, ctx) =>
-      refLogps({
-        scheduler: ctx.resources.scheduler,
-        model: await ctx.resources.lvlm(o.model),
-        images: imageStore(ctx),
-        modelName: `${o.model}.ref.logps`,
-        batching: ctx.resources.batchOptions({ priority: 1 }),
-        name: ctx.name,
-      }),
-  }),
-  dpoTrain: stage({
-    optionsSchema: dpoTrainOptions,
-    modelRefs: { model: "lvlm" },
-    trainer: { model: (o) => o.model },
-    create: async (o, ctx) => {
-      const terms: DpoLossTerm[] = Object.entries(o.loss).map(([type, weight]) => ({ type: type as DpoLossTerm["type"], weight: weight! }));
-      if (o.sftWeight > 0) terms.push({ type: "sft", weight: o.sftWeight });
-      const out = ctx.pipeline.out.dir;
-      return dpoTrain({
-        policy: await ctx.resources.lvlm(o.model),
-        images: imageStore(ctx),
-        loss: { beta: o.beta, terms, labelSmoothing: o.labelSmoothing, ipoLengthNormalise: o.ipoLengthNormalise },
-        lr: o.lr,
-        weightDecay: o.weightDecay,
-        warmup: o.warmup,
-        schedule: o.schedule,
-        batchSize: o.batchSize,
-        gradAccum: o.gradAccum,
-        maxGradNorm: o.maxGradNorm,
-        epochs: o.epochs,
-        replayBuffer: o.replayBuffer,
-        checkpointEvery: o.checkpointEvery,
-        checkpointDir: join(out, RUN_FILES.checkpoints),
-        resume: ctx.resume,
-        allowConfigChange: ctx.allowConfigChange,
-        // "resumed from step N", checkpoint fall-backs and cleaned temp files go to the run's log.
-        log: (line) => ctx.log(line),
-        metricsPath: join(out, RUN_FILES.metrics),
-        exportDir: join(out, RUN_FILES.policy),
-        trainable: [...o.trainable],
-        seed: o.seed,
-        threads: ctx.pipeline.scheduler.threads,
-        name: ctx.name,
-      });
-    },
-  }),
-  pretrainClip: stage({
-    optionsSchema: pretrainClipStageOptions,
-    outputPaths: ["modelDir"],
-    job: (o, ctx) => recipeJob("pretrainClip", o, ctx),
-  }),
-  sftPolicy: stage({
-    optionsSchema: sftPolicyStageOptions,
-    inputPaths: { clip: "folder" },
-    outputPaths: ["modelDir"],
-    job: (o, ctx) => recipeJob("sftPolicy", o, ctx),
-  }),
-} as const;
+/** The pipeline runner's context as a stage's `StageSetup`. */
+function setupOf(ctx: Omit<StageContext, "flow">, flow?: () => FlowContext): StageSetup<StageServices> {
+  return {
+    name: ctx.name,
+    index: ctx.index,
+    services: servicesOf(ctx),
+    flow: flow ?? (() => {
+      throw new Error(`stage ${ctx.name}: a job stage has no flow`);
+    }),
+    outDir: ctx.pipeline.out.dir,
+    resume: ctx.resume,
+    allowConfigChange: ctx.allowConfigChange,
+    signal: ctx.signal,
+    log: (line) => ctx.log(line),
+    stages: ctx.pipeline.stages.map((s) => ({ name: s.name, options: s.options })),
+  };
+}
+
+/** A stage definition adapted to the pipeline runner, with its run role. */
+function adapt<Schema extends z.ZodType>(d: DefinedStage<Schema, StageServices>, role: PipelineRole<z.output<Schema>> = {}): StageDefinition<Schema> {
+  const counts = Object.entries(d.counts ?? {});
+  const create = d.create;
+  const job = d.job;
+  const outputKeys = d.outputPaths ?? [];
+  return {
+    optionsSchema: d.optionsSchema,
+    isSource: d.role === "source",
+    ...(d.modelRefs ? { modelRefs: d.modelRefs as Record<string, ModelKind> } : {}),
+    ...(d.inputPaths ? { inputPaths: d.inputPaths } : {}),
+    ...(d.outputPaths ? { outputPaths: d.outputPaths } : {}),
+    ...(create ? { create: (o, ctx) => create(o, setupOf(ctx, () => ctx.flow())) } : {}),
+    ...(job ? { job: (o, ctx) => job(o, setupOf(ctx)) } : {}),
+    ...(d.role === "source"
+      ? { expectedRows: (o: z.output<Schema>) => ((o as { count?: unknown }).count !== undefined && typeof (o as { count?: unknown }).count === "number" ? ((o as { count: number }).count) : null) }
+      : {}),
+    rowPerSourceRow: d.role !== "source" && d.rowsPerSource === "one",
+    ...(outputKeys.length > 0
+      ? { outputs: (o: z.output<Schema>) => outputKeys.flatMap((k) => (typeof (o as Record<string, unknown>)[k] === "string" ? [(o as Record<string, string>)[k]!] : [])) }
+      : {}),
+    countTotals: role.countTotals ?? [],
+    countLabels: Object.fromEntries(counts.map(([k, c]) => [k, c.label])),
+    ...(role.trainer ? { trainer: role.trainer } : {}),
+    ...(role.generator ? { generator: role.generator } : {}),
+    ...(role.pairs ? { pairs: role.pairs } : {}),
+  };
+}
 
 /** Runs a pretraining recipe (demo/recipes) with its resolved options; it writes the model folder `modelDir`. */
-async function recipeJob(name: "pretrainClip" | "sftPolicy", options: { modelDir: string }, ctx: Omit<StageContext, "flow">): Promise<JobResult> {
-  const file = ctx.pipeline.file;
+async function recipeJob(name: "pretrainClip" | "sftPolicy", options: { modelDir: string }, setup: Omit<StageSetup<StageServices>, "flow">, file: string): Promise<JobResult> {
   // Paths are absolute already (the loader resolved them), so the recipe runner keeps them as they are.
-  const r = await runRecipeFile({ stages: [{ [name]: options }] }, { file, baseDir: dirname(file), command: `bun run pipeline ${file}`, log: ctx.log });
+  const r = await runRecipeFile({ stages: [{ [name]: options }] }, { file, baseDir: dirname(file), command: `npx bun run pipeline ${file}`, log: (l) => setup.log(l) });
   return { outputs: [r.dir], metrics: r.metrics };
 }
+
+/** The recipe jobs as stages; the pipeline file is passed through the adapter below. */
+function recipeStage<Schema extends z.ZodType<{ modelDir: string }>>(name: "pretrainClip" | "sftPolicy", schema: Schema, inputPaths?: Record<string, "file" | "folder">): StageDefinition<Schema> {
+  const d = defineStage<Schema, StageServices>({
+    name,
+    role: "job",
+    optionsSchema: schema,
+    ...(inputPaths ? { inputPaths } : {}),
+    outputPaths: ["modelDir"],
+    // Replaced below: the recipe needs the pipeline file, which StageSetup does not carry.
+    job: async () => ({ outputs: [], metrics: {} }),
+  });
+  const adapted = adapt(d);
+  return { ...adapted, job: (o, ctx) => recipeJob(name, o, setupOf(ctx), ctx.pipeline.file) };
+}
+
+/**
+ * Every stage a pipeline file may name, in pipeline order: the framework's stages, the demo's in
+ * place of those it extends, then the recipe jobs.
+ */
+export const stageRegistry = {
+  source: adapt(demoStages.source),
+  decode: adapt(operatorStages.decode),
+  generate: adapt(demoStages.generate, { generator: { model: (o) => o.model } }),
+  clipScore: adapt(operatorStages.clipScore),
+  filter: adapt(operatorStages.filter),
+  pairs: adapt(demoStages.pairs, {
+    pairs: { rowName: (o) => (o.strategy === "random" ? "DPO on random pairs" : o.strategy === "oracle" ? "DPO on oracle pairs" : "CLIP-DPO") },
+    countTotals: ["groups", "pairs"],
+  }),
+  write: adapt(operatorStages.write),
+  refLogps: adapt(operatorStages.refLogps),
+  dpoTrain: adapt(operatorStages.dpoTrain, { trainer: { model: (o) => o.model } }),
+  pretrainClip: recipeStage("pretrainClip", pretrainClipStageOptions),
+  sftPolicy: recipeStage("sftPolicy", sftPolicyStageOptions, { clip: "folder" }),
+} as const;
 
 export type StageRegistry = typeof stageRegistry;
 export type StageName = keyof StageRegistry;
@@ -311,14 +251,9 @@ export type StageConfig = { [K in StageName]: { readonly name: K; readonly index
 /** Stage names in registry order. */
 export const stageNames = Object.keys(stageRegistry) as StageName[];
 
-/** Whether stage `name` is a job stage (runs on its own, not in a dataflow). */
-export function isJobStage(name: StageName): boolean {
-  return (stageRegistry[name] as StageDefinition<z.ZodType>).job !== undefined;
-}
-
 /** The registry entry of stage `name`, with its option type erased (for code that walks every stage). */
 export function definitionOf(name: StageName): StageDefinition<z.ZodType> {
-  return stageRegistry[name] as StageDefinition<z.ZodType>;
+  return stageRegistry[name] as unknown as StageDefinition<z.ZodType>;
 }
 
 /** The first stage of `stages` whose definition has hook `key`, with that hook. */
@@ -328,9 +263,14 @@ export function findStage<K extends keyof StageDefinition<z.ZodType>>(
 ): { stage: StageConfig; hook: NonNullable<StageDefinition<z.ZodType>[K]> } | undefined {
   for (const stage of stages) {
     const hook = definitionOf(stage.name)[key];
-    if (hook !== undefined) return { stage, hook: hook as NonNullable<StageDefinition<z.ZodType>[K]> };
+    if (hook !== undefined && hook !== false) return { stage, hook: hook as NonNullable<StageDefinition<z.ZodType>[K]> };
   }
   return undefined;
+}
+
+/** Whether stage `name` is a job stage (runs on its own, not in a dataflow). */
+export function isJobStage(name: StageName): boolean {
+  return definitionOf(name).job !== undefined;
 }
 
 /** Whether `name` is a registered stage (narrowing). */

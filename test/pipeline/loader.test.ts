@@ -51,7 +51,7 @@ describe("loadPipeline: a good file", () => {
     });
     const source = p.stages[0]!;
     if (source.name !== "source" || source.options.kind !== "shapes-world") throw new Error("bad source");
-    expect(source.options).toEqual({ kind: "shapes-world", split: "dpo", count: 4000, seed: 1, batchSize: 32 });
+    expect(source.options).toEqual({ kind: "shapes-world", split: "dpo", count: 4000, seed: 1, batchSize: 32, imageSize: 64 });
     const filter = p.stages[4]!;
     if (filter.name !== "filter") throw new Error("bad filter");
     expect(filter.options.minScore).toBe(20);
@@ -162,7 +162,7 @@ describe("loadPipeline: each bad file gives one clear line naming file:line:col 
     ["bad-model-kind.yaml", '7:14: stages[1].decode.model: model "policy" is shapes-lvlm (a lvlm model); this option needs a clip model'],
     ["bad-missing-file.yaml", `3:11: models.clip.path: not found: ${join(fixtures, "models/no-such-model")}`],
     ["bad-missing-source.yaml", `4:13: stages[0].source.path: not found: ${join(fixtures, "data/missing.parquet")}`],
-    ["bad-loss.yaml", '7:13: stages[1].dpoTrain.loss: unknown loss "sigmod" (did you mean "sigmoid"?); known: sigmoid, ipo, hinge, robust'],
+    ["bad-loss.yaml", '7:13: stages[1].dpoTrain.loss: unknown loss "sigmod"; known: sigmoid, ipo, hinge, robust'],
   ];
   for (const [file, expected] of cases) {
     test(file, () => {
