@@ -26,7 +26,6 @@ export {
   rowById,
   float32View,
   columnTensor,
-  columnOrt,
   takeRows,
   concatBatches,
 } from "./arrow/index.ts";

@@ -36,7 +36,6 @@ export {
   TensorViewError,
   float32View,
   columnTensor,
-  columnOrt,
   float32ToColumn,
   tensorToColumn,
 } from "./tensor-view.ts";

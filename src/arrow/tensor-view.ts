@@ -1,5 +1,6 @@
 /**
- * Zero-copy views between `FixedSizeList<Float32>` columns, `Float32Array`s and ORT tensors.
+ * Zero-copy views between `FixedSizeList<Float32>` columns, `Float32Array`s and plain
+ * `{ dtype, dims, data }` tensors (what ORT wraps without a copy: src/graph/ort-view.ts).
  *
  * All three share one buffer: a column's child Float32 values *are* the tensor data, so
  * writing through one view is visible through the others. This holds for a column backed by a
@@ -14,11 +15,12 @@
  *
  * @example
  * const t = columnTensor(batch, "pixels");    // { dtype: "float32", dims: [rows, 3, 32, 32], data }
- * const ort = columnOrt(batch, "pixels");      // onnxruntime-node Tensor over the same memory
+ * const ort = columnOrt(batch, "pixels");      // src/graph/ort-view.ts: an ORT tensor over the same memory
  * const col = tensorToColumn(outputs.embeds);  // [rows, 512] ORT output -> FixedSizeList column, no copy
  */
 import { Data, DataType, Field, FixedSizeList, Float32, Vector, makeData, makeVector, type RecordBatch } from "apache-arrow";
-import { toOrt, type OrtTensor, type TensorValue } from "../graph/runtime.ts";
+// Type only: the Arrow layer never loads the native ORT add-on (columnOrt lives in src/graph/ort-view.ts).
+import type { TensorValue } from "../graph/runtime.ts";
 import { SHAPE_KEY } from "./schemas.ts";
 
 export class TensorViewError extends Error {
@@ -109,11 +111,6 @@ export function columnTensor(batch: RecordBatch, name: string, opts: Omit<ViewOp
   const idx = batch.schema.fields.findIndex((f) => f.name === name);
   if (idx < 0) throw new TensorViewError(`batch has no column '${name}' (has ${batch.schema.fields.map((f) => f.name).join(", ")})`);
   return float32View(batch.getChildAt(idx)!, { ...opts, name }, batch.schema.fields[idx]);
-}
-
-/** The same column as an onnxruntime-node tensor over the same memory. */
-export function columnOrt(batch: RecordBatch, name: string, opts: Omit<ViewOptions, "name"> = {}): OrtTensor {
-  return toOrt(columnTensor(batch, name, opts));
 }
 
 /**

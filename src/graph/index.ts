@@ -21,3 +21,4 @@ export {
 export { OPSET, type OnnxModel, type ToOnnxOptions } from "./onnx-export.ts";
 export { cachedSession, clearSessionCache, type CompileOptions, type CompiledGraph, type Feed } from "./compile.ts";
 export type { TensorValue } from "./runtime.ts";
+export { columnOrt } from "./ort-view.ts";

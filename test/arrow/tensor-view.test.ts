@@ -2,13 +2,13 @@ import { describe, expect, test } from "bun:test";
 import { Table, makeVector } from "apache-arrow";
 import {
   buildPixels,
-  columnOrt,
   columnTensor,
   float32ToColumn,
   float32View,
   pixelsFromColumns,
   tensorToColumn,
 } from "../../src/arrow/index.ts";
+import { columnOrt } from "../../src/graph/ort-view.ts";
 import { onnx } from "onnx-proto";
 import { createSession, fromOrt, runSession } from "../../src/graph/runtime.ts";
 
