@@ -46,18 +46,24 @@ export async function localSessions(policy: PolicyModel, opts: { threads?: numbe
   };
 }
 
+/** What {@link hostSessions} needs of a session host (src/scheduler's WorkerHost has it). */
+export interface SessionHost {
+  load(name: string, model: Uint8Array | string, opts?: { intraOpThreads?: number }): Promise<unknown>;
+  run(name: string, feeds: Record<string, TensorValue>): Promise<Record<string, TensorValue>>;
+  terminate(): Promise<void>;
+}
+
 /**
- * The same as {@link localSessions}, with the sessions in one model-host worker thread, so long
- * scoring runs never block the caller's thread (what refLogps and the evaluation use for an
- * imported policy). Tensors cross by transfer: a feed's buffer belongs to the worker afterwards.
+ * The same as {@link localSessions}, with the sessions in a session host — a model-host worker
+ * thread (src/scheduler/model-host.ts's WorkerHost) — so long scoring runs never block the
+ * caller's thread (what refLogps and the evaluation want for an imported policy). Tensors cross
+ * by transfer: a feed's buffer belongs to the worker afterwards. `release` terminates the host.
  * @example
- * const w = await workerSessions(policy);
+ * const w = await hostSessions(policy, new WorkerHost("cpu"));
  * const { logps } = await policy.sequenceLogps(w.run, await w.vision(pixels, B), items);
  * await w.release();
  */
-export async function workerSessions(policy: PolicyModel, opts: { threads?: number } = {}): Promise<LocalSessions> {
-  const { WorkerHost } = await import("../../scheduler/model-host.ts");
-  const host = new WorkerHost("cpu", `worker(${policy.kind})`);
+export async function hostSessions(policy: PolicyModel, host: SessionHost, opts: { threads?: number } = {}): Promise<LocalSessions> {
   const so = { intraOpThreads: opts.threads ?? 1 };
   try {
     for (const [key, model] of Object.entries(policy.sessions())) await host.load(key, model, so);

@@ -13,7 +13,8 @@ import { basename, dirname, join } from "node:path";
 import { env, LlavaForConditionalGeneration, Tensor } from "@huggingface/transformers";
 import { generate, type Sample } from "../../../src/models/generate.ts";
 import { clipflowChatTemplate, exportHfVlm } from "../../../src/models/hf-vlm/export.ts";
-import { localSessions, workerSessions, type LocalSessions } from "../../../src/models/hf-vlm/local.ts";
+import { WorkerHost } from "../../../src/scheduler/model-host.ts";
+import { hostSessions, localSessions, type LocalSessions } from "../../../src/models/hf-vlm/local.ts";
 import { HfVlm, loadHfVlm } from "../../../src/models/hf-vlm/policy.ts";
 import { Decoder } from "../../../src/scheduler/decoder.ts";
 import { Scheduler } from "../../../src/scheduler/scheduler.ts";
@@ -89,7 +90,7 @@ describe("hf-onnx-vlm: clipflow's policy exported in the layout", () => {
     // one at a time (no padding) gives the same sums; so do the sessions in a worker thread
     const single = await policy.sequenceLogps(local.run, feats.subarray(0, 4 * 32), [items[0]!]);
     expect(Math.abs(single.logps[0]! - ours.logps[0]!)).toBeLessThan(1e-4);
-    const w = await workerSessions(policy);
+    const w = await hostSessions(policy, new WorkerHost("cpu"));
     try {
       const inWorker = await policy.sequenceLogps(w.run, await w.vision(all.slice(), PROMPTS.length), items);
       expect(Array.from(inWorker.logps)).toEqual(Array.from(ours.logps));
