@@ -96,7 +96,9 @@ export function emptyRunError(stages: readonly StageReport[], sourceInputs: read
   // Rows consumed at the end: the trainer's (a sink stage) or the final consumer's.
   if (!last || reconcile(stages, 0).sinkRows > 0) return null;
   const dominant = (s: StageReport): string => {
-    const top = Object.entries(s.drops).sort((a, b) => b[1] - a[1])[0];
+    // A named reason says more than the "filtered" remainder (rows no rule or note accounts for).
+    const all = Object.entries(s.drops).sort((a, b) => b[1] - a[1]);
+    const top = all.find(([k]) => k !== "filtered") ?? all[0];
     return top ? ` (${top[0]} ${top[1]})` : "";
   };
   const src = stages[0]!;

@@ -36,7 +36,7 @@ describe("a run where no row reaches the end fails", () => {
     expect(emptyRunError([stage("source", { rowsIn: 8, rowsOut: 8 }), decode, stage("generate", {}), stage("sink", {})])).toBe(
       'no rows reached the end: stage "decode" took 8 rows and passed none (dead-letter: bad image 8)',
     );
-    const pairs = stage("pairs", { rowsIn: 32, filtered: 32, drops: { "groups without a pair over minMargin": 6, "groups with one candidate": 2 } });
+    const pairs = stage("pairs", { rowsIn: 32, filtered: 32, drops: { filtered: 32, "groups without a pair over minMargin": 6, "groups with one candidate": 2 } });
     expect(emptyRunError([stage("source", { rowsIn: 8, rowsOut: 8 }), stage("generate", { rowsIn: 8, rowsOut: 32, expanded: 24 }), pairs, stage("dpoTrain", {}), stage("sink", {})])).toBe(
       'no rows reached the end: stage "pairs" took 32 rows and passed none (groups without a pair over minMargin 6)',
     );
