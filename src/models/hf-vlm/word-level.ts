@@ -5,8 +5,8 @@
  * of letters/digits; every other non-space character alone), the special tokens as added tokens
  * (so `<image>` in a prompt stays one token), `<unk>` for the rest. No post-processor: bos/eos
  * come from the chat template, as with clipflow's own prompt layout.
- * Decoded text differs in one cosmetic way: HF joins every token with a space ("a red circle .")
- * where clipflow attaches punctuation ("a red circle.").
+ * Decoding joins tokens with spaces and the tokenizers' default clean-up drops the space before
+ * . , ! ? as clipflow does; clipflow also attaches ; : ) which that clean-up leaves spaced.
  */
 import { HfTokenizer } from "../hf-tokenizer.ts";
 import type { WordTokenizer } from "../word-tokenizer.ts";
