@@ -284,7 +284,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       : (totals: Record<string, number>) => new Progress({ out: process.stderr, tty: mode === "tty", totals });
   try {
     const outArg = args.out ?? pipeline.out.dir;
-    const { report, paths } = await runPipeline(pipeline, {
+    const { report, paths, error } = await runPipeline(pipeline, {
       command: commandLine(args, { resume: args.resume }),
       resumeCommand: commandLine(args, { resume: true, out: outArg }),
       resume: args.resume,
@@ -310,7 +310,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return EXIT_CODES.notImplemented;
       default:
         process.stderr.write(`clipflow pipeline: ${report.error ?? "failed"}\n`);
-        return EXIT_CODES.failed;
+        // A configuration mistake found while setting a stage up (before any row) is still exit 2.
+        return error instanceof ClipflowError && error.kind === "config" ? EXIT_CODES.usage : EXIT_CODES.failed;
     }
   } finally {
     process.off("SIGINT", onSigint);

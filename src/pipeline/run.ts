@@ -73,6 +73,8 @@ export interface RunPipelineOptions {
 export interface RunResult {
   report: RunReport;
   paths: { json: string; html: string };
+  /** What ended a failed run (its message is `report.error`); the CLI maps its kind to an exit code. */
+  error?: unknown;
 }
 
 /** What the parts of one run share. */
@@ -147,7 +149,7 @@ export function settleError(s: RunState, e: unknown): RunResult {
   s.report.error = errorMessage(e);
   if (s.signal.aborted) return markInterrupted(s);
   s.report.status = "failed";
-  return s.finish();
+  return { ...s.finish(), error: e };
 }
 
 /**
