@@ -1,16 +1,14 @@
 import { describe, expect, test } from "bun:test";
 import { z } from "zod";
-import {
-  dpoTrainOptions,
-  evalSchema,
-  flowSchema,
-  generateOptions,
-  pairsOptions,
-  pathModelSchema,
-  schedulerSchema,
-  sourceOptions,
-  writeOptions,
-} from "../../src/pipeline/schema.ts";
+import { stageRegistry } from "../../src/pipeline/registry.ts";
+import { evalSchema, flowSchema, pathModelSchema, schedulerSchema } from "../../src/pipeline/schema.ts";
+
+// The option schemas a pipeline file is validated with: the stages' own (through the registry).
+const sourceOptions = stageRegistry.source.optionsSchema;
+const generateOptions = stageRegistry.generate.optionsSchema;
+const pairsOptions = stageRegistry.pairs.optionsSchema;
+const writeOptions = stageRegistry.write.optionsSchema;
+const dpoTrainOptions = stageRegistry.dpoTrain.optionsSchema;
 import { validate } from "../../src/pipeline/zod-issues.ts";
 
 const messages = (schema: Parameters<typeof validate>[0], input: unknown) => {
@@ -27,7 +25,7 @@ describe("section defaults are explicit", () => {
   });
 
   test("each source kind has its own fields", () => {
-    expect(sourceOptions.parse({ kind: "shapes-world" })).toEqual({ kind: "shapes-world", split: "dpo", count: 1000, seed: 0, batchSize: 32 });
+    expect(sourceOptions.parse({ kind: "shapes-world" })).toEqual({ kind: "shapes-world", split: "dpo", count: 1000, seed: 0, batchSize: 32, imageSize: 64 });
     expect(sourceOptions.parse({ kind: "jsonl-llava", path: "a.jsonl" })).toEqual({
       kind: "jsonl-llava", path: "a.jsonl", images: null, count: null, batchSize: 32,
     });
@@ -35,7 +33,7 @@ describe("section defaults are explicit", () => {
     expect(messages(sourceOptions, { kind: "stdin", path: "a" })).toEqual(["x.path: unknown key; known keys: kind, count"]);
     expect(messages(sourceOptions, { kind: "arrow" })).toEqual(["x.path: missing required key"]);
     expect(messages(sourceOptions, {})).toEqual([
-      'x.kind: missing required key; expected one of "shapes-world" | "arrow" | "parquet" | "jsonl-llava" | "stdin"',
+      'x.kind: missing required key; expected one of "shapes-world" | "arrow" | "parquet" | "jsonl-llava" | "stdin" | "candidates"',
     ]);
   });
 
@@ -59,7 +57,7 @@ describe("stage option checks", () => {
   test("generate: prompts is caption or a list; ranges", () => {
     expect(generateOptions.parse({ model: "p", prompts: ["a", "b"] }).prompts).toEqual(["a", "b"]);
     expect(messages(generateOptions, { model: "p", prompts: "describe" })).toEqual([
-      'x.prompts: expected "caption" or a non-empty list of prompt strings, got string "describe"',
+      'x.prompts: expected "caption", null (each row\'s prompt) or a non-empty list of prompts, got string "describe"',
     ]);
     expect(messages(generateOptions, { model: "p", topP: 0 })).toEqual(["x.topP: expected a number > 0, got number 0"]);
     expect(messages(generateOptions, { model: "p", samples: 2.5 })).toEqual(["x.samples: expected integer, got number 2.5"]);
@@ -80,10 +78,10 @@ describe("stage option checks", () => {
 
   test("dpoTrain: loss is a name or a weighted combination, normalised to weights", () => {
     const d = dpoTrainOptions.parse({ model: "p" });
-    expect(d).toMatchObject({ loss: { sigmoid: 1 }, beta: 0.1, lr: 5e-6, batchSize: 16, gradAccum: 1, maxGradNorm: 1, sftWeight: 0 });
+    expect(d).toMatchObject({ loss: { sigmoid: 1 }, beta: 0.1, lr: 5e-6, batchSize: 16, gradAccum: 1, maxGradNorm: 1, sftWeight: 1 });
     expect(dpoTrainOptions.parse({ model: "p", loss: "ipo" }).loss).toEqual({ ipo: 1 });
     expect(dpoTrainOptions.parse({ model: "p", loss: { sigmoid: 1, hinge: 0.5 } }).loss).toEqual({ sigmoid: 1, hinge: 0.5 });
-    expect(messages(dpoTrainOptions, { model: "p", loss: { sigmoid: -1 } })).toEqual(["x.loss.sigmoid: expected a positive number, got number -1"]);
+    expect(messages(dpoTrainOptions, { model: "p", loss: { sigmoid: -1 } })).toEqual(["x.loss.sigmoid: expected a positive number"]);
     expect(messages(dpoTrainOptions, { model: "p", loss: { sft: 1 } })).toEqual([
       'x.loss.sft: unknown loss "sft"; known: sigmoid, ipo, hinge, robust; the sft (RPO) term is set with sftWeight',
     ]);
