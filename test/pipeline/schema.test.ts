@@ -86,7 +86,7 @@ describe("stage option checks", () => {
       'x.loss.sft: unknown loss "sft"; known: sigmoid, ipo, hinge, robust; the sft (RPO) term is set with sftWeight',
     ]);
     expect(messages(dpoTrainOptions, { model: "p", loss: 3 })).toEqual([
-      "x.loss: expected a loss name (sigmoid | ipo | hinge | robust) or a map of loss weights, got number 3",
+      "x.loss: expected a loss name (sigmoid | ipo | hinge | robust) or a map of loss weights",
     ]);
     expect(messages(dpoTrainOptions, { model: "p", labelSmoothing: 0.5 })).toEqual(["x.labelSmoothing: expected a number < 0.5, got number 0.5"]);
     expect(messages(dpoTrainOptions, { model: "p", trainable: ["vision", "head"] })).toEqual([
