@@ -1,10 +1,12 @@
 /**
- * clipflow's public surface for library use: the pieces a user embeds in their own code.
- * Explicit named exports only (no `export *`); the stages themselves are in operators/index.ts.
+ * clipflow's public surface for library use (package root `clipflow`): the pieces a user embeds
+ * in their own code. Explicit named exports only (no `export *`). Subpaths: `clipflow/flow`,
+ * `clipflow/operators` (the stages), `clipflow/scheduler`, `clipflow/models`, `clipflow/train`,
+ * `clipflow/io`, `clipflow/demo` (the shapes world and its stages).
  *
  * @example
- * import { createFlowContext, consume, Scheduler, loadClip, loadPipeline } from "clipflow/src/index.ts";
- * import { source, decode, clipScore, filter, pairs, write } from "clipflow/operators/index.ts";
+ * import { fromBatches, toBatches, Scheduler, loadPipeline } from "clipflow";
+ * import { clipScore, filterCandidates, pairCandidates } from "clipflow/operators";
  */
 
 // Arrow batch model
@@ -31,10 +33,16 @@ export {
 } from "./arrow/index.ts";
 export type { ImageRow, PixelsRow, CandidateRow, ScoredRow, PairRow, RefPairRow, MetricsRow } from "./arrow/index.ts";
 
-// Flow: credits, the operator helper, the runner
+// Errors: one model for every clipflow error
+export { ClipflowError, ConfigError, InputError, ModelFileError, RuntimeError, parseOptions, formatWhere, boundMessage, serializeError, deserializeError } from "./util/errors.ts";
+export type { ErrorKind, ErrorWhere, SerializedError } from "./util/errors.ts";
+
+// Flow: credits, the doors, the operator helper, stage definitions, the runner
 export {
   CreditPool,
   createFlowContext,
+  fromBatches,
+  toBatches,
   operate,
   mapBatch,
   filterRows,
@@ -42,11 +50,24 @@ export {
   rebatch,
   consume,
   fromSource,
+  defineStage,
   runFlow,
   StageError,
   readDeadLetter,
 } from "./flow/index.ts";
-export type { FlowBatch, FlowContext, FlowContextOptions, FlowOperator, OnError, RunOptions, RunReport } from "./flow/index.ts";
+export type {
+  FlowBatch,
+  FlowContext,
+  FlowContextOptions,
+  FlowOperator,
+  FromBatchesOptions,
+  BatchInput,
+  OnError,
+  RunFlowOptions,
+  RunReport,
+  StageDefinition,
+  StageSetup,
+} from "./flow/index.ts";
 
 // Compute engine
 export { Graph, init, GraphError } from "./graph/index.ts";
@@ -55,8 +76,8 @@ export { ParamStore } from "./graph/params.ts";
 export { loadSafetensors, saveSafetensors } from "./graph/safetensors.ts";
 
 // Scheduler
-export { Scheduler, Decoder, WorkerHost } from "./scheduler/scheduler.ts";
-export type { SchedulerOptions, SchedulerStats, ModelStats } from "./scheduler/scheduler.ts";
+export { Scheduler, Decoder, WorkerHost } from "./scheduler/index.ts";
+export type { SchedulerOptions, SchedulerStats, ModelStats } from "./scheduler/index.ts";
 
 // Models
 export { loadClip, exportClip, loadLvlm, exportLvlm, ClipModel, LvlmModel, generate, preprocessImage, loadTokenizer } from "./models/index.ts";
@@ -66,11 +87,7 @@ export type { ClipConfig, LvlmConfig, Tokenizer, SamplingOptions } from "./model
 export { AdamW, lrSchedule, clipGradNorm, dpoLoss, dpoLossReference, DpoTrainer } from "./train/index.ts";
 export type { DpoLossConfig, DpoTrainerOptions } from "./train/index.ts";
 
-// Shapes world
-export { sceneAt, renderScene, captionScene, hallucinationMetrics, SPLITS } from "../demo/world/index.ts";
-export type { Scene, Split } from "../demo/world/index.ts";
-
-// Pipeline files
+// Pipeline files (the CLI's engine); the shapes world is the embedded demo: `clipflow/demo`
 export { loadPipeline, parsePipeline, pipelineToYaml } from "./pipeline/loader.ts";
 export type { ResolvedPipeline } from "./pipeline/loader.ts";
 export { runPipeline } from "./pipeline/run.ts";

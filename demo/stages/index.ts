@@ -29,3 +29,7 @@ export const demoStages = {
   generate: captionGenerateStage,
   pairs: comparePairsStage,
 } as const;
+
+// The world itself (package subpath `clipflow/demo` is this module): scenes, rendering, captions, metrics.
+export { sceneAt, renderScene, captionScene, hallucinationMetrics, SPLITS } from "../world/index.ts";
+export type { Scene, Split } from "../world/index.ts";

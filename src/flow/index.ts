@@ -26,4 +26,4 @@ export { rebatch } from "./rebatch.ts";
 export type { RebatchOptions } from "./rebatch.ts";
 export { consume } from "./consume.ts";
 export { runFlow } from "./runner.ts";
-export type { RunOptions, RunReport } from "./runner.ts";
+export type { RunFlowOptions, RunReport } from "./runner.ts";

@@ -25,7 +25,7 @@ import type { FlowOperator } from "./operate.ts";
 import { fromSource } from "./source.ts";
 import { ConfigError } from "../util/errors.ts";
 
-export interface RunOptions {
+export interface RunFlowOptions {
   source: AsyncIterable<RecordBatch> | Iterable<RecordBatch>;
   stages: readonly FlowOperator[];
   /** Consumes each final batch; the batch's credits return when it resolves. */
@@ -54,7 +54,7 @@ export interface RunReport {
   elapsedMs: number;
 }
 
-export function runFlow(opts: RunOptions): Promise<RunReport> {
+export function runFlow(opts: RunFlowOptions): Promise<RunReport> {
   const names = new Set<string>(["source", opts.sinkName ?? "sink"]);
   for (const s of opts.stages) {
     if (names.has(s.stageName)) throw new ConfigError(`runFlow: duplicate stage name "${s.stageName}"`, { code: "duplicate stage" });
