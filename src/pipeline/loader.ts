@@ -33,7 +33,6 @@ import {
   pathModelSchema,
   schedulerSchema,
   topLevelKeys,
-  writeFormats,
   type EvalConfig,
   type FlowConfig,
   type ModelConfig,
@@ -41,9 +40,9 @@ import {
   type SchedulerConfig,
   type VariantConfig,
   type ClusterConfig,
-  type WriteFormat,
   variantsSchema,
 } from "./schema.ts";
+import { writeFormats, type WriteFormat } from "../../operators/index.ts";
 import { didYouMean, suggest } from "./suggest.ts";
 import { validate } from "./zod-issues.ts";
 import { YamlSource } from "./yaml-source.ts";

@@ -11,8 +11,8 @@
  * (inputs against the pipeline file's folder, outputs against `out.dir`) and checks inputs exist.
  *
  * @example
- * const opts = pairsOptions.parse({ minMargin: 3 });
- * // { minMargin: 3, maxPairsPerImage: 2, maxLengthRatio: 1.5, strategy: "best-vs-worst" }
+ * const s = schedulerSchema.parse({ maxBatch: 8 });
+ * // { device: "cpu", maxBatch: 8, maxDelayMs: 4, maxTokensInFlight: 8192, workers: 2, threads: 1 }
  */
 import { z } from "zod";
 import { describeValue } from "./issues.ts";
@@ -119,6 +119,11 @@ export const outSchema = z.strictObject({
 
 // ---------------------------------------------------------------------------------------------
 // stages
+//
+// Each stage owns its option schema now (operators/*.ts, demo/stages/*.ts; the pipeline reads
+// them through src/pipeline/registry.ts). The three below are LEGACY copies kept only because
+// operators/source.ts, operators/generate.ts and test/operators/dpo-train.test.ts still import
+// them; no pipeline file is validated with them. Remove them with those imports.
 
 /**
  * Shapes-world splits, disjoint by construction. Mirrors `SPLITS` in demo/world/scene.ts
@@ -169,11 +174,6 @@ export const sourceOptions = z.discriminatedUnion("kind", [
   }),
 ]);
 
-/** Image bytes → model-ready `pixels` with the CLIP model's preprocessing. */
-export const decodeOptions = z.strictObject({
-  model: modelRef(),
-});
-
 /** The built-in set of caption prompts (the paper uses 5). */
 export const captionPrompts = "caption";
 
@@ -194,81 +194,6 @@ export const generateOptions = z.strictObject({
   topK: nonNegativeInt().default(0),
   maxNewTokens: positiveInt().default(48),
   seed: nonNegativeInt().default(0),
-});
-
-/** CLIPScore = w · 100 · max(cos, 0) between image and candidate text. */
-export const clipScoreOptions = z.strictObject({
-  model: modelRef(),
-  /** Score texts longer than CLIP's context as the mean of their sentences' scores. */
-  sentences: z.boolean().default(true),
-  w: z.number().positive().default(1),
-});
-
-/** The paper's global filtering rules; null disables a rule. Each drop is counted by reason. */
-export const filterOptions = z.strictObject({
-  /** Drop candidates whose CLIPScore is below this. */
-  minScore: z.number().nullable().default(null),
-  maxWords: positiveInt().nullable().default(null),
-  /** Drop candidates longer than this many CLIP tokens. */
-  maxTokens: positiveInt().nullable().default(null),
-  /** Drop images containing rendered text (CLIP zero-shot against `textPrompts`). */
-  dropTextImages: z.boolean().default(false),
-  /** CLIP model for the text-in-image test; required when `dropTextImages` is true. */
-  model: modelRef().nullable().default(null),
-  /** An image is dropped when its best CLIPScore against `textPrompts` is at least this (and beats `noTextPrompts`). */
-  textThreshold: z.number().default(25),
-  /** Zero-shot prompts for rendered text; `{caption}` is replaced by the image's first candidate text. */
-  textPrompts: z
-    .array(nonEmpty())
-    .min(1)
-    .default(["an image with text", "a picture of written words", "a screenshot of a document"]),
-  /** Competing prompts for images without text ([] = threshold only); `{caption}` as above. */
-  noTextPrompts: z.array(nonEmpty()).default(["a photo", "a picture of shapes", "a drawing"]),
-});
-
-/** (chosen, rejected) pairs per (image, prompt) group from CLIP scores; never reads ground truth. */
-export const pairsOptions = z.strictObject({
-  /** Minimum CLIPScore difference between chosen and rejected. */
-  minMargin: z.number().nonnegative().default(2),
-  maxPairsPerImage: positiveInt().default(2),
-  /** Longer / shorter text length (in words) must not exceed this. */
-  maxLengthRatio: z.number().gte(1).default(1.5),
-  /**
-   * How chosen/rejected are picked. The method: `best-vs-worst` or `all-over-margin` (CLIP scores).
-   * BASELINES for comparisons only (operators/baseline-pairs.ts): `random` — the same pairs count
-   * per group as best-vs-worst, each a random pair of the group in random order; `oracle` — ranked
-   * by the true hallucination count (uses ground truth: an upper bound, never the method).
-   */
-  strategy: z.enum(["best-vs-worst", "all-over-margin", "random", "oracle"]).default("best-vs-worst"),
-  /** Seed of `strategy: random`. */
-  seed: nonNegativeInt().default(0),
-});
-
-/** File formats `write` supports, and the file extensions they are inferred from. */
-export const writeFormats = {
-  arrow: [".arrow", ".feather"],
-  "arrow-stream": [".arrows"],
-  parquet: [".parquet"],
-  jsonl: [".jsonl"],
-} as const;
-export type WriteFormat = keyof typeof writeFormats;
-
-/**
- * Writes batches (atomically: temp + rename) and passes them through unchanged. Exactly one of
- * `path` (relative to `out.dir`) and `stdout: true`. `format` defaults from the file extension
- * (`arrow-stream` on stdout); the loader fills it in. Layout `trl` follows Hugging Face TRL's
- * vision preference datasets (`images`, `prompt`, `chosen`, `rejected`); `plain` keeps the columns.
- */
-export const writeOptions = z.strictObject({
-  path: nonEmpty().nullable().default(null),
-  stdout: z.boolean().default(false),
-  format: z.enum(Object.keys(writeFormats) as [WriteFormat, ...WriteFormat[]]).nullable().default(null),
-  layout: z.enum(["trl", "plain"]).default("trl"),
-});
-
-/** Sequence log-probs of chosen and rejected under the frozen reference policy. */
-export const refLogpsOptions = z.strictObject({
-  model: modelRef(),
 });
 
 /** DPO-family losses (TRL names); `loss` may combine several with weights. */
@@ -370,13 +295,7 @@ export type SchedulerConfig = z.output<typeof schedulerSchema>;
 export type FlowConfig = z.output<typeof flowSchema>;
 export type EvalConfig = z.output<typeof evalSchema>;
 export type SourceOptions = z.output<typeof sourceOptions>;
-export type DecodeOptions = z.output<typeof decodeOptions>;
 export type GenerateOptions = z.output<typeof generateOptions>;
-export type ClipScoreOptions = z.output<typeof clipScoreOptions>;
-export type FilterOptions = z.output<typeof filterOptions>;
-export type PairsOptions = z.output<typeof pairsOptions>;
-export type WriteOptions = z.output<typeof writeOptions>;
-export type RefLogpsOptions = z.output<typeof refLogpsOptions>;
 export type DpoTrainOptions = z.output<typeof dpoTrainOptions>;
 
 // ---------------------------------------------------------------------------------------------
