@@ -1,6 +1,7 @@
 /**
  * `source`: where image rows enter a flow, as `images` batches — an Arrow IPC file or stream,
- * Parquet, LLaVA JSONL with its image folder, or an Arrow IPC stream on stdin. (The embedded
+ * Parquet, LLaVA JSONL with its image folder, or an Arrow IPC stream on stdin — or, kind
+ * `candidates`, pre-generated responses as `candidates` batches (src/io/candidates.ts). (The embedded
  * demo adds the shapes world as one more kind: demo/stages.)
  *
  * `sourceBatches(opts)` is a lazy async iterable: nothing is read or rendered until the
@@ -25,10 +26,11 @@ import { readArrowImages, readArrowStream } from "../src/io/arrow-ipc.ts";
 import { failOnBadRow, type BadRowHandler } from "../src/io/image-rows.ts";
 import { readLlavaJsonl } from "../src/io/jsonl.ts";
 import { readParquetImages } from "../src/io/parquet.ts";
+import { candidatesSourceOptions, readCandidates, type CandidatesSourceOptions } from "../src/io/candidates.ts";
 import type { SourceOptions } from "../src/pipeline/schema.ts";
 import { renderScene, sceneExample, type Split } from "../demo/world/index.ts";
 import { z } from "zod";
-import { defineStage } from "../src/flow/stage.ts";
+import { defineStage, type StageSetup } from "../src/flow/stage.ts";
 import { nonEmpty, positiveInt, type StageServices } from "./services.ts";
 
 /** Framework source kinds' option schemas (a host may add kinds: `z.discriminatedUnion("kind", [...sourceKindSchemas, mine])`). */
@@ -47,6 +49,8 @@ export const sourceKindSchemas = [
   }),
   /** An Arrow IPC stream on stdin, to sit behind another dataflow. */
   z.strictObject({ kind: z.literal("stdin"), count: positiveInt().nullable().default(null) }),
+  /** Pre-generated candidates (JSONL/Parquet, src/io/candidates.ts): emits `candidates` batches, images preprocessed for CLIP `model`. */
+  candidatesSourceOptions,
 ] as const;
 
 /** Options of the `source` stage (framework kinds). */
@@ -126,10 +130,19 @@ export const sourceStage = defineStage<typeof sourceOptions, StageServices>({
   role: "source",
   optionsSchema: sourceOptions,
   inputPaths: SOURCE_INPUT_PATHS,
+  // `model` exists on the candidates kind only: the CLIP whose preprocessing its images get.
+  modelRefs: { model: "clip" },
   rowsPerSource: "one",
   // Bad rows are dead-lettered through the flow context, which exists once the flow starts.
-  create: (o, setup) => sourceBatches(o, (id, reason) => sourceBadRows(setup.flow(), setup.name)(id, reason)),
+  create: (o, setup) =>
+    o.kind === "candidates" ? candidatesBatches(o, setup) : sourceBatches(o, (id, reason) => sourceBadRows(setup.flow(), setup.name)(id, reason)),
 });
+
+/** The candidates kind: its images go to the run's image store as the CLIP's pixels, as `decode` does. */
+async function candidatesBatches(o: CandidatesSourceOptions, setup: StageSetup<StageServices>): Promise<AsyncIterable<RecordBatch>> {
+  const clip = await setup.services.clip(o.model);
+  return readCandidates(o.path, { ...o, preprocess: clip.preprocess, store: setup.services.images(), onBadRow: (id, reason) => sourceBadRows(setup.flow(), setup.name)(id, reason) });
+}
 
 /** A credit-gated source observable of `images` FlowBatches. */
 export function source(spec: SourceSpec | SourceOptions, ctx: FlowContext, name = "source"): Observable<FlowBatch> {

@@ -10,7 +10,7 @@ import type { RecordBatch } from "apache-arrow";
 import { z } from "zod";
 import { buildImages } from "../../src/arrow/build.ts";
 import { defineStage } from "../../src/flow/stage.ts";
-import { SOURCE_INPUT_PATHS, sourceBadRows, sourceBatches, sourceKindSchemas } from "../../operators/source.ts";
+import { SOURCE_INPUT_PATHS, sourceKindSchemas, sourceStage } from "../../operators/source.ts";
 import { nonNegativeInt, positiveInt, type StageServices } from "../../operators/services.ts";
 import { renderScene, sceneExample, SPLITS } from "../world/index.ts";
 
@@ -47,7 +47,8 @@ export const shapesSourceStage = defineStage<typeof demoSourceOptions, StageServ
   role: "source",
   optionsSchema: demoSourceOptions,
   inputPaths: SOURCE_INPUT_PATHS,
+  modelRefs: sourceStage.modelRefs,
   rowsPerSource: "one",
-  create: (o, setup) =>
-    o.kind === "shapes-world" ? shapesWorldBatches(o) : sourceBatches(o, (id, reason) => sourceBadRows(setup.flow(), setup.name)(id, reason)),
+  // Every other kind is the framework's source stage (the candidates kind needs the services).
+  create: (o, setup) => (o.kind === "shapes-world" ? shapesWorldBatches(o) : sourceStage.create!(o, setup)),
 });

@@ -15,6 +15,8 @@ import { sourceBadRows } from "../../operators/source.ts";
 import { clipScore, filterCandidates as filter, pairCandidates as pairs, write, ScheduledClip } from "../../operators/index.ts";
 import { normalizeRows } from "../../operators/scheduled-clip.ts";
 import { creditsBack, png, runStages, stage, tinyClip } from "../operators/fixtures.ts";
+import { runFile } from "../pipeline/pipelines-cases.ts";
+import { readDeadLetter } from "../../src/flow/dead-letter.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "clipflow-candidates-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -230,4 +232,26 @@ describe("candidates source", () => {
       await sched.close();
     }
   }, 60_000);
+
+  test("pipelines/score-candidates.yaml runs its example: scored, filtered, paired and written as TRL Parquet; the missing image is dead-lettered by line", async () => {
+    const r = await runFile("score-candidates.yaml");
+    try {
+      expect([r.code, r.report.status, r.report.error]).toEqual([0, "completed", null]);
+      expect(r.report.reconciliation!.balanced).toBe(true);
+      const st = (name: string) => r.report.stages.find((x) => x.stage === name)!;
+      expect(st("source").rowsOut).toBe(12 * 4); // 12 good rows x 4 responses
+      expect(st("clipScore").rowsIn).toBe(48);
+      const pairsOut = st("pairs").rowsOut;
+      expect(pairsOut).toBeGreaterThan(0);
+      expect(pairsOut).toBeLessThanOrEqual(12 * 2); // maxPairsPerImage 2
+      const rows = (await parquetReadObjects({ file: await asyncBufferFromFile(join(r.out, "pairs.parquet")) })) as { images: { path: string }[] }[];
+      expect(rows).toHaveLength(pairsOut);
+      for (const row of rows) expect(row.images[0]!.path).toMatch(/^images\/scene-\d\d\.png$/);
+      const dead = await readDeadLetter(join(r.out, "dead-letter.arrow"));
+      expect(dead.map((d) => [d.id, d.stage])).toEqual([["q-missing", "source"]]);
+      expect(dead[0]!.reason).toEndWith("candidates.jsonl:13: image 'images/not-there.png' cannot be read (ENOENT)");
+    } finally {
+      rmSync(r.out, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -155,7 +155,7 @@ describe("loadPipeline: each bad file gives one clear line naming file:line:col 
     ],
     [
       "bad-source-kind.yaml",
-      '2:21: stages[0].source.kind: unknown kind "shapes-wrld" (did you mean "shapes-world"?); expected one of "shapes-world" | "arrow" | "parquet" | "jsonl-llava" | "stdin"',
+      '2:21: stages[0].source.kind: unknown kind "shapes-wrld" (did you mean "shapes-world"?); expected one of "shapes-world" | "arrow" | "parquet" | "jsonl-llava" | "stdin" | "candidates"',
     ],
     ["bad-missing-key.yaml", "3:5: stages[1].decode.model: missing required key"],
     ["bad-model-ref.yaml", '6:24: stages[1].generate.model: unknown model "polcy" (did you mean "policy"?); models defined: clip, policy'],

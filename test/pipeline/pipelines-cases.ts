@@ -27,6 +27,7 @@ export const tinyOverrides: Record<string, string[]> = {
   "compare.yaml": [...tinyFlow, ...tinyTrain],
   "build-pairs.yaml": tinyFlow,
   "hf-clip-example.yaml": tinyFlow,
+  "score-candidates.yaml": ["scheduler.workers=1"], // the example is already tiny (13 rows)
   // The pretraining recipes: the heavy parts made small, not skipped.
   "pretrain-clip.yaml": [
     "pretrainClip.scenes=32",
