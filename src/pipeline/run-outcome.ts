@@ -80,7 +80,10 @@ export function stageReportsOf(
     if (snap && sum === snap.filtered) ruleDrops.set(name, reasons);
     else notes.set(name, new Map([...reasons].map(([k, v]) => [def.countLabels?.[k] ?? k, v])));
   }
-  return stageReports(snapshots, deadRows, ruleDrops, notes);
+  // Dead rows count by their reason code ("image is null"), not by their per-row text (which
+  // names the file and line): 3,000 missing images are one entry, not 3,000.
+  const byCode = deadRows.map((r) => ({ ...r, reason: r.code || r.reason }));
+  return stageReports(snapshots, byCode, ruleDrops, notes);
 }
 
 /**
