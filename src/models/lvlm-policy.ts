@@ -19,7 +19,7 @@
 import type { TensorValue } from "../graph/runtime.ts";
 import { imageTokens, maxTextTokens } from "./lvlm-config.ts";
 import type { LvlmModel } from "./lvlm-model.ts";
-import { LVLM_IO, lvlmDecodeGraph, lvlmPrefillGraph, lvlmVisionGraph } from "./lvlm.ts";
+import { LVLM_IO, lvlmDecodeGraph, lvlmLogpsGraph, lvlmPrefillGraph, lvlmVisionGraph } from "./lvlm.ts";
 import { padIds } from "./text-batch.ts";
 
 /** Runs one of the policy's sessions (a key of `sessions()`) on the decoder's executor. */
@@ -37,6 +37,12 @@ export interface PolicyKv {
 }
 
 export type KvLayout = "slots" | "past";
+
+/** One (prompt, response) to score: prompt ‖ response ids, 1 on the scored (response) tokens. */
+export interface PolicyScoredText {
+  ids: number[];
+  answerMask: number[];
+}
 
 /** A prefill's result: next-token logits per prompt and the prompts' K/V. */
 export interface PolicyPrefill {
@@ -76,8 +82,8 @@ export interface PolicyModel {
   promptIds(prompt: string): number[];
   /** Generated ids -> text (special tokens skipped). */
   decodeTokens(ids: readonly number[]): string;
-  /** ONNX graphs (bytes or file paths) to load on every executor, by session key. */
-  sessions(): Record<string, Uint8Array | string>;
+  /** ONNX graphs (bytes or file paths) to load on every executor, by session key; `scoring` adds what sequenceLogps runs. */
+  sessions(opts?: { scoring?: boolean }): Record<string, Uint8Array | string>;
   /** The vision model: pixel_values [B, 3, S, S] -> image_features [B, N, D]. */
   vision(): { model: Uint8Array | string; input: string; output: string };
   /** Prefill prompts `ids[r]` with image features `features` [R, N, D]. */
@@ -87,6 +93,13 @@ export interface PolicyModel {
    * `kv` (kv.append). Returns logits [B, V].
    */
   step(run: SessionRun, tokens: readonly number[], positions: readonly number[], kv: PolicyKv): Promise<Float32Array>;
+  /** Prompt ‖ response as this model scores it (its own prompt layout; eos closes the response). */
+  scoredText(prompt: string, response: string): PolicyScoredText;
+  /**
+   * Log-probs of given responses in one teacher-forced pass (sessions from `sessions({ scoring: true })`):
+   * Σ log p over each item's response tokens and their count; features [R, N, D], one image per item.
+   */
+  sequenceLogps(run: SessionRun, features: Float32Array, items: readonly PolicyScoredText[]): Promise<{ logps: Float32Array; nTokens: Float32Array }>;
 }
 
 /**
@@ -99,12 +112,11 @@ export function lvlmPolicy(lvlm: LvlmModel): PolicyModel {
   const cfg = lvlm.cfg;
   const np = imageTokens(cfg);
   const V = cfg.lm.vocabSize;
+  const bake = (g: { graph: ReturnType<typeof lvlmPrefillGraph>["graph"]; outputs: ReturnType<typeof lvlmPrefillGraph>["outputs"] }) => g.graph.toOnnx({ outputs: g.outputs, bake: lvlm.store }).bytes;
   let baked: { prefill: Uint8Array; decode: Uint8Array; vision: Uint8Array } | undefined;
+  let scoring: Uint8Array | undefined;
   const bakeAll = () => {
-    if (!baked) {
-      const bake = (g: ReturnType<typeof lvlmPrefillGraph>) => g.graph.toOnnx({ outputs: g.outputs, bake: lvlm.store }).bytes;
-      baked = { prefill: bake(lvlmPrefillGraph(cfg, "features")), decode: bake(lvlmDecodeGraph(cfg)), vision: bake(lvlmVisionGraph(cfg)) };
-    }
+    baked ??= { prefill: bake(lvlmPrefillGraph(cfg, "features")), decode: bake(lvlmDecodeGraph(cfg)), vision: bake(lvlmVisionGraph(cfg)) };
     return baked;
   };
   return {
@@ -119,9 +131,11 @@ export function lvlmPolicy(lvlm: LvlmModel): PolicyModel {
     kv: { layers: cfg.lm.layers, heads: cfg.lm.heads, headDim: cfg.lm.width / cfg.lm.heads, layout: "slots" },
     promptIds: (prompt) => lvlm.promptIds(prompt),
     decodeTokens: (ids) => lvlm.tokenizer.decode(ids),
-    sessions: () => {
+    sessions: (opts = {}) => {
       const b = bakeAll();
-      return { prefill: b.prefill, decode: b.decode };
+      const s: Record<string, Uint8Array> = { prefill: b.prefill, decode: b.decode };
+      if (opts.scoring) s.logps = scoring ??= bake(lvlmLogpsGraph(cfg, "features"));
+      return s;
     },
     vision: () => ({ model: bakeAll().vision, input: LVLM_IO.pixelValues, output: LVLM_IO.imageFeatures }),
     async prefill(run, features, ids) {
@@ -145,6 +159,22 @@ export function lvlmPolicy(lvlm: LvlmModel): PolicyModel {
       });
       kv.append(out, positions);
       return out[LVLM_IO.logits]!.data as Float32Array;
+    },
+    scoredText(prompt, response) {
+      const t = lvlm.scoredText(prompt, response);
+      return { ids: t.ids, answerMask: t.answerMask };
+    },
+    async sequenceLogps(run, features, items) {
+      const R = items.length;
+      const b = padIds(items.map((i) => i.ids), cfg.padTokenId);
+      const am = padIds(items.map((i) => i.answerMask), 0);
+      const out = await run("logps", {
+        [LVLM_IO.imageFeatures]: { dtype: "float32", dims: [R, np, cfg.vision.width], data: features },
+        [LVLM_IO.inputIds]: b.ids,
+        [LVLM_IO.attentionMask]: b.mask,
+        [LVLM_IO.answerMask]: am.ids,
+      });
+      return { logps: out[LVLM_IO.logps]!.data as Float32Array, nTokens: out[LVLM_IO.nTokens]!.data as Float32Array };
     },
   };
 }

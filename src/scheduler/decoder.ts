@@ -41,7 +41,7 @@
 import type { Device, TensorValue } from "../graph/runtime.ts";
 import type { Sample } from "../models/generate.ts";
 import { LvlmModel } from "../models/lvlm-model.ts";
-import { lvlmPolicy, type PolicyModel, type PolicyPrefill, type SessionRun } from "../models/lvlm-policy.ts";
+import { lvlmPolicy, type PolicyModel, type PolicyPrefill, type PolicyScoredText, type SessionRun } from "../models/lvlm-policy.ts";
 import { sampleRng, sampleToken, tokenLogProb, type SamplingOptions } from "../models/sampling.ts";
 import type { Rng } from "../util/rng.ts";
 import { abortError, SchedulerError, type BatchedModel } from "./batched-model.ts";
@@ -87,6 +87,29 @@ export interface DecoderOptions {
   prefillAhead?: number;
   /** Batching of the `{name}.vision` model (defaults: maxBatch 32, maxDelayMs 2). */
   vision?: { maxBatch?: number; maxDelayMs?: number };
+  /** Also load the policy's scoring graph, so `logps` (teacher-forced log-probs) runs here (default false). */
+  scoring?: boolean;
+}
+
+/** A response to score under the policy: its image (features or pixels), prompt and response. */
+export interface ScoreRequest {
+  prompt: string;
+  response: string;
+  features?: Float32Array;
+  pixels?: Float32Array;
+}
+
+/** Σ log p of the response's tokens (eos included) and their count. */
+export interface ScoredResponse {
+  logp: number;
+  nTokens: number;
+}
+
+interface ScoreJob {
+  features: Float32Array;
+  scored: PolicyScoredText;
+  enqueuedAt: number;
+  done: Deferred<ScoredResponse>;
 }
 
 /** One prompt to answer: its image (features [Np, Dv] or pixels [3, S, S]) and prompt. */
@@ -149,6 +172,8 @@ export interface DecoderStats {
   /** Floats copied into or within the KV pools (joins and compaction). */
   kvCopiedFloats: number;
   kvBytes: number;
+  /** Responses scored by `logps`. */
+  scoredResponses: number;
 }
 
 
@@ -233,6 +258,8 @@ export class Decoder implements WorkSource {
   readonly ready: Promise<void>;
   private readonly readyD = deferred<void>();
   readonly options: Required<Omit<DecoderOptions, "vision">>;
+  /** Responses waiting to be scored (`logps`), oldest first. */
+  private readonly scoreJobs: ScoreJob[] = [];
   private readonly lanes: Lane[] = [];
   private readonly queue: FairQueue<Req>;
   /** Prefilled requests with samples still to start, oldest first. */
@@ -259,6 +286,7 @@ export class Decoder implements WorkSource {
     peakLiveTokens: 0,
     peakRunning: 0,
     peakPendingSamples: 0,
+    scoredResponses: 0,
   };
 
   constructor(
@@ -280,6 +308,7 @@ export class Decoder implements WorkSource {
       device: opts.device ?? "cpu",
       minJoin: opts.minJoin ?? Math.max(1, Math.floor(maxBatch / 8)),
       prefillAhead: opts.prefillAhead ?? Math.max(1, Math.floor(maxBatch / 2)),
+      scoring: opts.scoring ?? false,
     };
     const o = this.options;
     const bad = (what: string) => new SchedulerError(`decoder '${name}': ${what}`);
@@ -301,7 +330,7 @@ export class Decoder implements WorkSource {
     this.ready = this.readyD.promise;
 
     // The policy's graphs (the built-in LVLM bakes its weights now: a snapshot of the policy).
-    const sessions = model.sessions();
+    const sessions = model.sessions({ scoring: o.scoring });
     const vision = model.vision();
     this.visionIo = { input: vision.input, output: vision.output };
     this.vision = host.register(`${name}.vision`, { model: vision.model }, {
@@ -453,6 +482,57 @@ export class Decoder implements WorkSource {
     }
   }
 
+  /**
+   * Log-probs of given responses under the policy, one teacher-forced pass per call: scoring
+   * work runs on the decoder's executors between its generation work (needs `scoring: true`).
+   * Responses of several calls are scored together, up to maxBatch per worker call.
+   * @example
+   * const [r] = await gen.logps([{ pixels, prompt: "Describe the image.", response: "A red circle." }]);
+   */
+  async logps(requests: readonly ScoreRequest[], opts: { stream?: string; signal?: AbortSignal } = {}): Promise<ScoredResponse[]> {
+    const where = `decoder '${this.name}'`;
+    if (!this.options.scoring) throw new SchedulerError(`${where}: created without scoring: true, so logps has no scoring graph`);
+    if (this.closed) throw new SchedulerError(`${where}: scheduler is closed`);
+    const stream = opts.stream ?? "default";
+    const jobs = await Promise.all(
+      requests.map(async (r, i) => {
+        let features = r.features;
+        if (!features) {
+          if (!r.pixels) throw new SchedulerError(`${where}: score request ${i} needs features or pixels`);
+          const S = this.model.imageSize;
+          if (r.pixels.length !== 3 * S * S) throw new SchedulerError(`${where}: score request ${i}: pixels have ${r.pixels.length} floats, expected [3, ${S}, ${S}]`);
+          const out = await this.vision.run({ [this.visionIo.input]: { dtype: "float32", dims: [1, 3, S, S], data: r.pixels } }, { stream, ...(opts.signal ? { signal: opts.signal } : {}) });
+          features = out[this.visionIo.output]!.data as Float32Array;
+        }
+        if (features.length !== this.featureFloats) throw new SchedulerError(`${where}: score request ${i}: features have ${features.length} floats, expected ${this.featureFloats}`);
+        const scored = this.model.scoredText(r.prompt, r.response);
+        if (scored.ids.length > this.model.maxPositions - this.np) throw new SchedulerError(`${where}: score request ${i}: ${scored.ids.length} tokens exceed the model's ${this.model.maxPositions - this.np} text positions`);
+        return { features, scored, enqueuedAt: this.host.now(), done: deferred<ScoredResponse>() };
+      }),
+    );
+    if (this.closed) throw new SchedulerError(`${where}: scheduler is closed`);
+    this.scoreJobs.push(...jobs);
+    this.host.pump();
+    return Promise.all(jobs.map((j) => j.done.promise));
+  }
+
+  /** One worker call scoring up to maxBatch waiting responses. */
+  private async score(ex: Executor, release: () => void): Promise<void> {
+    const jobs = this.scoreJobs.splice(0, this.options.maxBatch);
+    const feats = new Float32Array(jobs.length * this.featureFloats);
+    jobs.forEach((j, i) => feats.set(j.features, i * this.featureFloats));
+    try {
+      const r = await this.model.sequenceLogps(this.runner(ex), feats, jobs.map((j) => j.scored));
+      release();
+      this.counters.scoredResponses += jobs.length;
+      jobs.forEach((j, i) => j.done.resolve({ logp: r.logps[i]!, nTokens: r.nTokens[i]! }));
+    } catch (e) {
+      release();
+      const err = new SchedulerError(`decoder '${this.name}': scoring failed: ${(e as Error).message}`);
+      for (const j of jobs) j.done.reject(err);
+    }
+  }
+
   stats(): DecoderStats {
     let live = 0;
     let running = 0;
@@ -486,6 +566,7 @@ export class Decoder implements WorkSource {
     for (const lane of this.lanes) if (!lane.running && this.plan(lane) && lane.since < since) since = lane.since;
     const q = this.queue.oldestEnqueuedAt();
     if (this.prefillAheadRows() > 0) since = Math.min(since, q ?? now);
+    if (this.scoreJobs.length > 0) since = Math.min(since, this.scoreJobs[0]!.enqueuedAt);
     if (since === Number.POSITIVE_INFINITY) return undefined;
     return { priority: this.options.priority, since: Math.min(since, q ?? now, now) };
   }
@@ -498,6 +579,11 @@ export class Decoder implements WorkSource {
     // the idle lane with work that has waited longest
     let lane: Lane | undefined;
     for (const l of this.lanes) if (!l.running && (!lane || l.since < lane.since) && this.plan(l) !== undefined) lane = l;
+    // scoring requests that waited longer than the lane go first (one call, then the lane's turn)
+    if (this.scoreJobs.length > 0 && (!lane || this.scoreJobs[0]!.enqueuedAt <= lane.since)) {
+      await this.score(executor, release);
+      return;
+    }
     const ahead = this.prefillAheadRows();
     // Prefill first only when the lane could not fill its free rows from what is prefilled;
     // otherwise step now and let the prefill run while the lane samples (see `prefillAheadRows`).
@@ -782,6 +868,7 @@ export class Decoder implements WorkSource {
   }
 
   private failAll(err: Error): void {
+    for (const j of this.scoreJobs.splice(0)) j.done.reject(err);
     for (const r of this.queue.remove(() => true)) this.settleFailed(r, err);
     for (const r of [...this.pending]) this.settleFailed(r, err);
     this.pending.length = 0;

@@ -86,6 +86,30 @@ describe("continuous-batching decoder", () => {
     }
   });
 
+  test("logps: teacher-forced log-probs scheduled between generation steps equal the model's own", async () => {
+    const { s, gen } = setup({ maxBatch: 4, minJoin: 1, scoring: true });
+    try {
+      const responses = ["a red circle .", "two green stars", "blue", "a blue square left of a red circle ."];
+      const running = images.map((pixels, i) => gen.run({ pixels, prompt: prompts[i]!, n: 2, seed: 7 + i }, sampling));
+      const scored = await gen.logps(responses.map((response, i) => ({ pixels: images[i]!, prompt: prompts[i]!, response })));
+      const px = new Float32Array(responses.length * 3 * S * S);
+      responses.forEach((_, i) => px.set(images[i]!, i * 3 * S * S));
+      const ref = await m.sequenceLogps(px, responses.map((r, i) => m.scoredText(prompts[i]!, r)));
+      scored.forEach((x, i) => {
+        expect(Math.abs(x.logp - ref.logps[i]!)).toBeLessThan(1e-4);
+        expect(x.nTokens).toBe(ref.nTokens[i]!);
+      });
+      expect(new Set(scored.map((x) => x.nTokens)).size).toBeGreaterThan(2);
+      await Promise.all(running);
+      expect(gen.stats().scoredResponses).toBe(4);
+      // without scoring: true there is no scoring graph
+      const plain = s.decoder("plain", m, { maxBatch: 2 });
+      await expect(plain.logps([{ pixels: images[0]!, prompt: "a", response: "b" }])).rejects.toThrow(/created without scoring: true/);
+    } finally {
+      await s.close();
+    }
+  });
+
   test("continuous: prompts are prefilled ahead in batches, bounded, and their samples refill rows as they free", async () => {
     // 6 prompts × 3 samples through 4 rows: a prefill call waits until 3 samples are missing
     // (minJoin), then takes up to free rows + prefillAhead (2) samples, i.e. one or two prompts

@@ -23,7 +23,7 @@ export interface LocalSessions {
 export async function localSessions(policy: PolicyModel, opts: { threads?: number } = {}): Promise<LocalSessions> {
   const so = { intraOpThreads: opts.threads ?? 1 };
   const sessions = new Map<string, InferenceSession>();
-  for (const [key, model] of Object.entries(policy.sessions())) sessions.set(key, await createSession(model, so));
+  for (const [key, model] of Object.entries(policy.sessions({ scoring: true }))) sessions.set(key, await createSession(model, so));
   const v = policy.vision();
   const vision = await createSession(v.model, so);
   const run: SessionRun = async (key, feeds) => {
@@ -66,7 +66,7 @@ export interface SessionHost {
 export async function hostSessions(policy: PolicyModel, host: SessionHost, opts: { threads?: number } = {}): Promise<LocalSessions> {
   const so = { intraOpThreads: opts.threads ?? 1 };
   try {
-    for (const [key, model] of Object.entries(policy.sessions())) await host.load(key, model, so);
+    for (const [key, model] of Object.entries(policy.sessions({ scoring: true }))) await host.load(key, model, so);
     const v = policy.vision();
     await host.load("vision", v.model, so);
     return {

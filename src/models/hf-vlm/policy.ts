@@ -27,7 +27,7 @@ import { join, resolve } from "node:path";
 import { Template } from "@huggingface/jinja";
 import type { TensorValue } from "../../graph/runtime.ts";
 import { HfTokenizer } from "../hf-tokenizer.ts";
-import type { PolicyKv, PolicyModel, PolicyPrefill, SessionRun } from "../lvlm-policy.ts";
+import type { PolicyKv, PolicyModel, PolicyPrefill, PolicyScoredText, SessionRun } from "../lvlm-policy.ts";
 import { parsePreprocessorConfig, type ImageProcessorConfig } from "../preprocessor-config.ts";
 import { HF_VLM_FILES } from "./export.ts";
 import { HF_VLM_IO, hfLogpsHeadGraph } from "./graphs.ts";
@@ -45,10 +45,7 @@ const SUPPORTED = ["llava", "llava_qwen2", "moondream1"];
 export const HF_VLM_SESSIONS = { embed: "embed_tokens", decoder: "decoder_model_merged", logps: "logps_head" } as const;
 
 /** One (prompt, response) to score: ids of prompt ‖ response (+ eos) and 1 on response tokens. */
-export interface HfScoredText {
-  ids: number[];
-  answerMask: number[];
-}
+export type HfScoredText = PolicyScoredText;
 
 async function readJson(dir: string, rel: string, required: true): Promise<Json>;
 async function readJson(dir: string, rel: string, required: false): Promise<Json | undefined>;
@@ -265,16 +262,19 @@ export class HfVlm implements PolicyModel {
     return this.tokenizer.decode(ids);
   }
 
-  sessions(): Record<string, Uint8Array | string> {
-    this.logpsHead ??= (() => {
-      const h = hfLogpsHeadGraph();
-      return h.graph.toOnnx({ outputs: h.outputs }).bytes;
-    })();
-    return {
+  sessions(opts: { scoring?: boolean } = {}): Record<string, Uint8Array | string> {
+    const s: Record<string, Uint8Array | string> = {
       [HF_VLM_SESSIONS.embed]: join(this.dir, HF_VLM_FILES.embedTokens),
       [HF_VLM_SESSIONS.decoder]: join(this.dir, HF_VLM_FILES.decoder),
-      [HF_VLM_SESSIONS.logps]: this.logpsHead,
     };
+    if (opts.scoring) {
+      this.logpsHead ??= (() => {
+        const h = hfLogpsHeadGraph();
+        return h.graph.toOnnx({ outputs: h.outputs }).bytes;
+      })();
+      s[HF_VLM_SESSIONS.logps] = this.logpsHead;
+    }
+    return s;
   }
 
   vision(): { model: string; input: string; output: string } {

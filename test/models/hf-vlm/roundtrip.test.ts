@@ -97,6 +97,18 @@ describe("hf-onnx-vlm: clipflow's policy exported in the layout", () => {
     } finally {
       await w.release();
     }
+    // and as scheduled scoring work of the policy's decoder
+    const s = new Scheduler();
+    try {
+      const gen = new Decoder(s, "hf-score", policy, { maxBatch: 2, scoring: true });
+      const got = await gen.logps(PROMPTS.map((prompt, i) => ({ pixels: pixels[i]!, prompt, response: answers[i]! })));
+      got.forEach((x, i) => {
+        expect(Math.abs(x.logp - ref.logps[i]!)).toBeLessThan(1e-4);
+        expect(x.nTokens).toBe(ref.nTokens[i]!);
+      });
+    } finally {
+      await s.close();
+    }
   }, 60_000);
 
   test("transformers.js generates the built-in policy's greedy captions from the exported folder", async () => {
