@@ -48,6 +48,9 @@ import {
 } from "./protocol.ts";
 import { ensureStreams, ensureWorkConsumer } from "./streams.ts";
 
+/** Milliseconds between the coordinator's run-spec refreshes (workers treat 6 missed ones as an abandoned run). */
+export const HEARTBEAT_MS = 5000;
+
 export interface CoordinatorOptions {
   servers: string | string[];
   /** Run id (subject token). The same id resumes the run's durable state. */
@@ -63,6 +66,8 @@ export interface CoordinatorOptions {
   maxDeliver?: number;
   /** Batches one worker runs at once (default 2: the next batch's prompts join the decode batch). */
   workerConcurrency?: number;
+  /** Default HEARTBEAT_MS. */
+  heartbeatMs?: number;
   log?: (line: string) => void;
 }
 
@@ -147,6 +152,7 @@ export class ClusterCoordinator {
   private readonly batchToSeq = new Map<string, number>();
   private readonly subs: Subscription[] = [];
   private watchdog: ReturnType<typeof setInterval> | null = null;
+  private heartbeat: ReturnType<typeof setInterval> | null = null;
   private policyVersion = 0;
   private readonly workSizes = new Sizes();
   private readonly resultSizes = new Sizes();
@@ -186,7 +192,7 @@ export class ClusterCoordinator {
     const kv = await new Kvm(nc).create(RUNS_BUCKET, { history: 1 });
     const previous = await kv.get(run);
     const policyVersion = previous?.operation === "PUT" && previous.value.byteLength > 0 ? previous.json<RunSpec>().policyVersion : 0;
-    const spec: RunSpec = { run, pipeline: pipelineToYaml(opts.pipeline), stages: [...opts.stages], ackWaitMs, maxDeliver, workerConcurrency: opts.workerConcurrency ?? 2, policyVersion, state: "running" };
+    const spec: RunSpec = { run, pipeline: pipelineToYaml(opts.pipeline), stages: [...opts.stages], ackWaitMs, maxDeliver, workerConcurrency: opts.workerConcurrency ?? 2, heartbeatMs: opts.heartbeatMs ?? HEARTBEAT_MS, policyVersion, state: "running" };
     const c = new ClusterCoordinator(nc, jsm, kv, spec, opts);
     c.policyVersion = policyVersion;
     c.listen();
@@ -221,6 +227,11 @@ export class ClusterCoordinator {
     this.subs.push(results, advisories);
     // Fallback for results published while this connection was away (a server restart).
     this.watchdog = setInterval(() => void this.poll(), 1000);
+    // Heartbeat: a new KV revision every few seconds tells workers the coordinator is alive; a
+    // run whose revision stops changing was abandoned (workers leave it when they are idle).
+    this.heartbeat = setInterval(() => {
+      if (this.spec.state === "running") void this.kv.put(this.run, JSON.stringify(this.spec)).catch(() => {});
+    }, this.spec.heartbeatMs);
   }
 
   private polling = false;
@@ -439,6 +450,8 @@ export class ClusterCoordinator {
   /** Stops listening and closes the connection (the run's durable state stays unless finish() ran). */
   async close(): Promise<void> {
     if (this.watchdog) clearInterval(this.watchdog);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
     this.watchdog = null;
     for (const s of this.subs.splice(0)) s.unsubscribe();
     for (const p of this.pending.values()) p.reject(new Error("cluster: coordinator closed"));

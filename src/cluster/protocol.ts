@@ -58,6 +58,8 @@ export interface RunSpec {
   workerConcurrency: number;
   /** Policy version workers must sample with (0: the pipeline's own model); see policy.ts. */
   policyVersion: number;
+  /** Milliseconds between the coordinator's refreshes of this spec (its heartbeat). */
+  heartbeatMs: number;
   /** "running" while the coordinator publishes; "done" once it finished (workers move on). */
   state: "running" | "done";
 }

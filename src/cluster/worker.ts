@@ -36,6 +36,7 @@ import { runBatch } from "./batch-runner.ts";
 import { fetchPolicy, withPolicy } from "./policy.ts";
 import { H, RUNS_BUCKET, WORK_STREAM, encodeResult, ipcToBatches, resultSubject, workConsumer, type ResultHead, type RunSpec } from "./protocol.ts";
 import { ensureStreams } from "./streams.ts";
+import { HEARTBEAT_MS } from "./coordinator.ts";
 
 export interface WorkerOptions {
   /** NATS server URL(s), e.g. nats://host:4222. */
@@ -139,13 +140,16 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
     const jsm = await jetstreamManager(nc);
     await ensureStreams(jsm);
     const kv = await new Kvm(nc).create(RUNS_BUCKET, { history: 1 });
+    const abandoned = new Map<string, number>();
     for (;;) {
       if (signal.aborted) break;
-      const spec = await nextRun(kv, opts.run, signal);
+      const spec = await nextRun(kv, opts.run, signal, abandoned);
       if (!spec) break;
       stats.runs++;
-      await serveRun(nc, kv, spec, opts, stats, id, log, signal);
-      if (opts.once) break;
+      const left = await serveRun(nc, kv, spec, opts, stats, id, log, signal);
+      if (left !== null) abandoned.set(spec.run, left);
+      // --once ends with the run; an abandoned run is not an end while it is the one asked for
+      if (opts.once && !(left !== null && opts.run === spec.run)) break;
     }
   } finally {
     await nc.drain().catch(() => {});
@@ -154,21 +158,28 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
   return stats;
 }
 
-async function readSpec(kv: KV, run: string): Promise<RunSpec | null> {
+/** A run is abandoned when its spec's revision (the coordinator's heartbeat) has not changed for 6 heartbeats. */
+const abandonedMs = (spec: RunSpec): number => 6 * (spec.heartbeatMs ?? HEARTBEAT_MS);
+
+async function readSpec(kv: KV, run: string): Promise<(RunSpec & { revision: number }) | null> {
   const e = await kv.get(run);
   if (!e || e.operation !== "PUT" || e.value.byteLength === 0) return null;
-  return e.json<RunSpec>();
+  return { ...e.json<RunSpec>(), revision: e.revision };
 }
 
-/** The next running run (the requested one, or any), polling the KV bucket every 500 ms. */
-async function nextRun(kv: KV, only: string | undefined, signal: AbortSignal): Promise<RunSpec | null> {
+/**
+ * The next running run (the requested one, or any), polling the KV bucket every 500 ms. Runs this
+ * worker left as abandoned (`skip`: run → revision) are passed over until their revision changes
+ * (a resumed coordinator).
+ */
+async function nextRun(kv: KV, only: string | undefined, signal: AbortSignal, skip: Map<string, number>): Promise<RunSpec | null> {
   while (!signal.aborted) {
     try {
       const keys: string[] = only ? [only] : [];
       if (!only) for await (const k of await kv.keys()) keys.push(k);
       for (const k of keys.sort()) {
         const s = await readSpec(kv, k);
-        if (s?.state === "running") return s;
+        if (s?.state === "running" && skip.get(k) !== s.revision) return s;
       }
     } catch {
       // server away (restart): try again
@@ -178,7 +189,8 @@ async function nextRun(kv: KV, only: string | undefined, signal: AbortSignal): P
   return null;
 }
 
-async function serveRun(nc: NatsConnection, kv: KV, spec: RunSpec, opts: WorkerOptions, stats: WorkerStats, id: string, log: (l: string) => void, signal: AbortSignal): Promise<void> {
+/** Serves `spec` until it is done (returns null) or abandoned by its coordinator (returns the stale revision). */
+async function serveRun(nc: NatsConnection, kv: KV, spec: RunSpec, opts: WorkerOptions, stats: WorkerStats, id: string, log: (l: string) => void, signal: AbortSignal): Promise<number | null> {
   const run = spec.run;
   const base = parsePipeline(spec.pipeline, `cluster-run-${run}.yaml`, { checkFiles: false });
   const onError = base.flow.onError;
@@ -294,6 +306,9 @@ async function serveRun(nc: NatsConnection, kv: KV, spec: RunSpec, opts: WorkerO
       }, opts.progressEveryMs ?? 5000)
     : null;
   let done = false;
+  let lastRevision = -1;
+  let revisionSince = performance.now();
+  let abandonedAt: number | null = null;
   const loop = async (): Promise<void> => {
     let consumer = null;
     while (!signal.aborted && !done) {
@@ -309,10 +324,17 @@ async function serveRun(nc: NatsConnection, kv: KV, spec: RunSpec, opts: WorkerO
         if (!signal.aborted) await sleep(250, signal);
         void e;
       }
-      // No work right now: has the run ended?
+      // No work right now: has the run ended, or has its coordinator stopped refreshing it?
       try {
         const s = await readSpec(kv, run);
         if (!s || s.state !== "running") done = true;
+        else if (s.revision !== lastRevision) {
+          lastRevision = s.revision;
+          revisionSince = performance.now();
+        } else if (active === 0 && performance.now() - revisionSince > abandonedMs(spec)) {
+          abandonedAt = s.revision;
+          done = true;
+        }
       } catch {
         // server away: keep trying
       }
@@ -320,7 +342,9 @@ async function serveRun(nc: NatsConnection, kv: KV, spec: RunSpec, opts: WorkerO
   };
   try {
     await Promise.all(Array.from({ length: spec.workerConcurrency }, loop));
-    log(`run ${run} ended: ${stats.batches} batches served`);
+    if (abandonedAt !== null) log(`run ${run}: no heartbeat from its coordinator for ${abandonedMs(spec) / 1000} s; leaving it (a resumed coordinator brings it back)`);
+    else log(`run ${run} ended: ${stats.batches} batches served`);
+    return abandonedAt;
   } finally {
     if (progress) clearInterval(progress);
     if (resources) await (resources as PipelineResources).close().catch(() => {});
