@@ -200,8 +200,8 @@ async function* parquetGroups(path: string, root: string, onBad: BadRowHandler):
       const cell = o.image;
       // A binary cell has no name: the row id stands for its image.
       const ref = typeof cell === "string" ? cell : cell && typeof cell === "object" && !(cell instanceof Uint8Array) ? str((cell as { path?: unknown }).path) : null;
-      // A plain string cell is a path; binary and {bytes, path} structs as in the images source.
-      const load = typeof cell === "string" ? () => readImageFile(root, cell) : () => parquetImage(cell, root);
+      // Binary, a path string or a {bytes, path} struct, as in the images source.
+      const load = () => parquetImage(cell, root);
       yield { ...f, imageId: f.imageId ?? ref ?? f.id, where: at, image: load };
     }
     start = end;

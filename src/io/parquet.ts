@@ -42,13 +42,14 @@ export async function openParquet(path: string): Promise<{ file: AsyncBuffer; me
 }
 
 /**
- * An image cell of a Parquet row: binary bytes, or the Hugging Face `datasets` Image storage
- * struct `{bytes, path}` — bytes when embedded, else the file at `path` (what `Dataset.to_parquet`
- * writes for images it does not embed), resolved against the Parquet file's folder.
+ * An image cell of a Parquet row: binary bytes, a path string, or the Hugging Face `datasets`
+ * Image storage struct `{bytes, path}` — bytes when embedded, else the file at `path` (what
+ * `Dataset.to_parquet` writes for local image files), resolved against the Parquet file's folder.
  * Returns the bytes or a reason.
  */
 export async function parquetImage(cell: unknown, folder: string): Promise<Uint8Array | string> {
   if (cell instanceof Uint8Array) return cell.byteLength > 0 ? cell : "image is empty";
+  if (typeof cell === "string") return readImageFile(folder, cell); // a UTF8 column of paths
   if (cell && typeof cell === "object") {
     const { bytes, path } = cell as { bytes?: unknown; path?: unknown };
     if (bytes instanceof Uint8Array && bytes.byteLength > 0) return bytes;

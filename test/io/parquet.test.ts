@@ -156,6 +156,21 @@ describe("Parquet images source", () => {
     ]);
   });
 
+  test("an image column of plain path strings reads the files too", async () => {
+    const d = join(dir, "path-strings");
+    mkdirSync(d, { recursive: true });
+    const a = await png(5, 6, 7);
+    writeFileSync(join(d, "a.png"), a);
+    const p = join(d, "t.parquet");
+    const w = new ParquetBatchWriter(p, [{ name: "root", num_children: 3 }, str("id"), str("image"), str("prompt")], () => ({}));
+    w.writeColumns({ id: ["a", "b"], image: ["a.png", "b.png"], prompt: ["Q", "Q"] }, 2);
+    w.commit();
+    const { out, bad } = await readAll(p);
+    expect(out.map((r) => r.id)).toEqual(["a"]);
+    expect(Buffer.from(out[0]!.image).equals(Buffer.from(a))).toBe(true);
+    expect(bad).toEqual([["b", `${p}#1: image 'b.png' cannot be read (ENOENT)`]]);
+  });
+
   test("a corrupt page names the file and rows; a file that is not Parquet names the file", async () => {
     const p = join(dir, "corrupt.parquet");
     const imgs = await Promise.all([0, 1, 2].map((k) => png(k * 80, 0, 0)));
