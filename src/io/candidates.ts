@@ -12,8 +12,9 @@
  *          responses list<string>, logps? list<float|double>, n_tokens? list<int>, image_id?
  * ```
  * - `image` in JSONL is a path (relative to the `images` folder, by default the file's folder;
- *   it may not leave it) or `{"bytes": "<base64>", "path": …}` (the datasets JSON form, which
- *   clipflow's own TRL JSONL writes).
+ *   it may not leave it), a `data:image/…;base64,…` URI (as OpenAI-style chat requests carry it),
+ *   or `{"bytes": "<base64>", "path": …}` (the datasets JSON form, which clipflow's own TRL JSONL
+ *   writes).
  * - `image_id` groups rows that show the same image (embedded once, `maxPairsPerImage` counts
  *   per image); by default the image path, else the row id.
  * - `logps` (Σ token log-probs per response, under the generator) and `n_tokens` are optional;
@@ -137,8 +138,14 @@ export function parseCandidateFields(o: Record<string, unknown>): Omit<Candidate
   return { id, prompt, responses, logps, nTokens, imageId };
 }
 
-/** A JSONL `image` value: a path, or `{bytes: base64, path}`. */
+/** A JSONL `image` value: a path, a `data:image/…;base64,` URI, or `{bytes: base64, path}`. */
 function jsonImage(v: unknown, root: string): { ref: string | null; load: () => Promise<Uint8Array | string> } | string {
+  // A data URI (what OpenAI-style chat requests to vLLM/TGI carry): the bytes inline, no name.
+  const uri = typeof v === "string" ? /^data:image\/[\w.+-]+;base64,/.exec(v) : null;
+  if (uri) {
+    const b = new Uint8Array(Buffer.from((v as string).slice(uri[0].length), "base64"));
+    return { ref: null, load: async () => (b.byteLength > 0 ? b : "image data URI is empty") };
+  }
   if (typeof v === "string" && v !== "") return { ref: v, load: () => readImageFile(root, v) };
   if (v && typeof v === "object" && !Array.isArray(v)) {
     const { bytes, path } = v as { bytes?: unknown; path?: unknown };

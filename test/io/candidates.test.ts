@@ -68,6 +68,7 @@ describe("candidates source", () => {
       { id: "dup", image: "imgs/red.png", prompt: "Describe.", responses: ["again"] },
       { id: 7, image: "imgs/blue.png", prompt: "Describe.", responses: ["Blue.", 3] },
       { id: "b", image: "imgs/blue.png", image_id: "blue-image", prompt: "Describe.", responses: ["A blue square.", "A red circle.", "Blue."] },
+      { id: "uri", image: `data:image/png;base64,${Buffer.from(green).toString("base64")}`, prompt: "Describe.", responses: ["Green!"] },
     ];
     const p = join(d, "cands.jsonl");
     writeFileSync(p, lines.map((l) => (typeof l === "string" ? l : JSON.stringify(l))).join("\n") + "\n\n");
@@ -82,9 +83,11 @@ describe("candidates source", () => {
       ["b/s0", "blue-image", "A blue square."],
       ["b/s1", "blue-image", "A red circle."],
       ["b/s2", "blue-image", "Blue."],
+      ["uri/s0", "uri", "Green!"],
     ]);
-    // groups per batch: [r1, r2, g] then [b] (the bad rows in between hold no slot)
-    expect(batches.map((b) => b.numRows)).toEqual([5, 3]);
+    // groups per batch of 3: [r1, r2, g], [missing, garbage, b] (their images fail at the batch's read), [uri];
+    // rows that fail to parse or repeat a group hold no slot
+    expect(batches.map((b) => b.numRows)).toEqual([5, 3, 1]);
     expect(rows.map((r) => r.logp).slice(0, 3)).toEqual([-3.5, -7.25, Number.NaN]);
     expect(rows.map((r) => r.n_tokens).slice(0, 3)).toEqual([0, 0, 2]);
     expect(bad).toEqual([
@@ -97,7 +100,8 @@ describe("candidates source", () => {
       ["garbage", expect.stringContaining(`${p}:8: image unsupported: `) as unknown as string],
     ]);
     // images land in the store as the CLIP's pixels, once per image id
-    expect(store.size).toBe(3);
+    expect(store.size).toBe(4);
+    expect(Buffer.from(store.get("uri")!.bytes).equals(Buffer.from(green))).toBe(true);
     expect(store.get("imgs/red.png")!.pixels).toEqual(await preprocessImage(red, cfg));
     expect(Buffer.from(store.get("g")!.bytes).equals(Buffer.from(green))).toBe(true);
     expect(store.get("blue-image")!.pixels).toEqual(await preprocessImage(blue, cfg));
