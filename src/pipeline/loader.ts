@@ -42,7 +42,6 @@ import {
   type ClusterConfig,
   variantsSchema,
 } from "./schema.ts";
-import { writeFormats, type WriteFormat } from "../../operators/index.ts";
 import { didYouMean, suggest } from "./suggest.ts";
 import { validate } from "./zod-issues.ts";
 import { YamlSource } from "./yaml-source.ts";
@@ -330,25 +329,10 @@ function resolveData(
     }
   }
 
-  // Stage-specific cross-field rules.
+  // Stage-specific cross-field rules (each stage's `check` in the registry).
   for (const s of stages) {
-    const base = ["stages", s.index, s.name];
-    if (s.name === "filter" && s.options.dropTextImages && s.options.model === null)
-      issues.push({ path: [...base, "dropTextImages"], message: "needs filter.model (a clip model) to detect text in images" });
-    if (s.name === "write") {
-      const o = s.options;
-      if ((o.path === null) === !o.stdout)
-        issues.push({ path: base, at: "key", message: o.stdout ? "give either path or stdout: true, not both" : "needs path or stdout: true" });
-      else if (o.format === null) {
-        const inferred = o.stdout ? "arrow-stream" : formatFromExtension(o.path!);
-        if (inferred === undefined)
-          issues.push({
-            path: [...base, "path"],
-            message: `cannot infer format from "${extname(o.path!) || o.path}"; set format (${Object.keys(writeFormats).join(" | ")})`,
-          });
-        else o.format = inferred;
-      }
-    }
+    for (const issue of definitionOf(s.name).check?.(s.options) ?? [])
+      issues.push({ path: ["stages", s.index, s.name, ...issue.path], message: issue.message, ...(issue.at ? { at: issue.at } : {}) });
   }
 
   // eval.model: explicit, or the trained policy, or the generating policy.
@@ -386,8 +370,7 @@ function resolveData(
     for (const [key, kind] of Object.entries(def.inputPaths ?? {}))
       if (typeof o[key] === "string") o[key] = input(["stages", s.index, s.name, key], o[key], kind);
     for (const key of def.outputPaths ?? []) if (typeof o[key] === "string") o[key] = resolve(outDir, o[key]);
-    // LLaVA JSONL image paths are relative to the JSONL's folder unless `images` says otherwise.
-    if (s.name === "source" && s.options.kind === "jsonl-llava" && s.options.images === null) s.options.images = dirname(s.options.path);
+    def.resolvePaths?.(s.options);
   }
   if (flow) flow.deadLetter = resolve(outDir, flow.deadLetter);
 
@@ -409,11 +392,6 @@ function resolveData(
       cluster: cluster ?? null,
     },
   };
-}
-
-function formatFromExtension(path: string): WriteFormat | undefined {
-  const ext = extname(path).toLowerCase();
-  return (Object.keys(writeFormats) as WriteFormat[]).find((f) => (writeFormats[f] as readonly string[]).includes(ext));
 }
 
 /**

@@ -17,9 +17,9 @@
  * const opts: StageOptions<"pairs"> = def.optionsSchema.parse({ minMargin: 3 });
  */
 import type { RecordBatch } from "apache-arrow";
-import { dirname } from "node:path";
+import { dirname, extname } from "node:path";
 import type { z } from "zod";
-import { operatorStages, type StageServices } from "../../operators/index.ts";
+import { operatorStages, writeFormats, type StageServices, type WriteFormat } from "../../operators/index.ts";
 import { demoStages } from "../../demo/stages/index.ts";
 import { pretrainClipStageOptions, sftPolicyStageOptions } from "../../demo/recipes/options.ts";
 import { runRecipeFile } from "../../demo/recipes/run.ts";
@@ -116,6 +116,22 @@ export interface StageDefinition<Schema extends z.ZodType> {
   readonly countTotals?: readonly string[];
   /** Readable names of `counts` keys in other units than rows (e.g. groups), shown as notes. */
   readonly countLabels?: Readonly<Record<string, string>>;
+  /**
+   * Cross-field rules of a pipeline file's entry, checked by the loader after the schema (paths
+   * still as written); may fill a default that depends on other keys. Issue paths are relative to
+   * the stage entry.
+   */
+  readonly check?: (options: z.output<Schema>) => StageIssue[];
+  /** Fills defaults that depend on resolved (absolute) paths. */
+  readonly resolvePaths?: (options: z.output<Schema>) => void;
+}
+
+/** A problem with one stage entry of a pipeline file (path relative to the entry). */
+export interface StageIssue {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+  /** Point at the key (the whole entry) rather than its value. */
+  readonly at?: "key";
 }
 
 /** What a run needs to know about a stage beyond its definition. */
@@ -125,6 +141,8 @@ interface PipelineRole<Options> {
   readonly pairs?: { readonly rowName: (options: Options) => string };
   /** `counts` keys that are totals (neither drops nor notes). */
   readonly countTotals?: readonly string[];
+  readonly check?: (options: Options) => StageIssue[];
+  readonly resolvePaths?: (options: Options) => void;
 }
 
 /**
@@ -194,8 +212,26 @@ function adapt<Schema extends z.ZodType>(d: DefinedStage<Schema, StageServices>,
     countLabels: Object.fromEntries(counts.map(([k, c]) => [k, c.label])),
     ...(role.trainer ? { trainer: role.trainer } : {}),
     ...(role.generator ? { generator: role.generator } : {}),
+    ...(role.check ? { check: role.check } : {}),
+    ...(role.resolvePaths ? { resolvePaths: role.resolvePaths } : {}),
     ...(role.pairs ? { pairs: role.pairs } : {}),
   };
+}
+
+/** The format a file name's extension says, if it is one of `writeFormats`. */
+function formatFromExtension(path: string): WriteFormat | undefined {
+  const ext = extname(path).toLowerCase();
+  return (Object.keys(writeFormats) as WriteFormat[]).find((f) => (writeFormats[f] as readonly string[]).includes(ext));
+}
+
+/** `write`: exactly one of `path` and `stdout`; `format` from the extension when not given. */
+function checkWrite(o: z.output<typeof operatorStages.write.optionsSchema>): StageIssue[] {
+  if ((o.path === null) === !o.stdout) return [{ path: [], at: "key", message: o.stdout ? "give either path or stdout: true, not both" : "needs path or stdout: true" }];
+  if (o.format !== null) return [];
+  const inferred = o.stdout ? "arrow-stream" : formatFromExtension(o.path!);
+  if (inferred === undefined) return [{ path: ["path"], message: `cannot infer format from "${extname(o.path!) || o.path}"; set format (${Object.keys(writeFormats).join(" | ")})` }];
+  o.format = inferred;
+  return [];
 }
 
 /** Runs a pretraining recipe (demo/recipes) with its resolved options; it writes the model folder `modelDir`. */
@@ -225,16 +261,23 @@ function recipeStage<Schema extends z.ZodType<{ modelDir: string }>>(name: "pret
  * place of those it extends, then the recipe jobs.
  */
 export const stageRegistry = {
-  source: adapt(demoStages.source),
+  source: adapt(demoStages.source, {
+    // LLaVA JSONL image paths are relative to the JSONL's folder unless `images` says otherwise.
+    resolvePaths: (o) => {
+      if (o.kind === "jsonl-llava" && o.images === null) o.images = dirname(o.path);
+    },
+  }),
   decode: adapt(operatorStages.decode),
   generate: adapt(demoStages.generate, { generator: { model: (o) => o.model } }),
   clipScore: adapt(operatorStages.clipScore),
-  filter: adapt(operatorStages.filter),
+  filter: adapt(operatorStages.filter, {
+    check: (o) => (o.dropTextImages && o.model === null ? [{ path: ["dropTextImages"], message: "needs filter.model (a clip model) to detect text in images" }] : []),
+  }),
   pairs: adapt(demoStages.pairs, {
     pairs: { rowName: (o) => (o.strategy === "random" ? "DPO on random pairs" : o.strategy === "oracle" ? "DPO on oracle pairs" : "CLIP-DPO") },
     countTotals: ["groups", "pairs"],
   }),
-  write: adapt(operatorStages.write),
+  write: adapt(operatorStages.write, { check: checkWrite }),
   refLogps: adapt(operatorStages.refLogps),
   dpoTrain: adapt(operatorStages.dpoTrain, { trainer: { model: (o) => o.model } }),
   pretrainClip: recipeStage("pretrainClip", pretrainClipStageOptions),

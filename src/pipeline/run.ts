@@ -34,7 +34,7 @@ import { ConfigError, errorMessage, RuntimeError } from "../util/errors.ts";
 import { evaluatePolicies, type EvalSubject } from "./eval.ts";
 import { pipelineToData, type ResolvedPipeline } from "./loader.ts";
 import type { Progress } from "./progress.ts";
-import { definitionOf, isJobStage, type StageConfig, type StageContext, type StageInstance } from "./registry.ts";
+import { definitionOf, findStage, isJobStage, type StageConfig, type StageContext, type StageInstance } from "./registry.ts";
 import { emptyReport, reconcile, stageReports, writeRunReport, type RunReport } from "./report.ts";
 import { PipelineResources } from "./resources.ts";
 import { prepareOutDir, RUN_FILES } from "./run-files.ts";
@@ -360,7 +360,7 @@ export async function evaluateAndSettle(s: RunState, _resources: PipelineResourc
 
 async function evaluate(p: ResolvedPipeline, subjects: EvalSubject[], report: RunReport, signal: AbortSignal, log: (line: string) => void): Promise<boolean> {
   // Sampled decoding at the generate stage's temperature/top-p (4 answers per scene, eval.ts's default).
-  const gen = p.stages.find((x) => x.name === "generate")?.options as { temperature?: number; topP?: number } | undefined;
+  const gen = findStage(p.stages, "generator")?.stage.options as { temperature?: number; topP?: number } | undefined;
   const sampling = gen?.temperature ? { temperature: gen.temperature, topP: gen.topP ?? 1, samples: 4 } : undefined;
   try {
     report.evaluation = await evaluatePolicies(subjects, p.eval!, {
