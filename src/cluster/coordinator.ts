@@ -29,7 +29,7 @@ import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jet
 import { Kvm, type KV } from "@nats-io/kv";
 import { operate, type FlowOperator } from "../flow/index.ts";
 import { pipelineToYaml, type ResolvedPipeline } from "../pipeline/loader.ts";
-import { publishPolicy } from "./policy.ts";
+import { deletePolicies, publishPolicy } from "./policy.ts";
 import {
   H,
   RESULTS_STREAM,
@@ -203,6 +203,11 @@ export class ClusterCoordinator {
 
   get run(): string {
     return this.spec.run;
+  }
+
+  /** The policy version work published now is tagged with (0: the pipeline's own model). */
+  get currentPolicyVersion(): number {
+    return this.policyVersion;
   }
 
   private listen(): void {
@@ -445,6 +450,7 @@ export class ClusterCoordinator {
     await this.jsm.consumers.delete(WORK_STREAM, workConsumer(this.run)).catch(() => {});
     await this.jsm.streams.purge(WORK_STREAM, { filter: workSubject(this.run) }).catch(() => {});
     await this.jsm.streams.purge(RESULTS_STREAM, { filter: resultsFilter(this.run) }).catch(() => {});
+    if (this.policyVersion > 0) await deletePolicies(this.nc, this.run).catch(() => {});
   }
 
   /** Stops listening and closes the connection (the run's durable state stays unless finish() ran). */

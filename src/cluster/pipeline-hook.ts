@@ -15,6 +15,7 @@ import type { ResolvedPipeline } from "../pipeline/loader.ts";
 import type { PipelineResources } from "../pipeline/resources.ts";
 import type { ClusterConfig } from "../pipeline/schema.ts";
 import { ClusterCoordinator, type ClusterReport } from "./coordinator.ts";
+import { publishPathPolicy } from "./policy.ts";
 import { clusterSplit, defaultRunId, runImageStore, storeImages } from "./run-cluster.ts";
 
 export interface ClusterHook {
@@ -51,6 +52,8 @@ export async function startCluster(p: ResolvedPipeline, cfg: ClusterConfig, reso
     workerConcurrency: cfg.workerConcurrency,
     log,
   });
+  // A policy folder on this machine's disk (e.g. the previous round's) reaches workers through the object store.
+  await publishPathPolicy(coordinator, p);
   const timer = setInterval(() => log(coordinator.progressLine()), 10_000);
   let final: Promise<ClusterReport> | null = null;
   return {

@@ -73,10 +73,30 @@ export async function fetchPolicy(nc: NatsConnection, run: string, version: numb
   return dir;
 }
 
+/** Removes run `run`'s policy bucket (a completed run; workers keep their downloaded copies). */
+export async function deletePolicies(nc: NatsConnection, run: string): Promise<void> {
+  const os = await new Objm(nc).open(policyBucket(run));
+  await os.destroy();
+}
+
 /** The models entry the run's `generate` stage samples with (the policy that versions replace). */
 export function policyModelName(p: ResolvedPipeline): string | null {
   const g = p.stages.find((s) => s.name === "generate");
   return g && "model" in g.options ? String(g.options.model) : null;
+}
+
+/**
+ * When the run's policy is a `{ path, format: clipflow }` folder on the coordinator's disk (a
+ * round's trained policy, a fine-tuned model), publish it as version 1 so workers on other
+ * machines need no copy of it. Returns the version work is tagged with (unchanged when the
+ * policy is built in, or already published by an earlier incarnation of the run).
+ * @example await publishPathPolicy(coordinator, p); // 1 for { path: runs/x/round-1/policy }
+ */
+export async function publishPathPolicy(c: { currentPolicyVersion: number; publishPolicy(dir: string): Promise<number> }, p: ResolvedPipeline): Promise<number> {
+  const name = policyModelName(p);
+  const m = name === null ? undefined : p.models[name];
+  if (!m || !("path" in m) || m.format !== "clipflow" || c.currentPolicyVersion > 0) return c.currentPolicyVersion;
+  return c.publishPolicy(m.path);
 }
 
 /** `p` with the policy entry pointing at the downloaded folder `dir` (clipflow format). */

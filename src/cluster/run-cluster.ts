@@ -24,6 +24,7 @@ import { PipelineResources } from "../pipeline/resources.ts";
 import { flowNames } from "../pipeline/run-outcome.ts";
 import type { z } from "zod";
 import { ClusterCoordinator, type ClusterReport } from "./coordinator.ts";
+import { publishPathPolicy } from "./policy.ts";
 import { WORKER_STAGES } from "./protocol.ts";
 
 /** Which stages run where. */
@@ -133,6 +134,7 @@ export async function runClusterFlow(p: ResolvedPipeline, opts: ClusterFlowOptio
     log,
   });
   try {
+    await publishPathPolicy(coordinator, p);
     const names = flowNames(p.stages);
     const build = async (i: number): Promise<StageInstance> => {
       const s = p.stages[i]!;
