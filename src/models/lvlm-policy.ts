@@ -93,6 +93,11 @@ export interface PolicyModel {
    * `kv` (kv.append). Returns logits [B, V].
    */
   step(run: SessionRun, tokens: readonly number[], positions: readonly number[], kv: PolicyKv): Promise<Float32Array>;
+  /**
+   * Called with each loaded session's input/output names (per executor, before it serves): a
+   * policy may check them (one-line error naming the file) or adapt its feeds to them.
+   */
+  sessionsLoaded?(infos: Record<string, { inputNames: readonly string[]; outputNames: readonly string[] }>): void;
   /** Prompt ‖ response as this model scores it (its own prompt layout; eos closes the response). */
   scoredText(prompt: string, response: string): PolicyScoredText;
   /**

@@ -345,7 +345,10 @@ export class Decoder implements WorkSource {
       const sessionOpts = { intraOpThreads: o.intraOpThreads };
       Promise.all(
         executors.map(async (ex) => {
-          for (const [key, graph] of Object.entries(sessions)) await ex.host.load(this.session(key), graph, sessionOpts);
+          const infos: Record<string, { inputNames: string[]; outputNames: string[] }> = {};
+          for (const [key, graph] of Object.entries(sessions)) infos[key] = await ex.host.load(this.session(key), graph, sessionOpts);
+          // the policy checks (and adapts to) the graphs' real inputs before any request runs
+          model.sessionsLoaded?.(infos);
           this.loadedOn.add(ex);
           this.host.pump();
         }),

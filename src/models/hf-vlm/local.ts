@@ -24,6 +24,7 @@ export async function localSessions(policy: PolicyModel, opts: { threads?: numbe
   const so = { intraOpThreads: opts.threads ?? 1 };
   const sessions = new Map<string, InferenceSession>();
   for (const [key, model] of Object.entries(policy.sessions({ scoring: true }))) sessions.set(key, await createSession(model, so));
+  policy.sessionsLoaded?.(Object.fromEntries([...sessions].map(([k, s]) => [k, { inputNames: s.inputNames, outputNames: s.outputNames }])));
   const v = policy.vision();
   const vision = await createSession(v.model, so);
   const run: SessionRun = async (key, feeds) => {
@@ -48,7 +49,7 @@ export async function localSessions(policy: PolicyModel, opts: { threads?: numbe
 
 /** What {@link hostSessions} needs of a session host (src/scheduler's WorkerHost has it). */
 export interface SessionHost {
-  load(name: string, model: Uint8Array | string, opts?: { intraOpThreads?: number }): Promise<unknown>;
+  load(name: string, model: Uint8Array | string, opts?: { intraOpThreads?: number }): Promise<{ inputNames: string[]; outputNames: string[] }>;
   run(name: string, feeds: Record<string, TensorValue>): Promise<Record<string, TensorValue>>;
   terminate(): Promise<void>;
 }
@@ -66,7 +67,9 @@ export interface SessionHost {
 export async function hostSessions(policy: PolicyModel, host: SessionHost, opts: { threads?: number } = {}): Promise<LocalSessions> {
   const so = { intraOpThreads: opts.threads ?? 1 };
   try {
-    for (const [key, model] of Object.entries(policy.sessions({ scoring: true }))) await host.load(key, model, so);
+    const infos: Record<string, { inputNames: string[]; outputNames: string[] }> = {};
+    for (const [key, model] of Object.entries(policy.sessions({ scoring: true }))) infos[key] = await host.load(key, model, so);
+    policy.sessionsLoaded?.(infos);
     const v = policy.vision();
     await host.load("vision", v.model, so);
     return {

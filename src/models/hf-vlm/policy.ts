@@ -203,6 +203,8 @@ export class HfVlm implements PolicyModel {
   private readonly template: Template;
   private readonly specials: Record<string, string>;
   private logpsHead: Uint8Array | undefined;
+  /** The merged decoder takes Optimum's `use_cache_branch` flag (older merged exports do). */
+  private cacheBranch = false;
 
   constructor(p: HfVlmParts) {
     this.dir = p.dir;
@@ -281,6 +283,33 @@ export class HfVlm implements PolicyModel {
     return { model: join(this.dir, HF_VLM_FILES.visionEncoder), input: HF_VLM_IO.pixelValues, output: HF_VLM_IO.imageFeatures };
   }
 
+  /**
+   * Checks the graphs' real inputs once loaded: the layout's names must be there (one line naming
+   * the file otherwise); Optimum's `use_cache_branch` is fed when the merged decoder has it.
+   */
+  sessionsLoaded(infos: Record<string, { inputNames: readonly string[]; outputNames: readonly string[] }>): void {
+    const need = (key: string, file: string, inputs: string[], outputs: string[]) => {
+      const info = infos[key];
+      if (!info) return;
+      const missIn = inputs.filter((n) => !info.inputNames.includes(n));
+      const missOut = outputs.filter((n) => !info.outputNames.includes(n));
+      if (missIn.length + missOut.length > 0) {
+        const what = [...missIn.map((n) => `input ${n}`), ...missOut.map((n) => `output ${n}`)].join(", ");
+        throw new HfVlmError(`${this.dir}/${file}: missing ${what} (have inputs ${info.inputNames.join(", ")})`);
+      }
+    };
+    const past: string[] = [];
+    for (let l = 0; l < this.kv.layers; l++) past.push(HF_VLM_IO.pastKey(l), HF_VLM_IO.pastValue(l));
+    need(HF_VLM_SESSIONS.embed, HF_VLM_FILES.embedTokens, [HF_VLM_IO.inputIds], [HF_VLM_IO.inputsEmbeds]);
+    need(HF_VLM_SESSIONS.decoder, HF_VLM_FILES.decoder, [HF_VLM_IO.inputsEmbeds, HF_VLM_IO.attentionMask, HF_VLM_IO.positionIds, ...past], [HF_VLM_IO.logits, HF_VLM_IO.presentKey(0)]);
+    this.cacheBranch = infos[HF_VLM_SESSIONS.decoder]?.inputNames.includes("use_cache_branch") ?? false;
+  }
+
+  /** `use_cache_branch` for the merged decoder when it takes one: true once a past exists. */
+  private branch(hasPast: boolean): Record<string, TensorValue> {
+    return this.cacheBranch ? { use_cache_branch: { dtype: "bool", dims: [1], data: Uint8Array.of(hasPast ? 1 : 0) } } : {};
+  }
+
   private emptyPast(rows: number): Record<string, TensorValue> {
     const { layers, heads, headDim } = this.kv;
     const f: Record<string, TensorValue> = {};
@@ -330,6 +359,7 @@ export class HfVlm implements PolicyModel {
       [HF_VLM_IO.attentionMask]: { dtype: "int64", dims: [R, T], data: mask },
       [HF_VLM_IO.positionIds]: { dtype: "int64", dims: [R, T], data: pos },
       ...this.emptyPast(R),
+      ...this.branch(false),
     });
     return { out, T };
   }
@@ -359,6 +389,7 @@ export class HfVlm implements PolicyModel {
       [HF_VLM_IO.attentionMask]: { dtype: "int64", dims: [B, T + 1], data: mask },
       [HF_VLM_IO.positionIds]: { dtype: "int64", dims: [B, 1], data: BigInt64Array.from(positions, (p) => BigInt(p)) },
       ...past,
+      ...this.branch(true),
     });
     kv.append(out, positions);
     return out[HF_VLM_IO.logits]!.data as Float32Array; // [B, 1, V]

@@ -187,5 +187,16 @@ describe("hf-onnx-vlm: clipflow's policy exported in the layout", () => {
     });
     const two = await loadHfVlm(d);
     expect(() => two.promptIds("what is red?")).toThrow(/2 image tokens '<image>'; exactly one image per prompt/);
+    // a merged decoder without the layout's inputs: refused once its session loads, naming the file
+    const wrong = await loadHfVlm(variant((dir) => cpSync(join(dir, "onnx/embed_tokens.onnx"), join(dir, "onnx/decoder_model_merged.onnx"))));
+    const err = await localSessions(wrong).then(() => undefined, (e: unknown) => e as Error);
+    expect(err?.message).toMatch(/onnx\/decoder_model_merged\.onnx: missing input inputs_embeds, input attention_mask, input position_ids, input past_key_values\.0\.key/);
+    const s = new Scheduler();
+    try {
+      const gen = new Decoder(s, "wrong", wrong, { maxBatch: 2 });
+      await expect(gen.ready).rejects.toThrow(/decoder 'wrong': .*decoder_model_merged\.onnx: missing input inputs_embeds/);
+    } finally {
+      await s.close();
+    }
   });
 });
