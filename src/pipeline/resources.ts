@@ -175,7 +175,17 @@ export class PipelineResources {
    * await resources.verify(); // after the stage factories ran; throws ModelLoadError
    */
   async verify(): Promise<void> {
+    // Sizes first (from the configs, nothing run): a mismatch is named as such, not as a tower
+    // that fails on pixels of the wrong size.
     const sizes: { what: string; size: number }[] = [];
+    for (const [name, p] of this.clips) sizes.push({ what: `models.${name} (CLIP)`, size: (await p).imageSize });
+    for (const [name, p] of this.lvlms) sizes.push({ what: `models.${name} (policy)`, size: (await p).cfg.vision.imageSize });
+    for (const [name, d] of this.decoders) if (!this.lvlms.has(name)) sizes.push({ what: `models.${name} (policy)`, size: (await d).model.imageSize });
+    const first = sizes[0];
+    const other = sizes.find((x) => x.size !== first?.size);
+    if (first && other)
+      throw new ModelLoadError(`${first.what} reads ${first.size}px images but ${other.what} reads ${other.size}px; the models of one pipeline share the decoded pixels, so their image sizes must match`, { code: "image size mismatch" });
+
     for (const [name, p] of this.clips) {
       const clip = await p;
       const dir = this.modelDir(name);
@@ -187,20 +197,12 @@ export class PipelineResources {
       await clip.embedTexts(["a"]).catch((e: unknown) => {
         throw new ModelLoadError(`models.${name}: ${join(dir, HF_CLIP_FILES.text)} cannot be loaded: ${errorMessage(e)}`, { cause: e });
       });
-      sizes.push({ what: `models.${name} (CLIP)`, size: s });
     }
-    for (const [name, p] of this.lvlms) sizes.push({ what: `models.${name} (policy)`, size: (await p).cfg.vision.imageSize });
     for (const [name, d] of this.decoders) {
-      const dec = await d;
-      if (!this.lvlms.has(name)) sizes.push({ what: `models.${name} (policy)`, size: dec.model.imageSize });
-      await dec.ready.catch((e: unknown) => {
+      await (await d).ready.catch((e: unknown) => {
         throw new ModelLoadError(`models.${name}: the policy's decoder cannot be loaded from ${this.modelDir(name)}: ${errorMessage(e)}`, { cause: e });
       });
     }
-    const first = sizes[0];
-    const other = sizes.find((x) => x.size !== first?.size);
-    if (first && other)
-      throw new ModelLoadError(`${first.what} reads ${first.size}px images but ${other.what} reads ${other.size}px; the models of one pipeline share the decoded pixels, so their image sizes must match`, { code: "image size mismatch" });
   }
 
   /** A named object shared by the stages of this run, made on first request. */

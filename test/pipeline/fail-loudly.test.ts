@@ -4,6 +4,8 @@
  * reaches the end must fail with the stage where the rows vanished and its dominant reason.
  */
 import { describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { loadPipeline } from "../../src/pipeline/loader.ts";
 import type { StageReport } from "../../src/pipeline/report.ts";
@@ -83,3 +85,28 @@ describe("set-up verification", () => {
     await scheduler.close();
   });
 });
+
+test("end to end: a CLIP whose config says 32px next to the 64px shipped policy fails at set-up, exit 1, before any row", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "clipflow-size-"));
+  const clip = join(dir, "clip");
+  mkdirSync(clip);
+  const shipped = join(root, "models/shapes-clip");
+  for (const f of readdirSync(shipped)) if (f !== "config.json") symlinkSync(join(shipped, f), join(clip, f));
+  writeFileSync(join(clip, "config.json"), readFileSync(join(shipped, "config.json"), "utf8").replace('"image_size": 64', '"image_size": 32'));
+  const file = join(dir, "p.yaml");
+  writeFileSync(file, [
+    "models: { clip: { path: ./clip }, policy: { builtin: shapes-lvlm } }",
+    "scheduler: { workers: 1 }",
+    "stages:",
+    "  - source: { kind: shapes-world, count: 4, batchSize: 2 }",
+    "  - decode: { model: clip }",
+    "  - generate: { model: policy, prompts: [Describe the image.], samples: 1, maxNewTokens: 4 }",
+    "  - write: { path: c.jsonl, layout: plain }",
+  ].join("\n"));
+  const p = Bun.spawn([process.execPath, join(root, "src/pipeline/cli.ts"), file, "--out", join(dir, "out"), "--progress", "off"], { cwd: root, stdout: "pipe", stderr: "pipe" });
+  const [code, stderr] = await Promise.all([p.exited, new Response(p.stderr).text()]);
+  expect(code).toBe(1);
+  expect(stderr.trim()).toBe("clipflow pipeline: models.clip (CLIP) reads 32px images but models.policy (policy) reads 64px; the models of one pipeline share the decoded pixels, so their image sizes must match");
+  const report = JSON.parse(readFileSync(join(dir, "out/report.json"), "utf8")) as { status: string; stages: unknown[] };
+  expect([report.status, report.stages]).toEqual(["failed", []]);
+}, 60_000);
