@@ -205,6 +205,8 @@ export class HfVlm implements PolicyModel {
   private logpsHead: Uint8Array | undefined;
   /** The merged decoder takes Optimum's `use_cache_branch` flag (older merged exports do). */
   private cacheBranch = false;
+  /** The merged decoder takes `num_logits_to_keep` (fed 0 = every position, as our reads need). */
+  private logitsToKeep = false;
 
   constructor(p: HfVlmParts) {
     this.dir = p.dir;
@@ -303,11 +305,19 @@ export class HfVlm implements PolicyModel {
     need(HF_VLM_SESSIONS.embed, HF_VLM_FILES.embedTokens, [HF_VLM_IO.inputIds], [HF_VLM_IO.inputsEmbeds]);
     need(HF_VLM_SESSIONS.decoder, HF_VLM_FILES.decoder, [HF_VLM_IO.inputsEmbeds, HF_VLM_IO.attentionMask, HF_VLM_IO.positionIds, ...past], [HF_VLM_IO.logits, HF_VLM_IO.presentKey(0)]);
     this.cacheBranch = infos[HF_VLM_SESSIONS.decoder]?.inputNames.includes("use_cache_branch") ?? false;
+    this.logitsToKeep = infos[HF_VLM_SESSIONS.decoder]?.inputNames.includes("num_logits_to_keep") ?? false;
   }
 
-  /** `use_cache_branch` for the merged decoder when it takes one: true once a past exists. */
+  /**
+   * Optional inputs of real merged exports: `use_cache_branch` (true once a past exists) and
+   * `num_logits_to_keep` (0: logits at every position — a right-padded prefill reads each row's
+   * own last one, and scoring reads them all).
+   */
   private branch(hasPast: boolean): Record<string, TensorValue> {
-    return this.cacheBranch ? { use_cache_branch: { dtype: "bool", dims: [1], data: Uint8Array.of(hasPast ? 1 : 0) } } : {};
+    const f: Record<string, TensorValue> = {};
+    if (this.cacheBranch) f.use_cache_branch = { dtype: "bool", dims: [1], data: Uint8Array.of(hasPast ? 1 : 0) };
+    if (this.logitsToKeep) f.num_logits_to_keep = { dtype: "int64", dims: [], data: BigInt64Array.of(0n) };
+    return f;
   }
 
   private emptyPast(rows: number): Record<string, TensorValue> {
