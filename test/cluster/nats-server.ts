@@ -8,7 +8,7 @@
  * const srv = await startNatsServer();
  * try { … connect({ servers: srv.url }) … } finally { await srv.stop(); }
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -63,7 +63,12 @@ export async function startNatsServer(opts: { maxPayload?: number } = {}): Promi
   const storeDir = mkdtempSync(join(tmpdir(), "clipflow-nats-"));
   const port = await freePort();
   const args = [NATS_SERVER_BIN, "-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir];
-  if (opts.maxPayload !== undefined) args.push("--max_payload", String(opts.maxPayload));
+  if (opts.maxPayload !== undefined) {
+    // nats-server 2.9 has no command-line flag for it: a one-line config file.
+    const conf = join(storeDir, "nats.conf");
+    writeFileSync(conf, `max_payload: ${opts.maxPayload}\n`);
+    args.push("-c", conf);
+  }
   let proc: Subprocess | null = null;
   const spawn = async (): Promise<void> => {
     proc = Bun.spawn(args, { stdout: "ignore", stderr: "pipe" });
