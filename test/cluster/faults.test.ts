@@ -11,7 +11,7 @@ import { runClusterFlow } from "../../src/cluster/run-cluster.ts";
 import { runWorker } from "../../src/cluster/worker.ts";
 import { readDeadLetter } from "../../src/flow/index.ts";
 import { reconcile } from "../../src/pipeline/report.ts";
-import { sourceBatches } from "../../operators/source.ts";
+import { demoSourceBatches as sourceBatches } from "../../demo/stages/index.ts";
 import { startNatsServer, type NatsServer } from "./nats-server.ts";
 import { readPairs, root, singleProcessPairs, spawnWorker, tinyPipeline, tmp } from "./fixtures.ts";
 
@@ -52,6 +52,23 @@ describe("cluster faults", () => {
     } finally {
       a.proc.kill("SIGKILL");
       b?.proc.kill("SIGKILL");
+    }
+  }, 60_000);
+
+  test("batches longer than AckWait are not redelivered: in-progress acks keep them", async () => {
+    const out = tmp("slow");
+    const p = tinyPipeline(out);
+    const run = "t-slow";
+    // Each batch is held 2.5 s before it runs: 2.5× AckWait; only working() keeps it with this worker.
+    const w = spawnWorker([srv.url, "wSlow", run, "--hold-ms", "2500"], faultWorker);
+    try {
+      const { cluster } = await runClusterFlow(p, { servers: srv.url, run, ackWaitMs: 1000, maxDeliver: 4 });
+      expect(await w.proc.exited).toBe(0);
+      expect([cluster.batchesDone, cluster.redeliveries, cluster.duplicateResults, cluster.batchesDeadLettered]).toEqual([4, 0, 0, 0]);
+      expect(w.lines.filter((l) => l.startsWith("hold ")).every((l) => l.endsWith("delivery 1"))).toBe(true);
+      expect(await readPairs(join(out, "pairs.parquet"))).toEqual(reference);
+    } finally {
+      w.proc.kill("SIGKILL");
     }
   }, 60_000);
 
