@@ -20,7 +20,7 @@ import { ClipflowError, ConfigError, errorMessage } from "../util/errors.ts";
 import { PipelineError } from "./issues.ts";
 import { loadPipeline } from "./loader.ts";
 import { Progress } from "./progress.ts";
-import { reconciliationLine, type RunReport } from "./report.ts";
+import { evaluationTables, reconciliationLine, type RunReport } from "./report.ts";
 import { runPipeline } from "./run.ts";
 import { prepareOutDir } from "./run-files.ts";
 import { didYouMean } from "./suggest.ts";
@@ -221,6 +221,9 @@ export function summary(r: RunReport, paths: { json: string; html: string } | un
       ]),
     );
   }
+  // Per-decoding rates with 95% CIs, paired differences, probes (report.ts formats them).
+  const tables = r.evaluation ? evaluationTables(r.evaluation) : "";
+  if (tables !== "") out.push(tables);
   if (paths) out.push(`report: ${paths.json}\n        ${paths.html}`);
   out.push(`${r.status} in ${(r.timings.totalMs / 1000).toFixed(1)} s`);
   return out.join("\n");
