@@ -238,14 +238,20 @@ export class HfVlm implements PolicyModel {
     }
   }
 
-  /** Text with exactly one image token -> ids with that token repeated once per feature row. */
+  /**
+   * Text with exactly one image token -> ids with that token repeated once per feature row. The
+   * whole text is tokenized at once (the image token is an added token, so it splits the text as
+   * in LlavaProcessor, which repeats it in the text before tokenizing); special tokens come from
+   * the chat template, none are added.
+   */
   private idsWithImage(text: string): number[] {
-    const parts = text.split(this.imageToken);
-    if (parts.length !== 2) {
-      throw new HfVlmError(`${this.dir}: the rendered prompt has ${parts.length - 1} image tokens '${this.imageToken}'; exactly one image per prompt is supported`);
+    const ids = this.tokenizer.encode(text, { addSpecialTokens: false, maxLength: 1 << 30 }).ids;
+    const at = ids.flatMap((t, i) => (t === this.imageTokenId ? [i] : []));
+    if (at.length !== 1) {
+      throw new HfVlmError(`${this.dir}: the rendered prompt has ${at.length} image tokens '${this.imageToken}'; exactly one image per prompt is supported`);
     }
-    const enc = (s: string) => (s.length === 0 ? [] : this.tokenizer.encode(s, { addSpecialTokens: false, maxLength: 1 << 30 }).ids);
-    return [...enc(parts[0]!), ...new Array<number>(this.imageTokenCount).fill(this.imageTokenId), ...enc(parts[1]!)];
+    const i = at[0]!;
+    return [...ids.slice(0, i), ...new Array<number>(this.imageTokenCount).fill(this.imageTokenId), ...ids.slice(i + 1)];
   }
 
   promptIds(prompt: string): number[] {
