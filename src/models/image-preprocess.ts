@@ -9,17 +9,19 @@
  * A bad image is a per-row {@link ImageDecodeError} carrying a `reason`, so operators can
  * dead-letter the row and carry on.
  *
- * Fidelity to HF (PIL's resampling with support scaling, i.e. antialiasing): a resize whose
- * convolution costs at most {@link EXACT_RESAMPLE_BUDGET} multiply-adds — every enlargement to a
- * model input (a 32→64 upscale, 112→224) and small downscales such as 64→32 — runs PIL's own
- * separable fixed-point algorithm ({@link pilResample}) and is bit-exact with Pillow (tested against
- * a plain reference written from Pillow's Resample.c; checked once against Pillow 12.3). Larger
- * downscales (photos to 224) stay in libvips, off the JS thread: its reduce kernel is the same
- * antialiased Catmull-Rom but with 12-bit coefficients and another pass order, measured within 2 grey
- * levels of PIL on smooth content and up to 4 at isolated 1-px spikes. libvips' *enlarging*
- * interpolator is not PIL's (up to 90 levels off at edges), which is why every upscale goes exact.
+ * Fidelity to HF (PIL's resampling with support scaling, i.e. antialiasing): every resize with a
+ * Pillow convolution filter (bicubic, bilinear, Lanczos) runs PIL's own separable fixed-point
+ * algorithm ({@link pilResample}) and is bit-exact with Pillow (tested against a plain reference
+ * written from Pillow's Resample.c; checked once against Pillow 12.3). A resize costing at most
+ * {@link EXACT_RESAMPLE_BUDGET} multiply-adds (every enlargement to a model input, small
+ * downscales such as 64→32) runs inline; a larger one (a photo to 224) runs on a worker thread so
+ * the JS thread never spends milliseconds in it. libvips' own resize was not PIL's: its enlarger
+ * up to 90 grey levels off at edges (32→64), its reduce within 2 levels on smooth content and up
+ * to 4 at 1-px spikes (12-bit weights, another pass order). Only `nearest` still uses libvips.
  * Crop and normalisation geometry are exact.
  */
+import { availableParallelism } from "node:os";
+import { isMainThread, workerData } from "node:worker_threads";
 import sharp from "sharp";
 import { type ImageProcessorConfig, pixelShape } from "./preprocessor-config.ts";
 
@@ -39,9 +41,9 @@ export class ImageDecodeError extends Error {
 const SUPPORTED = new Set(["png", "jpeg", "webp"]);
 
 /**
- * Largest resize (multiply-adds of both passes over 3 channels) done by {@link pilResample} on the JS
- * thread; beyond it libvips resamples on its own pool. 4M ≈ a few ms: any upscale to ≤ 256², a
- * 256² → 224² downscale; a 640×480 photo to 224 (≈ 8M) goes to libvips.
+ * Largest resize (multiply-adds of both passes over 3 channels) done by {@link pilResample} inline
+ * on the JS thread (4M ≈ a few ms: any upscale to ≤ 256², a 256² → 224² downscale); a larger one —
+ * a 640×480 photo to 224 is ≈ 8M — goes to a worker thread.
  */
 export const EXACT_RESAMPLE_BUDGET = 4_000_000;
 
@@ -217,12 +219,16 @@ export async function preprocessImage(
     let p = sharp(bytes).removeAlpha().toColourspace("srgb");
     if (rs.width !== w0 || rs.height !== h0) {
       const filter = PIL_FILTERS[cfg.resample];
-      if (filter && resampleCost(w0, h0, rs.width, rs.height, filter.support) <= EXACT_RESAMPLE_BUDGET) {
+      if (filter) {
         const dec = await p.raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
         if (dec.info.channels !== 3 || dec.data.byteLength !== w0 * h0 * 3) {
           throw new ImageDecodeError("corrupt", `decoded to ${dec.info.width}x${dec.info.height}x${dec.info.channels}, expected ${w0}x${h0}x3`);
         }
-        const rgb = pilResample(new Uint8Array(dec.data.buffer, dec.data.byteOffset, dec.data.byteLength), w0, h0, rs.width, rs.height, cfg.resample);
+        const src = new Uint8Array(dec.data.buffer, dec.data.byteOffset, dec.data.byteLength);
+        const rgb =
+          resampleCost(w0, h0, rs.width, rs.height, filter.support) <= EXACT_RESAMPLE_BUDGET
+            ? pilResample(src, w0, h0, rs.width, rs.height, cfg.resample)
+            : await resampleOffThread(src, w0, h0, rs.width, rs.height, cfg.resample);
         p = sharp(rgb, { raw: { width: rs.width, height: rs.height, channels: 3 } });
       } else p = p.resize(rs.width, rs.height, { fit: "fill", kernel: cfg.resample });
     }
@@ -304,4 +310,80 @@ function asImageError(e: unknown): ImageDecodeError {
   if (/unsupported image format/i.test(msg)) return new ImageDecodeError("unsupported", `image: ${msg}`);
   if (/pixel limit|exceeds/i.test(msg)) return new ImageDecodeError("too-large", `image: ${msg}`);
   return new ImageDecodeError("corrupt", `image: ${msg}`);
+}
+
+// ---------------------------------------------------------------- resampling off the JS thread
+
+/** Marks the worker threads this module starts for itself (any other worker importing it is left alone). */
+const RESAMPLE_WORKER = "clipflow.pil-resample";
+
+interface ResampleRequest {
+  id: number;
+  src: Uint8Array;
+  w: number;
+  h: number;
+  ow: number;
+  oh: number;
+  kernel: ImageProcessorConfig["resample"];
+}
+type ResampleReply = { id: number; out: Uint8Array } | { id: number; error: string };
+
+interface ResamplePool {
+  workers: Worker[];
+  next: number;
+  waiting: Map<number, { resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>;
+}
+let pool: ResamplePool | null = null;
+let nextJob = 0;
+
+/** Worker threads kept for large resizes: at most 2, one fewer than the cores; unref'd so they never hold the process open. */
+function resamplePool(): ResamplePool {
+  if (pool) return pool;
+  const p: ResamplePool = { workers: [], next: 0, waiting: new Map() };
+  const n = Math.max(1, Math.min(2, availableParallelism() - 1));
+  for (let i = 0; i < n; i++) {
+    const w = new Worker(import.meta.url, { workerData: RESAMPLE_WORKER } as WorkerOptions);
+    w.unref();
+    w.onmessage = (e: MessageEvent<ResampleReply>) => {
+      const job = p.waiting.get(e.data.id);
+      if (!job) return;
+      p.waiting.delete(e.data.id);
+      if ("out" in e.data) job.resolve(e.data.out);
+      else job.reject(new ImageDecodeError("corrupt", `image: resample failed: ${e.data.error}`));
+    };
+    // A dead worker fails what it held and the pool is rebuilt on the next call.
+    w.onerror = (e: ErrorEvent) => {
+      if (pool === p) pool = null;
+      for (const job of p.waiting.values()) job.reject(new ImageDecodeError("corrupt", `image: resample worker failed: ${e.message}`));
+      p.waiting.clear();
+      for (const x of p.workers) x.terminate();
+    };
+    p.workers.push(w);
+  }
+  return (pool = p);
+}
+
+/** {@link pilResample} on a worker thread (the source bytes are copied once and transferred). */
+function resampleOffThread(src: Uint8Array, w: number, h: number, ow: number, oh: number, kernel: ImageProcessorConfig["resample"]): Promise<Uint8Array> {
+  const p = resamplePool();
+  const id = nextJob++;
+  const copy = src.slice(); // its own buffer, transferable
+  return new Promise<Uint8Array>((resolve, reject) => {
+    p.waiting.set(id, { resolve, reject });
+    const worker = p.workers[p.next++ % p.workers.length]!;
+    worker.postMessage({ id, src: copy, w, h, ow, oh, kernel } satisfies ResampleRequest, [copy.buffer as ArrayBuffer]);
+  });
+}
+
+if (!isMainThread && workerData === RESAMPLE_WORKER) {
+  const scope = globalThis as unknown as Worker; // the worker's global scope (self)
+  scope.onmessage = (e: MessageEvent<ResampleRequest>) => {
+    const { id, src, w, h, ow, oh, kernel } = e.data;
+    try {
+      const out = pilResample(src, w, h, ow, oh, kernel);
+      scope.postMessage({ id, out } satisfies ResampleReply, [out.buffer as ArrayBuffer]);
+    } catch (err) {
+      scope.postMessage({ id, error: (err as Error).message } satisfies ResampleReply);
+    }
+  };
 }
