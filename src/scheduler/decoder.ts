@@ -37,6 +37,10 @@
  * executors; requests may pass `pixels` (the decoder runs the vision model) or `features`.
  * Each lane's KV cache follows the policy's layout (kv-pool.ts): `slots` (KvPool) or the
  * exported decoders' growing `past` (PastKvLane).
+ *
+ * Scoring (`scoring: true`): `logps` queues teacher-forced log-prob requests (refLogps,
+ * evaluation); they run as work of their own on the same executors, up to maxBatch responses per
+ * worker call, taking their turn with the lanes by waiting time.
  */
 import type { Device, TensorValue } from "../graph/runtime.ts";
 import type { Sample } from "../models/generate.ts";
