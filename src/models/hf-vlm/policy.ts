@@ -387,7 +387,10 @@ export class HfVlm implements PolicyModel {
     if (all.data.length !== ids.length * T * V) throw new HfVlmError(`${this.dir}: decoder logits are [${all.dims}], expected [${ids.length}, ${T}, ${V}]`);
     const logits = new Float32Array(ids.length * V);
     ids.forEach((row, r) => logits.set((all.data as Float32Array).subarray((r * T + row.length - 1) * V, (r * T + row.length) * V), r * V));
-    return { logits, present: out, srcSlots: T, lengths: ids.map((x) => x.length) };
+    // keep only the K/V: prefilled samples may wait for a row, the full logits need not wait with them
+    const present: Record<string, TensorValue> = {};
+    for (const [k, v] of Object.entries(out)) if (k.startsWith("present.")) present[k] = v;
+    return { logits, present, srcSlots: T, lengths: ids.map((x) => x.length) };
   }
 
   async step(run: SessionRun, tokens: readonly number[], positions: readonly number[], kv: PolicyKv): Promise<Float32Array> {
