@@ -8,7 +8,6 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { runClusterFlow } from "../../src/cluster/run-cluster.ts";
-import { runWorker } from "../../src/cluster/worker.ts";
 import { readDeadLetter } from "../../src/flow/index.ts";
 import { reconcile } from "../../src/pipeline/report.ts";
 import { demoSourceBatches as sourceBatches } from "../../demo/stages/index.ts";
@@ -76,28 +75,36 @@ describe("cluster faults", () => {
     const out = tmp("restart-server");
     const p = tinyPipeline(out);
     const run = "t-restart";
-    const ac = new AbortController();
-    const worker = runWorker({ servers: srv.url, id: "w1", run, once: true, signal: ac.signal, progressEveryMs: 0 });
+    // A worker process whose batches take ≥ 0.6 s, so the restart lands with batches left.
+    const w = spawnWorker([srv.url, "wR", run, "--hold-ms", "600"], faultWorker);
+    let doneAtRestart = -1;
     let restarted = false;
-    const { flow, cluster } = await runClusterFlow(p, {
-      servers: srv.url,
-      run,
-      ackWaitMs: 3000,
-      onStart: (_ctx, c) => {
-        // Restart once the first batch is answered (the others are queued or running).
-        const t = setInterval(() => {
-          if (c.report().batchesDone >= 1) {
-            clearInterval(t);
-            void srv.restart().then(() => (restarted = true));
-          }
-        }, 5);
-      },
-    });
-    await worker;
-    expect(restarted).toBe(true);
-    expect(await readPairs(join(out, "pairs.parquet"))).toEqual(reference);
-    expect(reconcile(flow.stages, flow.deadLettered).balanced).toBe(true);
-    expect([cluster.batchesDone, cluster.batchesDeadLettered]).toEqual([4, 0]);
+    try {
+      const { flow, cluster } = await runClusterFlow(p, {
+        servers: srv.url,
+        run,
+        ackWaitMs: 3000,
+        onStart: (_ctx, c) => {
+          // Restart once the first batch is answered (the others are queued or running).
+          const t = setInterval(() => {
+            if (c.report().batchesDone >= 1) {
+              clearInterval(t);
+              doneAtRestart = c.report().batchesDone;
+              void srv.restart().then(() => (restarted = true));
+            }
+          }, 5);
+        },
+      });
+      expect(await w.proc.exited).toBe(0);
+      expect(restarted).toBe(true);
+      expect(doneAtRestart).toBeGreaterThanOrEqual(1);
+      expect(doneAtRestart).toBeLessThan(4);
+      expect(await readPairs(join(out, "pairs.parquet"))).toEqual(reference);
+      expect(reconcile(flow.stages, flow.deadLettered).balanced).toBe(true);
+      expect([cluster.batchesDone, cluster.batchesDeadLettered]).toEqual([4, 0]);
+    } finally {
+      w.proc.kill("SIGKILL");
+    }
   }, 60_000);
 
   test("a poison batch that kills its worker every time: dead-lettered after MaxDeliver, the rest completes, counts reconcile", async () => {
