@@ -8,18 +8,147 @@
  * const w = new ArrowIpcWriter({ path: "out/pairs.arrow", format: "file" });
  * w.write(batch); w.commit();
  */
-import { open } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 import { writeSync } from "node:fs";
-import { AsyncByteQueue, RecordBatchFileWriter, RecordBatchReader, RecordBatchStreamWriter, type RecordBatch, type Schema } from "apache-arrow";
+import { AsyncByteQueue, DataType, Message, MessageHeader, RecordBatchFileWriter, RecordBatchReader, RecordBatchStreamWriter, type RecordBatch, type Schema } from "apache-arrow";
 import { AtomicFile } from "./atomic-file.ts";
+import { ByteBuffer } from "flatbuffers";
+
+// Arrow JS decodes IPC metadata (flatbuffers) without bounds checks: a corrupt vector length in a
+// schema or record-batch message makes it loop 2^31 times building fields and exhausts memory
+// (a process abort, found by test/fuzz). A flatbuffer vector can never extend past its buffer, so
+// reject such a length where it is read. Valid files are unaffected; this is Arrow's own
+// flatbuffers instance (apache-arrow imports the same module).
+const vectorLen = ByteBuffer.prototype.__vector_len;
+if (!(vectorLen as { clipflowChecked?: boolean }).clipflowChecked) {
+  const checked = function (this: ByteBuffer, offset: number): number {
+    const len = vectorLen.call(this, offset);
+    const start = offset + this.readInt32(offset) + 4;
+    if (!(len >= 0) || start + len > this.capacity()) throw new Error(`corrupt IPC metadata: a vector of ${len} entries at byte ${start} of a ${this.capacity()}-byte message`);
+    return len;
+  };
+  (checked as { clipflowChecked?: boolean }).clipflowChecked = true;
+  ByteBuffer.prototype.__vector_len = checked;
+}
 import { conformImages, failOnBadRow, rechunk, type ReaderOptions } from "./image-rows.ts";
 
 async function* batchesOf(reader: AsyncIterable<RecordBatch>, where: string): AsyncGenerator<RecordBatch> {
+  let index = 0;
   try {
-    for await (const b of reader) yield b;
+    for await (const b of reader) {
+      checkArrowBatch(b, `${where}: record batch ${index++}`);
+      yield b;
+    }
   } catch (e) {
-    throw new Error(`${where}: not a readable Arrow IPC file or stream (${(e as Error).message.split("\n")[0]})`);
+    const msg = (e as Error).message.split("\n")[0]!.slice(0, 500);
+    throw new Error(msg.startsWith(`${where}: `) ? msg : `${where}: not a readable Arrow IPC file or stream (${msg})`);
   }
+}
+
+/**
+ * Checks an IPC file's footer blocks before Arrow reads them: each block lies inside the file,
+ * and each message's declared body (and every buffer in it) fits the block. Arrow's file reader
+ * otherwise allocates whatever a corrupt body length asks for past the end of the file, or
+ * never settles (found by test/fuzz). Reads only the small metadata of each block.
+ */
+type FileBlockLike = { offset: number | bigint; metaDataLength: number; bodyLength: number | bigint };
+type FooterLike = { recordBatches(): Iterable<FileBlockLike>; dictionaryBatches(): Iterable<FileBlockLike> };
+
+async function checkFileBlocks(fh: FileHandle, footer: FooterLike | null, path: string): Promise<void> {
+  if (!footer) return;
+  const size = (await fh.stat()).size;
+  const blocks = [...[...footer.dictionaryBatches()].map((b) => ({ b, kind: "dictionary" })), ...[...footer.recordBatches()].map((b) => ({ b, kind: "record" }))];
+  for (const [i, { b, kind }] of blocks.entries()) {
+    const where = `${path}: block ${i}`;
+    const offset = Number(b.offset), meta = Number(b.metaDataLength), body = Number(b.bodyLength);
+    if (![offset, meta, body].every((v) => Number.isSafeInteger(v) && v >= 0) || offset + meta + body > size) {
+      throw new Error(`${where} (offset ${offset}, metadata ${meta}, body ${body} bytes) lies outside the ${size}-byte file`);
+    }
+    if (meta < 8) throw new Error(`${where}: metadata of ${meta} bytes is too short`);
+    const buf = new Uint8Array(meta);
+    await fh.read(buf, 0, meta, offset);
+    const dv = new DataView(buf.buffer);
+    // framing: 0xFFFFFFFF continuation + int32 length, or (pre-1.0) the length alone
+    const skip = dv.getInt32(0, true) === -1 ? 8 : 4;
+    const len = dv.getInt32(skip - 4, true);
+    if (len < 0 || skip + len > meta) throw new Error(`${where}: message metadata of ${len} bytes does not fit the block's ${meta}`);
+    const msg = Message.decode(buf.subarray(skip, skip + len));
+    // Arrow's reader skips a block holding another message kind and re-reads it forever
+    if (kind === "record" ? !msg.isRecordBatch() : !msg.isDictionaryBatch()) throw new Error(`${where}: holds a ${MessageHeader[msg.headerType] ?? msg.headerType} message, the footer says a ${kind} batch`);
+    if (!(msg.bodyLength >= 0) || msg.bodyLength > body) throw new Error(`${where}: message body of ${msg.bodyLength} bytes, the block holds ${body}`);
+    const header = msg.isRecordBatch() ? msg.header() : msg.isDictionaryBatch() ? msg.header().data : null;
+    if (header) {
+      for (const r of header.buffers) {
+        if (!(r.offset >= 0 && r.length >= 0 && r.offset + r.length <= msg.bodyLength)) {
+          throw new Error(`${where}: a buffer at ${r.offset} of ${r.length} bytes lies outside the ${msg.bodyLength}-byte body`);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Checks that every column's buffers hold what its declared length needs (validity bits, offsets,
+ * values, children), recursively. Arrow JS trusts the lengths in a message's metadata: a corrupt
+ * file declaring 2^31 rows over a few bytes otherwise sends readers into a huge allocation or an
+ * endless loop (found by test/fuzz). O(columns + offsets), no copy.
+ *
+ * @example
+ * checkArrowBatch(batch, "data/images.arrow: record batch 3") // throws naming the column
+ */
+export function checkArrowBatch(batch: RecordBatch, where: string): void {
+  batch.schema.fields.forEach((f, i) => {
+    const col = batch.getChildAt(i);
+    if (!col) throw new Error(`${where}: column '${f.name}' is missing`);
+    if (col.length !== batch.numRows) throw new Error(`${where}: column '${f.name}' has ${col.length} rows, the batch ${batch.numRows}`);
+    for (const d of col.data) checkData(d as unknown as DataLike, `${where}: column '${f.name}'`);
+  });
+}
+
+interface DataLike {
+  type: { typeId: number; listSize?: number; toString(): string };
+  offset: number;
+  length: number;
+  nullCount: number;
+  stride: number;
+  values?: { length: number };
+  valueOffsets?: ArrayLike<number | bigint> & { length: number };
+  nullBitmap?: { byteLength: number };
+  children: DataLike[];
+}
+
+function checkData(d: DataLike, where: string): void {
+  const end = d.offset + d.length;
+  if (!Number.isSafeInteger(d.length) || d.length < 0 || !Number.isSafeInteger(end)) throw new Error(`${where}: invalid length ${d.length}`);
+  if (d.nullCount !== 0 && d.nullBitmap && d.nullBitmap.byteLength > 0 && d.nullBitmap.byteLength * 8 < end) {
+    throw new Error(`${where}: ${d.length} rows but a validity bitmap of ${d.nullBitmap.byteLength} bytes`);
+  }
+  const id = d.type.typeId;
+  const isVar = DataType.isUtf8(d.type as never) || DataType.isBinary(d.type as never) || DataType.isLargeUtf8(d.type as never) || DataType.isLargeBinary(d.type as never);
+  const isList = DataType.isList(d.type as never);
+  if (isVar || isList) {
+    const off = d.valueOffsets;
+    if (!off || off.length < end + 1) throw new Error(`${where}: ${d.length} rows but ${off ? off.length : 0} value offsets`);
+    let prev = Number(off[d.offset]!);
+    if (prev < 0) throw new Error(`${where}: negative value offset`);
+    for (let i = d.offset + 1; i <= end; i++) {
+      const o = Number(off[i]!);
+      if (o < prev) throw new Error(`${where}: value offsets decrease at row ${i - 1}`);
+      prev = o;
+    }
+    const have = isVar ? (d.values?.length ?? 0) : (d.children[0]?.length ?? 0) + (d.children[0]?.offset ?? 0);
+    if (prev > have) throw new Error(`${where}: value offsets reach ${prev} but only ${have} values are present`);
+  } else if (DataType.isFixedSizeList(d.type as never)) {
+    const need = end * (d.type.listSize ?? 0);
+    const c = d.children[0];
+    if (!c || c.offset + c.length < need) throw new Error(`${where}: ${d.length} lists of ${d.type.listSize} need ${need} values, ${c ? c.length : 0} present`);
+  } else if (DataType.isStruct(d.type as never)) {
+    for (const c of d.children) if (c.offset + c.length < end) throw new Error(`${where}: struct of ${d.length} rows has a child of ${c.length}`);
+  } else if (d.values && d.stride > 0 && id !== 0) {
+    const need = DataType.isBool(d.type as never) ? Math.ceil(end / 8) : end * d.stride;
+    if (d.values.length < need) throw new Error(`${where}: ${d.length} rows of ${d.type} need ${need} values, ${d.values.length} present`);
+  }
+  for (const c of d.children) checkData(c, where);
 }
 
 async function* conformAll(src: AsyncIterable<RecordBatch>, where: string, onBadRow = failOnBadRow): AsyncGenerator<RecordBatch> {
@@ -44,8 +173,10 @@ export async function* readArrowImages(path: string, opts: ReaderOptions = {}): 
     try {
       reader = await RecordBatchReader.from(fh);
       await reader.open();
+      if (reader.isFile()) await checkFileBlocks(fh, reader.footer, path);
     } catch (e) {
-      throw new Error(`${path}: not a readable Arrow IPC file or stream (${(e as Error).message.split("\n")[0]})`);
+      const msg = (e as Error).message.split("\n")[0]!.slice(0, 500);
+      throw new Error(msg.startsWith(`${path}: `) ? msg : `${path}: not a readable Arrow IPC file or stream (${msg})`);
     }
     yield* rechunk(conformAll(batchesOf(reader as AsyncIterable<RecordBatch>, path), path, opts.onBadRow), opts.batchSize ?? 32, opts.count);
   } finally {
