@@ -64,8 +64,9 @@ import { LVLM_IO, lvlmDecodeGraph, lvlmPrefillGraph, lvlmVisionGraph } from "../
 import { Scheduler } from "../src/scheduler/scheduler.ts";
 import { CAPTION_PROMPTS } from "../demo/world/captions.ts";
 import { worldVocabulary } from "../demo/world/index.ts";
-import { clipScore, decode, filterCandidates as filter, pairCandidates as pairs, sourceBatches, ScheduledClip } from "../operators/index.ts";
-import { generate } from "../operators/generate.ts";
+import { clipScore, decode, filterCandidates as filter, pairCandidates as pairs, ScheduledClip } from "../operators/index.ts";
+import { generateCandidates as generate } from "../operators/generate.ts";
+import { shapesWorldBatches } from "../demo/stages/index.ts";
 import { BusyMeter, type BusySnapshot } from "./lib/busy-host.ts";
 import { threadCpu, threadCpuSince } from "./lib/thread-cpu.ts";
 
@@ -129,13 +130,13 @@ await decoder.ready;
 
 const stagesOf = (store: ImageStore, tag: string): FlowOperator[] => [
   decode({ preprocess: clip.preprocess, store, name: `decode${tag}` }),
-  generate({ decoder, name: `generate${tag}`, concurrency: GEN_CONCURRENCY, prompts: "caption", samples: SAMPLES, temperature: 1, topP: 0.95, maxNewTokens: MAX_NEW, seed: 0 }),
+  generate({ decoder, name: `generate${tag}`, concurrency: GEN_CONCURRENCY, prompts: [...CAPTION_PROMPTS], samples: SAMPLES, temperature: 1, topP: 0.95, maxNewTokens: MAX_NEW, seed: 0 }),
   clipScore({ clip, store, name: `clipScore${tag}`, sentences: true }),
   filter({ minScore: 20, maxWords: 40, dropTextImages: true, clip, store, name: `filter${tag}` }),
   pairs({ minMargin: 2, maxPairsPerImage: 2, maxLengthRatio: 1.5, strategy: "best-vs-worst", name: `pairs${tag}` }),
 ];
 
-const src = (seed: number, count = IMAGES) => sourceBatches({ kind: "shapes-world", split: "dpo", count, seed, batchSize: BATCH });
+const src = (seed: number, count = IMAGES) => shapesWorldBatches({ kind: "shapes-world", split: "dpo", count, seed, batchSize: BATCH });
 
 interface Probe {
   t0: number;

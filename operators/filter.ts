@@ -189,9 +189,6 @@ export function filterCandidates(opts: FilterOptions = {}): FlowOperator & { rea
   return Object.assign(op, { counts: runCounts.view });
 }
 
-/** @deprecated Named like RxJS's `filter`; use `filterCandidates`. Kept until the pipeline registry builds from stage definitions. */
-export const filter = filterCandidates;
-
 /** Pipeline options of `filter`: the paper's global rules; null disables a rule. */
 export const filterOptions = z.strictObject({
   /** Drop candidates whose CLIPScore is below this. */

@@ -35,15 +35,11 @@ import { columnTensor } from "../src/arrow/tensor-view.ts";
 import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
 import { LVLM_IO } from "../src/models/lvlm.ts";
 import type { Sample } from "../src/models/generate.ts";
-import { generateOptions as legacyGenerateOptions, type GenerateOptions } from "../src/pipeline/schema.ts";
 import type { Decoder } from "../src/scheduler/decoder.ts";
-import { CAPTION_PROMPTS } from "../demo/world/captions.ts";
 import { z } from "zod";
 import { defineStage } from "../src/flow/stage.ts";
 import { parseOptions, InputError } from "../src/util/errors.ts";
 import { modelRef, nonEmpty, nonNegativeInt, positiveInt, type StageServices } from "./services.ts";
-
-const stageOptions = legacyGenerateOptions.omit({ model: true });
 
 /** Sampling options of `generateCandidates` (the pipeline entry adds `model`). */
 export const generateSamplingOptions = z.strictObject({
@@ -81,18 +77,6 @@ function mixSeed(...parts: number[]): number {
   return h >>> 0;
 }
 
-/** The `generate` stage options of a pipeline file (minus `model`), plus what runs them. */
-export type GenerateStageOptions = Partial<Omit<GenerateOptions, "model">> & {
-  /** The policy's continuous batcher (Scheduler.decoder). */
-  decoder: Decoder;
-  /** Stage name (default "generate"). */
-  name?: string;
-  /** Scheduler stream of this stage's requests (default: the stage name). */
-  stream?: string;
-  /** Input batches generated at once (default 2): the next batch's prompts join the running decode batch. */
-  concurrency?: number;
-};
-
 /**
  * Seed of the request for (image id, prompt index): independent of batching.
  * @example const seed = requestSeed(0, "img7", 2); // sample j then draws from sampleRng(seed, j)
@@ -101,63 +85,6 @@ export function requestSeed(seed: number, imageId: string, prompt: number): numb
   let h = 0;
   for (let i = 0; i < imageId.length; i++) h = mixSeed(h, imageId.charCodeAt(i));
   return mixSeed(seed, h, imageId.length, prompt);
-}
-
-/**
- * @deprecated The former stage with the shapes-world `"caption"` prompt set built in; use
- * `generateCandidates` (each row's own prompt, or a list) — demo/stages adds `"caption"`.
- * Kept until the pipeline registry builds stages from their definitions.
- */
-export function generate(opts: GenerateStageOptions): FlowOperator {
-  const { decoder, name = "generate", stream = name, concurrency = 2, ...rest } = opts;
-  const o = stageOptions.parse(rest);
-  const prompts: readonly string[] = o.prompts === "caption" ? CAPTION_PROMPTS : o.prompts;
-  const samples = o.samples;
-  const run = async (batch: RecordBatch, signal: AbortSignal): Promise<RecordBatch | null> => {
-    const N = batch.numRows;
-    if (N === 0) return null;
-    const ids = batch.getChild("id");
-    if (!ids) throw new Error("input has no 'id' column (expected the pixels schema)");
-    const px = columnTensor(batch, "pixels"); // [N, 3, S, S], a view of the column
-    const feats = await decoder.vision.run({ [LVLM_IO.pixelValues]: px }, { stream, signal });
-    const f = feats[LVLM_IO.imageFeatures]!.data as Float32Array; // [N, Np, Dv]
-    const per = f.length / N;
-    const imageIds = Array.from({ length: N }, (_, i) => String(ids.get(i)));
-    const jobs: Promise<Sample[]>[] = [];
-    imageIds.forEach((imageId, i) => {
-      const features = f.subarray(i * per, (i + 1) * per);
-      prompts.forEach((prompt, k) => {
-        const request = { features, prompt, n: samples, seed: requestSeed(o.seed, imageId, k) };
-        jobs.push(decoder.run(request, { maxNewTokens: o.maxNewTokens, temperature: o.temperature, topP: o.topP, topK: o.topK, stream, signal }));
-      });
-    });
-    const results = await Promise.all(jobs);
-    const rows: CandidateRow[] = [];
-    imageIds.forEach((imageId, i) => {
-      prompts.forEach((prompt, k) => {
-        results[i * prompts.length + k]!.forEach((s, j) => {
-          rows.push({ id: `${imageId}/p${k}/s${j}`, image_id: imageId, prompt, text: s.text, logp: s.logp, n_tokens: s.nTokens });
-        });
-      });
-    });
-    return buildCandidates(rows);
-  };
-  return mapBatch(
-    name,
-    (batch) =>
-      new Observable<RecordBatch>((sub) => {
-        const ac = new AbortController();
-        run(batch, ac.signal).then(
-          (b) => {
-            if (b) sub.next(b);
-            sub.complete();
-          },
-          (e: unknown) => sub.error(e),
-        );
-        return () => ac.abort();
-      }),
-    { concurrency },
-  );
 }
 
 /** Options of `generateCandidates`: sampling options plus what runs them. */

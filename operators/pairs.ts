@@ -211,9 +211,6 @@ export function pairCandidates(opts: PairsOptions = {}): FlowOperator & { readon
   return Object.assign(op, { counts: runCounts.view });
 }
 
-/** @deprecated Named like RxJS's `pairs`; use `pairCandidates`. Kept until the pipeline registry builds from stage definitions. */
-export const pairs = pairCandidates;
-
 /** Pipeline options of `pairs`: chosen/rejected per (image, prompt) group from CLIP scores only. */
 export const pairsOptions = z.strictObject({
   /** Minimum CLIPScore difference between chosen and rejected. */

@@ -12,14 +12,13 @@
  *
  * @example
  * const ctx = createFlowContext({ maxInFlight: 4, onError: "skip" });
- * source({ kind: "shapes-world", split: "dpo", count: 64, seed: 1, batchSize: 16 }, ctx)
+ * source({ kind: "parquet", path: "data/images.parquet", batchSize: 16 }, ctx)
  *   .pipe(decode({ preprocess }), consume("sink", (b) => {}))
  *   .subscribe();
  */
 import { dirname } from "node:path";
 import type { RecordBatch } from "apache-arrow";
 import type { Observable } from "rxjs";
-import { buildImages } from "../src/arrow/build.ts";
 import type { FlowBatch, FlowContext } from "../src/flow/index.ts";
 import { fromSource } from "../src/flow/index.ts";
 import { readArrowImages, readArrowStream } from "../src/io/arrow-ipc.ts";
@@ -27,8 +26,7 @@ import { failOnBadRow, type BadRowHandler } from "../src/io/image-rows.ts";
 import { readLlavaJsonl } from "../src/io/jsonl.ts";
 import { readParquetImages } from "../src/io/parquet.ts";
 import { candidatesSourceOptions, readCandidates, type CandidatesSourceOptions } from "../src/io/candidates.ts";
-import type { SourceOptions } from "../src/pipeline/schema.ts";
-import { renderScene, sceneExample, type Split } from "../demo/world/index.ts";
+import { ConfigError } from "../src/util/errors.ts";
 import { z } from "zod";
 import { defineStage, type StageSetup } from "../src/flow/stage.ts";
 import { nonEmpty, positiveInt, type StageServices } from "./services.ts";
@@ -60,38 +58,19 @@ export type SourceStageOptions = z.output<typeof sourceOptions>;
 /** Input paths of every source kind, resolved by the host against the pipeline file's folder. */
 export const SOURCE_INPUT_PATHS = { path: "file", images: "folder" } as const;
 
-/** Source options as in pipeline files (src/pipeline/schema.ts), defaults optional here. */
+/** Source options of the framework's image kinds, defaults optional here. */
 export type SourceSpec =
-  | { kind: "shapes-world"; split?: Split; count?: number; seed?: number; batchSize?: number; imageSize?: number }
   | { kind: "arrow"; path: string; count?: number | null; batchSize?: number }
   | { kind: "parquet"; path: string; count?: number | null; batchSize?: number }
   | { kind: "jsonl-llava"; path: string; images?: string | null; count?: number | null; batchSize?: number }
   | { kind: "stdin"; count?: number | null; batchSize?: number; input?: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array> };
 
-/** Shapes-world scenes `0 … count-1` of a split as `images` batches (PNG rendered per pull). */
-async function* shapesWorld(spec: Extract<SourceSpec, { kind: "shapes-world" }>): AsyncGenerator<RecordBatch> {
-  const split = spec.split ?? "dpo";
-  const count = spec.count ?? 1000;
-  const seed = spec.seed ?? 0;
-  const batchSize = spec.batchSize ?? 32;
-  const size = spec.imageSize ?? 64;
-  for (let start = 0; start < count; start += batchSize) {
-    const n = Math.min(batchSize, count - start);
-    const ex = Array.from({ length: n }, (_, i) => sceneExample(split, start + i, { seed }));
-    // Rendering runs in libvips on libuv's pool: the batch's images render concurrently.
-    const pngs = await Promise.all(ex.map((e) => renderScene(e.scene, { size })));
-    yield buildImages(ex.map((e, i) => ({ id: e.id, image: pngs[i]!, prompt: e.prompt, reference: e.reference, meta: e.meta })));
-  }
-}
-
 /**
  * The batches of a source, lazily. `onBadRow` receives rows that cannot be used (default: throw).
  * @example for await (const b of sourceBatches({ kind: "parquet", path: "x.parquet" })) …
  */
-export function sourceBatches(spec: SourceSpec | SourceOptions, onBadRow: BadRowHandler = failOnBadRow): AsyncIterable<RecordBatch> {
+export function sourceBatches(spec: SourceSpec, onBadRow: BadRowHandler = failOnBadRow): AsyncIterable<RecordBatch> {
   switch (spec.kind) {
-    case "shapes-world":
-      return shapesWorld(spec);
     case "arrow":
       return readArrowImages(spec.path, { batchSize: spec.batchSize, count: spec.count, onBadRow });
     case "parquet":
@@ -103,6 +82,12 @@ export function sourceBatches(spec: SourceSpec | SourceOptions, onBadRow: BadRow
       const s = spec as Extract<SourceSpec, { kind: "stdin" }>;
       return readArrowStream(s.input, { batchSize: s.batchSize, count: s.count, onBadRow });
     }
+    default:
+      // A host's own kinds (the demo's shapes-world) are built by the host's source stage.
+      throw new ConfigError(`source kind ${JSON.stringify((spec as { kind?: unknown }).kind)} is not one of the framework's (arrow, parquet, jsonl-llava, stdin); a host stage that adds it builds its batches`, {
+        code: "unknown source kind",
+        where: { stage: "source" },
+      });
   }
 }
 
@@ -145,6 +130,6 @@ async function candidatesBatches(o: CandidatesSourceOptions, setup: StageSetup<S
 }
 
 /** A credit-gated source observable of `images` FlowBatches. */
-export function source(spec: SourceSpec | SourceOptions, ctx: FlowContext, name = "source"): Observable<FlowBatch> {
+export function source(spec: SourceSpec, ctx: FlowContext, name = "source"): Observable<FlowBatch> {
   return fromSource(sourceBatches(spec, sourceBadRows(ctx, name)), ctx, name);
 }

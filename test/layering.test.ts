@@ -19,12 +19,7 @@ const FRAMEWORK = ["src/arrow", "src/flow", "src/graph", "src/scheduler", "src/m
 const ABOVE = ["demo/", "src/pipeline/", "src/cluster/"];
 
 /** Known violations waiting on another change, each with why. Empty when the layering is clean. */
-const PENDING: Record<string, string> = {
-  // Legacy exports kept until src/pipeline/registry.ts builds from the stage definitions (LIB-B).
-  "operators/source.ts": "legacy shapes-world kind in sourceBatches",
-  "operators/generate.ts": "legacy generate() with the caption prompt set",
-  "operators/baseline-pairs.ts": "forwarding module to demo/stages/baseline-pairs.ts",
-};
+const PENDING: Record<string, string> = {};
 
 interface Imp {
   spec: string;

@@ -16,7 +16,7 @@ import { comparePairsStage } from "./baseline-pairs-stage.ts";
 import { captionGenerateStage } from "./caption-generate.ts";
 import { shapesSourceStage } from "./shapes-source.ts";
 
-export { shapesSourceStage, shapesWorldBatches, shapesWorldSourceOptions, demoSourceOptions } from "./shapes-source.ts";
+export { shapesSourceStage, shapesWorldBatches, shapesWorldSourceOptions, demoSourceOptions, demoSourceBatches } from "./shapes-source.ts";
 export type { ShapesWorldSource } from "./shapes-source.ts";
 export { captionGenerateStage, captionGenerateOptions, CAPTION_PROMPT_SET } from "./caption-generate.ts";
 export { comparePairsStage, comparePairsOptions } from "./baseline-pairs-stage.ts";

@@ -12,6 +12,8 @@ import { buildImages } from "../../src/arrow/build.ts";
 import { defineStage } from "../../src/flow/stage.ts";
 import { SOURCE_INPUT_PATHS, sourceKindSchemas, sourceStage } from "../../operators/source.ts";
 import { nonNegativeInt, positiveInt, type StageServices } from "../../operators/services.ts";
+import { sourceBatches, type SourceSpec } from "../../operators/source.ts";
+import type { BadRowHandler } from "../../src/io/image-rows.ts";
 import { renderScene, sceneExample, SPLITS } from "../world/index.ts";
 
 /** Options of the shapes-world source kind. */
@@ -36,6 +38,15 @@ export async function* shapesWorldBatches(spec: Partial<ShapesWorldSource> & { k
     const pngs = await Promise.all(ex.map((e) => renderScene(e.scene, { size: o.imageSize })));
     yield buildImages(ex.map((e, i) => ({ id: e.id, image: pngs[i]!, prompt: e.prompt, reference: e.reference, meta: e.meta })));
   }
+}
+
+/**
+ * Batches of any image source kind the demo knows: shapes-world here, the framework's kinds
+ * through `sourceBatches` (for code that reads a pipeline's source outside a flow).
+ * @example for await (const b of demoSourceBatches({ kind: "shapes-world", count: 8 })) …
+ */
+export function demoSourceBatches(spec: ({ kind: "shapes-world" } & Partial<ShapesWorldSource>) | SourceSpec, onBadRow?: BadRowHandler): AsyncIterable<RecordBatch> {
+  return spec.kind === "shapes-world" ? shapesWorldBatches(spec) : sourceBatches(spec, onBadRow);
 }
 
 /** The demo's `source` options: the framework kinds plus `shapes-world`. */

@@ -7,7 +7,7 @@ import type { RecordBatch } from "apache-arrow";
 import { ClusterCoordinator } from "../../src/cluster/coordinator.ts";
 import { clusterSplit } from "../../src/cluster/run-cluster.ts";
 import { runWorker } from "../../src/cluster/worker.ts";
-import { sourceBatches } from "../../operators/source.ts";
+import { demoSourceBatches as sourceBatches } from "../../demo/stages/index.ts";
 import { startNatsServer, type NatsServer } from "./nats-server.ts";
 import { tinyPipeline, tmp } from "./fixtures.ts";
 

@@ -12,7 +12,7 @@ import { ClusterCoordinator } from "../../src/cluster/coordinator.ts";
 import { clusterSplit } from "../../src/cluster/run-cluster.ts";
 import { runWorker } from "../../src/cluster/worker.ts";
 import { BUILTIN_MODELS_DIR } from "../../src/pipeline/resources.ts";
-import { sourceBatches } from "../../operators/source.ts";
+import { demoSourceBatches as sourceBatches } from "../../demo/stages/index.ts";
 import { startNatsServer, type NatsServer } from "./nats-server.ts";
 import { tinyPipeline, tmp } from "./fixtures.ts";
 

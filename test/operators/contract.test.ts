@@ -250,7 +250,9 @@ const refPairs = (k: number[]) =>
     }),
   );
 contract("dpoTrain (sink)", {
-  make: () => dpoTrain({ policy: tinyPolicy(7), images: { get: (id: string) => ({ pixels: imagePixels(id) }) }, loss: { beta: 0.1 }, lr: 1e-3, schedule: "constant", batchSize: 2 }),
+  // engine "inline": with the worker engine, unsubscribing while the worker still loads ORT has
+  // aborted the whole process (Napi::Error, issue 17 item 3; a src/train matter, reported).
+  make: () => dpoTrain({ policy: tinyPolicy(7), images: { get: (id: string) => ({ pixels: imagePixels(id) }) }, loss: { beta: 0.1 }, lr: 1e-3, schedule: "constant", batchSize: 2, engine: "inline" }),
   input: () => [refPairs([0, 1]), refPairs([2, 3])],
   bad: () => buildPairs(pairRows(["img0"])), // no ref log-probs
   rowsOut: 0,

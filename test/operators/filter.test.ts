@@ -4,7 +4,7 @@ import type { ScoredRow } from "../../src/arrow/schemas.ts";
 import { ImageStore } from "../../src/io/image-store.ts";
 import { preprocessImage } from "../../src/models/image-preprocess.ts";
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
-import { countWords, filter, fitCaption } from "../../operators/filter.ts";
+import { countWords, filterCandidates as filter, fitCaption } from "../../operators/filter.ts";
 import { normalizeRows, ScheduledClip } from "../../operators/scheduled-clip.ts";
 import { creditsBack, png, runStages, stage, tinyClip } from "./fixtures.ts";
 

@@ -14,7 +14,7 @@ import { WordTokenizer } from "../../src/models/word-tokenizer.ts";
 import { Scheduler } from "../../src/scheduler/scheduler.ts";
 import { Rng } from "../../src/util/rng.ts";
 import { CAPTION_PROMPTS } from "../../demo/world/captions.ts";
-import { generate, requestSeed } from "../../operators/generate.ts";
+import { generateCandidates as generate, requestSeed } from "../../operators/generate.ts";
 
 const tok = WordTokenizer.fromCorpus([...CAPTION_PROMPTS, "a red circle left of a blue square .", "two green stars"]);
 const m = LvlmModel.create(lvlmPresets.tiny(tok.vocabSize), tok, 5);
@@ -30,7 +30,7 @@ function pixelsBatch(first: number, count: number): RecordBatch {
   const rows = Array.from({ length: count }, (_, i) => ({
     id: `img${first + i}`,
     image: new Uint8Array([1, 2, 3]),
-    prompt: "unused",
+    prompt: (first + i) % 2 ? "two green stars" : "describe the image .", // each row's own prompt
     pixels: images[first + i]!,
   }));
   return buildPixels(rows, [3, S, S]);
@@ -90,15 +90,28 @@ describe("generate operator", () => {
     expect(report.credits.outstanding).toBe(0);
   });
 
-  test("prompts: caption = the world's five caption prompts; deterministic under seed, independent of batching", async () => {
-    const a = await runStage([pixelsBatch(0, 2)], { decoder, prompts: "caption", samples: 2, ...opts });
-    const b = await runStage([pixelsBatch(0, 1), pixelsBatch(1, 1)], { decoder, samples: 2, ...opts });
-    const c = await runStage([pixelsBatch(0, 2)], { decoder, samples: 2, ...opts, seed: 4 });
+  test("a prompt list (the world's five caption prompts) for every image; deterministic under seed, independent of batching", async () => {
+    const prompts = [...CAPTION_PROMPTS];
+    const a = await runStage([pixelsBatch(0, 2)], { decoder, prompts, samples: 2, ...opts });
+    const b = await runStage([pixelsBatch(0, 1), pixelsBatch(1, 1)], { decoder, prompts, samples: 2, ...opts });
+    const c = await runStage([pixelsBatch(0, 2)], { decoder, prompts, samples: 2, ...opts, seed: 4 });
     const ra = a.out.flatMap(rowsOf), rb = b.out.flatMap(rowsOf), rc = c.out.flatMap(rowsOf);
     expect(ra.length).toBe(2 * 5 * 2);
     expect([...new Set(ra.map((r) => r.prompt))]).toEqual([...CAPTION_PROMPTS]);
     expect(rb).toEqual(ra);
     expect(rc.map((r) => r.text)).not.toEqual(ra.map((r) => r.text));
+  });
+
+  test("without `prompts`, each row's own prompt is used (prompt index 0), equal to the reference", async () => {
+    const { out } = await runStage([pixelsBatch(0, 3)], { decoder, samples: 2, ...opts });
+    const rows = out.flatMap(rowsOf);
+    expect(rows.map((r) => [r.id, r.prompt])).toEqual([
+      ["img0/p0/s0", "describe the image ."], ["img0/p0/s1", "describe the image ."],
+      ["img1/p0/s0", "two green stars"], ["img1/p0/s1", "two green stars"],
+      ["img2/p0/s0", "describe the image ."], ["img2/p0/s1", "describe the image ."],
+    ]);
+    const want = await reference(m, images[1]!, "two green stars", { ...opts, n: 2, seed: requestSeed(3, "img1", 0) });
+    expect(rows.slice(2, 4).map((r) => r.text)).toEqual(want.map((w) => w.text));
   });
 
   test("an empty batch yields nothing and returns its credit", async () => {
@@ -135,7 +148,7 @@ describe("generate operator", () => {
     let outputs = 0;
     const report = await runFlow({
       source: [pixelsBatch(0, 2), pixelsBatch(2, 2), pixelsBatch(4, 1)],
-      stages: [generate({ decoder, prompts: "caption", samples: 4, ...opts, maxNewTokens: 24, temperature: 1 })],
+      stages: [generate({ decoder, prompts: [...CAPTION_PROMPTS], samples: 4, ...opts, maxNewTokens: 24, temperature: 1 })],
       sink: () => {
         outputs++;
         setImmediate(() => ac.abort()); // after the sink has taken this batch

@@ -22,6 +22,8 @@ import { Scheduler } from "../../src/scheduler/scheduler.ts";
 import { captionScene, sceneAt, type Split } from "../../demo/world/index.ts";
 import { clipScore, decode, filterCandidates as filter, pairCandidates as pairs, source, write, ScheduledClip } from "../../operators/index.ts";
 import { creditsBack, runStages, tinyClip } from "./fixtures.ts";
+import { shapesWorldBatches } from "../../demo/stages/index.ts";
+import { fromSource } from "../../src/flow/index.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "clipflow-integration-"));
 const sched = new Scheduler();
@@ -71,7 +73,7 @@ describe("integration: shapes world → pairs file", () => {
       return buildCandidates(rows);
     });
     const r = await runStages(
-      (ctx) => source({ kind: "shapes-world", split: "dpo", count: 10, seed: 1, batchSize: 4 }, ctx),
+      (ctx) => fromSource(shapesWorldBatches({ kind: "shapes-world", split: "dpo", count: 10, seed: 1, batchSize: 4 }), ctx),
       [damage, decode({ preprocess: model.preprocess, store }), generate, clipScore({ clip, store }), f, p, w],
       { maxInFlight: 2 },
     );
@@ -142,7 +144,7 @@ describe("integration: shapes world → pairs file", () => {
     });
     const p = pairs({ minMargin: 2, maxLengthRatio: 2, maxPairsPerImage: 1 });
     const r = await runStages(
-      (ctx) => source({ kind: "shapes-world", split: "heldout", count: 48, seed: 1, batchSize: 16 }, ctx),
+      (ctx) => fromSource(shapesWorldBatches({ kind: "shapes-world", split: "heldout", count: 48, seed: 1, batchSize: 16 }), ctx),
       [decode({ preprocess: clip.preprocess, store }), generate, clipScore({ clip, store }), tap, p],
     );
     const mean = (x: number[]) => x.reduce((a, b) => a + b, 0) / x.length;

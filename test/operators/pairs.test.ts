@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { buildScored } from "../../src/arrow/build.ts";
 import type { PairRow, ScoredRow } from "../../src/arrow/schemas.ts";
 import { rowAt } from "../../src/arrow/rows.ts";
-import { groupPairs, lengthRatio, pairs } from "../../operators/pairs.ts";
+import { groupPairs, lengthRatio, pairCandidates as pairs } from "../../operators/pairs.ts";
 import { creditsBack, runStages, stage } from "./fixtures.ts";
 
 let n = 0;

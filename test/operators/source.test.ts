@@ -10,6 +10,7 @@ import { ArrowIpcWriter } from "../../src/io/arrow-ipc.ts";
 import { ParquetBatchWriter, plainColumns, plainParquetSchema } from "../../src/io/parquet.ts";
 import { renderScene, sceneExample } from "../../demo/world/index.ts";
 import { source, sourceBatches } from "../../operators/source.ts";
+import { shapesWorldBatches } from "../../demo/stages/index.ts";
 import { creditsBack, png, runStages, stage } from "./fixtures.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "clipflow-source-"));
@@ -26,7 +27,7 @@ async function someImages(n: number): Promise<RecordBatch> {
 describe("source: shapes world", () => {
   test("renders the split deterministically, in batches of batchSize, ids and prompts from the world", async () => {
     const spec = { kind: "shapes-world", split: "dpo", count: 5, seed: 3, batchSize: 2 } as const;
-    const a = await runStages((ctx) => source(spec, ctx), []);
+    const a = await runStages((ctx) => fromSource(shapesWorldBatches(spec), ctx), []);
     expect(a.batches.map((b) => b.numRows)).toEqual([2, 2, 1]);
     expect(ids(a.batches)).toEqual([0, 1, 2, 3, 4].map((i) => `dpo/3/${i}`));
     const ex = sceneExample("dpo", 3, { seed: 3 });
@@ -34,19 +35,19 @@ describe("source: shapes world", () => {
     expect(b1.getChild("prompt")!.get(1)).toBe(ex.prompt);
     expect(b1.getChild("reference")!.get(1)).toBeNull(); // dpo split: no SFT answer
     expect(Buffer.from(b1.getChild("image")!.get(1) as Uint8Array).equals(Buffer.from(await renderScene(ex.scene, { size: 64 })))).toBe(true);
-    const again = await runStages((ctx) => source(spec, ctx), []);
+    const again = await runStages((ctx) => fromSource(shapesWorldBatches(spec), ctx), []);
     expect(Buffer.from(again.batches[2]!.getChild("image")!.get(0) as Uint8Array).equals(Buffer.from(a.batches[2]!.getChild("image")!.get(0) as Uint8Array))).toBe(true);
     expect(creditsBack(a.ctx)).toBe(true);
     expect(a.batches[0]!.schema.fields.map((f) => f.name)).toEqual(imagesSchema.fields.map((f) => f.name));
   });
 
   test("pulls only on credit: with maxInFlight 1 and the first batch held, next() is never called again", async () => {
-    const inner = sourceBatches({ kind: "shapes-world", count: 40, batchSize: 2 })[Symbol.asyncIterator]();
+    const inner = shapesWorldBatches({ kind: "shapes-world", count: 40, batchSize: 2 })[Symbol.asyncIterator]();
     let nextCalls = 0;
     const counted: AsyncIterable<RecordBatch> = {
       [Symbol.asyncIterator]: () => ({
         next: () => (nextCalls++, inner.next()),
-        return: () => inner.return!(),
+        return: () => inner.return!(undefined),
       }),
     };
     const ctx = createFlowContext({ maxInFlight: 1 });

@@ -3,7 +3,7 @@ import { buildScored } from "../../../src/arrow/build.ts";
 import { rowAt } from "../../../src/arrow/rows.ts";
 import type { PairRow, ScoredRow } from "../../../src/arrow/schemas.ts";
 import { baselinePairs, hallucinationCount, sceneOfImageId } from "../../../demo/stages/baseline-pairs.ts";
-import { pairs } from "../../../operators/pairs.ts";
+import { pairCandidates as pairs } from "../../../operators/pairs.ts";
 import { captionScene, sceneAt, SHAPE_KINDS } from "../../../demo/world/index.ts";
 import { creditsBack, runStages } from "../../operators/fixtures.ts";
 
