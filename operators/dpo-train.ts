@@ -83,7 +83,7 @@ export type DpoTrainSettings = Pick<
 >;
 
 /**
- * Maps the pipeline schema's `dpoTrain` options (src/pipeline/schema.ts) to trainer settings:
+ * Maps the `dpoTrain` stage options (`dpoTrainOptions`) to trainer settings:
  * the loss-weight map plus `sftWeight` become the loss terms; trainable groups (`vision`,
  * `projector`, `lm`) are param-name prefixes.
  *
