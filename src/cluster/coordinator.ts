@@ -267,19 +267,29 @@ export class ClusterCoordinator {
     const ci = await this.jsm.consumers.info(WORK_STREAM, workConsumer(this.run)).catch(() => null);
     if (!ci || ci.num_pending !== 0 || ci.num_ack_pending !== 0) return;
     for (const [batch] of old) {
-      const m = await this.jsm.streams.getMessage(WORK_STREAM, { seq: this.batchToSeq.get(batch)! }).catch(() => null);
+      const seq = this.batchToSeq.get(batch);
+      if (seq === undefined) continue;
+      const m = await this.jsm.streams.getMessage(WORK_STREAM, { seq }).catch(() => null);
       if (m && this.pending.has(batch)) {
         this.fail(batch, `batch ${batch}: its work message is no longer delivered (MaxDeliver ${this.spec.maxDeliver} reached; workers crashed or exceeded AckWait)`);
-        void this.jsm.streams.deleteMessage(WORK_STREAM, this.batchToSeq.get(batch)!, false).catch(() => {});
+        void this.jsm.streams.deleteMessage(WORK_STREAM, seq, false).catch(() => {});
       }
     }
+  }
+
+  /** A batch is answered: forget its work message's sequence (these maps stay as small as the in-flight set). */
+  private settle(batch: string): void {
+    this.pending.delete(batch);
+    this.answered.add(batch);
+    const seq = this.batchToSeq.get(batch);
+    if (seq !== undefined) this.seqToBatch.delete(seq);
+    this.batchToSeq.delete(batch);
   }
 
   private fail(batch: string, reason: string): void {
     const p = this.pending.get(batch);
     if (!p) return;
-    this.pending.delete(batch);
-    this.answered.add(batch);
+    this.settle(batch);
     this.counts.batchesDeadLettered++;
     this.log(reason);
     p.reject(new Error(reason));
@@ -297,8 +307,7 @@ export class ClusterCoordinator {
     } catch (e) {
       return this.fail(batch, (e as Error).message);
     }
-    this.pending.delete(batch);
-    this.answered.add(batch);
+    this.settle(batch);
     this.resultSizes.add(body.byteLength);
     const h = r.head;
     if (h.delivery > 1) this.counts.redeliveries++;
