@@ -20,10 +20,10 @@ export { dpoLoss, dpoOutputs, hingeDpoLoss, ipoLoss, logSigmoidPair, robustDpoLo
 export type { DpoLossInputs, DpoLossOutputs } from "./losses.ts";
 export { dpoLossReference, logSigmoid } from "./losses-reference.ts";
 export type { DpoLossReferenceInputs, DpoLossResult } from "./losses-reference.ts";
-export { DpoTrainer, DpoTrainingStopped } from "./dpo-trainer.ts";
+export { DpoResumeConfigError, DpoTrainer, DpoTrainingStopped, pairKey } from "./dpo-trainer.ts";
 export type { DpoTrainerOptions, DpoTrainSummary } from "./dpo-trainer.ts";
 export { DpoNonFiniteError } from "./dpo-engine.ts";
 export type { StepMetrics } from "./dpo-engine.ts";
-export { CheckpointError, latestCheckpoint, listCheckpoints, writeCheckpoint } from "./checkpoint.ts";
+export { CheckpointError, latestCheckpoint, listCheckpoints, readCheckpointState, resumeCandidates, writeCheckpoint } from "./checkpoint.ts";
 export { MetricsLog, readMetricsLog } from "./metrics-log.ts";
 export type { MetricsLine } from "./metrics-log.ts";
