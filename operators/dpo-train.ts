@@ -2,7 +2,7 @@
  * `dpoTrain`: the sink that sets the pipeline's pace. Each pairs batch (after `refLogps`) is
  * handed to the DpoTrainer, which runs every optimiser step that batch completes; the batch —
  * and with it its source credit — is released only when that work is done, so a slow trainer
- * slows the source instead of growing a queue (DESIGN "Backpressure"). When the stream ends
+ * slows the source instead of growing a queue (backpressure end to end). When the stream ends
  * the trainer steps the leftover pairs, runs the remaining epochs over its replay buffer,
  * writes the final checkpoint and exports the policy; then the stage completes.
  *

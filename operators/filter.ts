@@ -1,5 +1,5 @@
 /**
- * `filter`: the paper's global rules on `scored` rows (METHOD.md step 4), each a parameter,
+ * `filterCandidates` (stage `filter`): the paper's global rules on `scored` rows, each a parameter,
  * each drop counted by reason (`op.counts`, for the run report). A row is counted under the
  * first rule that drops it, in this order:
  *
@@ -18,7 +18,7 @@
  * passes is forwarded unchanged.
  *
  * @example
- * const f = filter({ minScore: 20, maxWords: 40 });
+ * const f = filterCandidates({ minScore: 20, maxWords: 40 });
  * scored$.pipe(f); … f.counts; // { "text-in-image": 0, "min-score": 12, "max-words": 3, "max-tokens": 0 }
  */
 import { takeRows } from "../src/arrow/take.ts";

@@ -1,5 +1,5 @@
 /**
- * `pairs`: `scored` -> `pairs` (METHOD.md step 5). Per (image_id, prompt) group, chosen =
+ * `pairCandidates` (stage `pairs`): `scored` -> `pairs`. Per (image_id, prompt) group, chosen =
  * higher-scored and rejected = lower-scored candidate, kept only when
  * `chosen_score − rejected_score ≥ minMargin` and longer/shorter word count ≤ `maxLengthRatio`.
  * Only `clip_score` and `text` decide: the stage never reads ground truth (`meta` is not even
@@ -19,7 +19,7 @@
  * pair, for the most recent run: all state lives per subscription (retry/repeat start afresh).
  *
  * @example
- * scored$.pipe(pairs({ minMargin: 2, maxLengthRatio: 1.5, maxPairsPerImage: 2 }))
+ * scored$.pipe(pairCandidates({ minMargin: 2, maxLengthRatio: 1.5, maxPairsPerImage: 2 }))
  */
 import { buildPairs } from "../src/arrow/build.ts";
 import type { PairRow } from "../src/arrow/schemas.ts";

@@ -1,5 +1,5 @@
 /**
- * Credits and lineage: the backpressure contract of DESIGN.md.
+ * Credits and lineage: the backpressure contract of a flow.
  *
  * A source takes one `Credit` from the `CreditPool` before it pulls a batch, so at most
  * `maxInFlight` source batches exist at once. Every batch travelling through a flow is a
