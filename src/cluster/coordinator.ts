@@ -183,7 +183,9 @@ export class ClusterCoordinator {
   static async start(opts: CoordinatorOptions): Promise<ClusterCoordinator> {
     const run = checkRunId(opts.run);
     for (const i of opts.stages) if (!opts.pipeline.stages[i]) throw new Error(`cluster: stage index ${i} is not in the pipeline`);
-    const nc = await connect({ servers: opts.servers, name: `clipflow-coordinator-${run}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    const nc = await connect({ servers: opts.servers, name: `clipflow-coordinator-${run}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 }).catch((e: unknown) => {
+      throw new Error(`cluster: cannot connect to ${String(opts.servers)} (${(e as Error).message.split("\n")[0]})`);
+    });
     const jsm = await jetstreamManager(nc);
     await ensureStreams(jsm);
     const ackWaitMs = opts.ackWaitMs ?? 30_000;

@@ -134,7 +134,9 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
   const log = (l: string): void => opts.log?.(`worker ${id}: ${l}`);
   const signal = opts.signal ?? new AbortController().signal;
   const stats: WorkerStats = { id, runs: 0, batches: 0, rowsIn: 0, rowsOut: 0, redelivered: 0, failed: 0, retried: 0, busyMs: 0, policyVersion: 0 };
-  const nc = await connect({ servers: opts.servers, name: `clipflow-worker-${id}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  const nc = await connect({ servers: opts.servers, name: `clipflow-worker-${id}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 }).catch((e: unknown) => {
+    throw new Error(`cannot connect to ${String(opts.servers)} (${(e as Error).message.split("\n")[0]})`);
+  });
   log(`connected to ${nc.getServer()} (pid ${process.pid})`);
   try {
     const jsm = await jetstreamManager(nc);
