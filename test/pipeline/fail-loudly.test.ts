@@ -7,6 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { PipelineError } from "../../src/pipeline/issues.ts";
 import { loadPipeline } from "../../src/pipeline/loader.ts";
 import type { StageReport } from "../../src/pipeline/report.ts";
 import { ModelLoadError, PipelineResources } from "../../src/pipeline/resources.ts";
@@ -109,4 +110,31 @@ test("end to end: a CLIP whose config says 32px next to the 64px shipped policy 
   expect(stderr.trim()).toBe("clipflow pipeline: models.clip (CLIP) reads 32px images but models.policy (policy) reads 64px; the models of one pipeline share the decoded pixels, so their image sizes must match");
   const report = JSON.parse(readFileSync(join(dir, "out/report.json"), "utf8")) as { status: string; stages: unknown[] };
   expect([report.status, report.stages]).toEqual(["failed", []]);
+}, 60_000);
+
+test("a 10 MB garbage pipeline file gives a bounded error: 3 YAML lines and a count", () => {
+  const dir = mkdtempSync(join(tmpdir(), "clipflow-garbage-"));
+  const file = join(dir, "garbage.yaml");
+  // Seeded bytes (xorshift), no YAML structure to speak of.
+  const bytes = new Uint8Array(10_000_000);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < bytes.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    bytes[i] = x & 0xff;
+  }
+  writeFileSync(file, bytes);
+  let err: unknown;
+  try {
+    loadPipeline(file, { cwd: root });
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(PipelineError);
+  const lines = (err as PipelineError).lines;
+  expect(lines.length).toBeLessThanOrEqual(4);
+  expect(lines.at(-1)).toMatch(/… and \d+ more YAML problems; is this a pipeline YAML file\?$/);
+  expect(lines.join("\n").length).toBeLessThan(2000);
+  expect((err as PipelineError).exitCode).toBe(2);
 }, 60_000);
