@@ -60,7 +60,7 @@ export type ModelConfig = BuiltinModelConfig | PathModelConfig;
 // ---------------------------------------------------------------------------------------------
 // scheduler, flow, out
 
-/** Inference scheduler settings (see DESIGN "Scheduler"). */
+/** Inference scheduler settings (docs/architecture.md "Scheduler"). */
 export const schedulerSchema = z.strictObject({
   /** `cpu` or `cuda:N` (needs the CUDA build of onnxruntime-node; never a silent CPU fallback). */
   device: z
@@ -79,7 +79,7 @@ export const schedulerSchema = z.strictObject({
   threads: positiveInt().default(1),
 });
 
-/** Dataflow settings: credits and the bad-row policy (see DESIGN "Backpressure", "Errors"). */
+/** Dataflow settings: credits and the bad-row policy (docs/architecture.md "Flow and backpressure"). */
 export const flowSchema = z.strictObject({
   /** Source batches alive anywhere in the pipeline at once. */
   maxInFlight: positiveInt().default(8),
@@ -273,7 +273,7 @@ export const dpoTrainOptions = z.strictObject({
 // ---------------------------------------------------------------------------------------------
 // eval
 
-/** Hallucination metrics (METHOD "Metrics"): chair = CHAIR_i, hal = CHAIR_s, attr/rel = attribute/relation hallucination. */
+/** Hallucination metrics (docs/evaluation.md): chair = CHAIR_i, hal = CHAIR_s, attr/rel = attribute/relation hallucination. */
 export const evalMetrics = ["chair", "hal", "cover", "attr", "rel"] as const;
 
 /** Evaluation of the policy on held-out shapes-world scenes (ground truth used only here). */
