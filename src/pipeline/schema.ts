@@ -15,8 +15,6 @@
  * // { device: "cpu", maxBatch: 8, maxDelayMs: 4, maxTokensInFlight: 8192, workers: 2, threads: 1 }
  */
 import { z } from "zod";
-import { describeValue } from "./issues.ts";
-import { didYouMean } from "./suggest.ts";
 
 const positiveInt = () => z.number().int().positive();
 const nonNegativeInt = () => z.number().int().nonnegative();
@@ -118,157 +116,15 @@ export const outSchema = z.strictObject({
 });
 
 // ---------------------------------------------------------------------------------------------
-// stages
-//
-// Each stage owns its option schema now (operators/*.ts, demo/stages/*.ts; the pipeline reads
-// them through src/pipeline/registry.ts). The three below are LEGACY copies kept only because
-// operators/source.ts, operators/generate.ts and test/operators/dpo-train.test.ts still import
-// them; no pipeline file is validated with them. Remove them with those imports.
+// Stages own their option schemas (operators/*.ts, demo/stages/*.ts); the pipeline reads them
+// through src/pipeline/registry.ts. Below: the sections around the stages.
 
 /**
- * Shapes-world splits, disjoint by construction. Mirrors `SPLITS` in demo/world/scene.ts
+ * Shapes-world splits (the evaluation's scenes), disjoint by construction. Mirrors `SPLITS` in demo/world/scene.ts
  * (clip-pretrain: CLIP training, sft: policy SFT, dpo: preference data, heldout: evaluation).
  */
 export const worldSplits = ["clip-pretrain", "sft", "dpo", "heldout"] as const;
 const split = () => z.enum(worldSplits);
-
-/** Source of image rows. `batchSize` rows per emitted batch; `count` caps the rows (null: all). */
-export const sourceOptions = z.discriminatedUnion("kind", [
-  /** The built-in synthetic shapes world. */
-  z.strictObject({
-    kind: z.literal("shapes-world"),
-    split: split().default("dpo"),
-    count: positiveInt().default(1000),
-    seed: nonNegativeInt().default(0),
-    batchSize: positiveInt().default(32),
-  }),
-  /** An Arrow IPC file or stream (detected from its magic bytes) with the `images` schema. */
-  z.strictObject({
-    kind: z.literal("arrow"),
-    path: nonEmpty(),
-    count: positiveInt().nullable().default(null),
-    batchSize: positiveInt().default(32),
-  }),
-  /** A Parquet file with the `images` schema. */
-  z.strictObject({
-    kind: z.literal("parquet"),
-    path: nonEmpty(),
-    count: positiveInt().nullable().default(null),
-    batchSize: positiveInt().default(32),
-  }),
-  /**
-   * LLaVA SFT JSONL (`{"id", "image", "conversations"}`); `images` is the folder the `image`
-   * paths are relative to (null: the JSONL file's folder, filled in by the loader).
-   */
-  z.strictObject({
-    kind: z.literal("jsonl-llava"),
-    path: nonEmpty(),
-    images: nonEmpty().nullable().default(null),
-    count: positiveInt().nullable().default(null),
-    batchSize: positiveInt().default(32),
-  }),
-  /** An Arrow IPC stream on stdin, to sit behind another dataflow. */
-  z.strictObject({
-    kind: z.literal("stdin"),
-    count: positiveInt().nullable().default(null),
-  }),
-]);
-
-/** The built-in set of caption prompts (the paper uses 5). */
-export const captionPrompts = "caption";
-
-/** n samples per image and prompt from the policy, through the continuous batcher. */
-export const generateOptions = z.strictObject({
-  model: modelRef(),
-  /** `caption` (the built-in caption prompt set) or an explicit list of prompts. */
-  prompts: z
-    .union([z.literal(captionPrompts), z.array(nonEmpty()).min(1)], {
-      error: 'expected "caption" or a non-empty list of prompt strings',
-    })
-    .default(captionPrompts),
-  samples: positiveInt().default(8),
-  /** 0 means greedy decoding. */
-  temperature: z.number().nonnegative().default(1.0),
-  topP: z.number().gt(0).lte(1).default(0.95),
-  /** 0 disables top-k. */
-  topK: nonNegativeInt().default(0),
-  maxNewTokens: positiveInt().default(48),
-  seed: nonNegativeInt().default(0),
-});
-
-/** DPO-family losses (TRL names); `loss` may combine several with weights. */
-export const dpoLossNames = ["sigmoid", "ipo", "hinge", "robust"] as const;
-export type DpoLossName = (typeof dpoLossNames)[number];
-/** Normalised loss: weight per loss type, e.g. `{ sigmoid: 1 }`. */
-export type DpoLossWeights = Partial<Record<DpoLossName, number>>;
-
-/**
- * `loss: sigmoid` or `loss: { sigmoid: 1, hinge: 0.5 }`; always normalised to the weights map so
- * the resolved config shows exactly what is optimised. The trainer's loss terms are these
- * entries plus `{ sft: sftWeight }` when `sftWeight > 0`.
- */
-const dpoLoss = () =>
-  z.unknown().transform((value, ctx): DpoLossWeights => {
-    const fail = (message: string, path: PropertyKey[] = []) => {
-      ctx.addIssue({ code: "custom", message, path });
-      return z.NEVER;
-    };
-    const known = dpoLossNames as readonly string[];
-    const sftHint = (name: string) => (name === "sft" ? "; the sft (RPO) term is set with sftWeight" : "");
-    if (typeof value === "string") {
-      if (!known.includes(value))
-        return fail(`unknown loss "${value}"${didYouMean(value, known)}; known: ${known.join(", ")}${sftHint(value)}`);
-      return { [value]: 1 };
-    }
-    if (value === null || typeof value !== "object" || Array.isArray(value))
-      return fail(`expected a loss name (${known.join(" | ")}) or a map of loss weights, got ${describeValue(value)}`);
-    const out: DpoLossWeights = {};
-    const entries = Object.entries(value);
-    if (entries.length === 0) return fail("expected at least one loss weight");
-    for (const [name, weight] of entries) {
-      if (!known.includes(name))
-        return fail(`unknown loss "${name}"${didYouMean(name, known)}; known: ${known.join(", ")}${sftHint(name)}`, [name]);
-      if (typeof weight !== "number" || !Number.isFinite(weight) || weight <= 0)
-        return fail(`expected a positive number, got ${describeValue(weight)}`, [name]);
-      out[name as DpoLossName] = weight;
-    }
-    return out;
-  });
-
-/** Parameter groups of the policy; vision stays frozen by default. */
-export const trainableGroups = ["vision", "projector", "lm"] as const;
-
-/** Backpressured DPO trainer: the sink that sets the pipeline's pace. */
-export const dpoTrainOptions = z.strictObject({
-  model: modelRef(),
-  loss: dpoLoss().default({ sigmoid: 1 }),
-  beta: z.number().positive().default(0.1),
-  /** ε, the assumed share of flipped labels, for `sigmoid` (cDPO) and `robust`; below 0.5. */
-  labelSmoothing: z.number().gte(0).lt(0.5).default(0),
-  /** Weight of an SFT (NLL) term on the chosen answer (RPO); 0 disables it. */
-  sftWeight: z.number().nonnegative().default(0),
-  /** IPO on per-token mean log-probs, as TRL does. */
-  ipoLengthNormalise: z.boolean().default(true),
-  lr: z.number().positive().default(5e-6),
-  weightDecay: z.number().nonnegative().default(0),
-  /** Linear warmup, in optimiser steps. */
-  warmup: nonNegativeInt().default(0),
-  schedule: z.enum(["cosine", "linear", "constant"]).default("cosine"),
-  /** Pairs per micro-batch. */
-  batchSize: positiveInt().default(16),
-  /** Micro-batches per optimiser step. */
-  gradAccum: positiveInt().default(1),
-  /** Global-norm clipping threshold; null disables clipping. */
-  maxGradNorm: z.number().positive().nullable().default(1.0),
-  /** Passes over the replay buffer when the stream is finite. */
-  epochs: positiveInt().default(1),
-  /** Pairs kept for further epochs (bounded memory). */
-  replayBuffer: positiveInt().default(4096),
-  /** Checkpoint every N optimiser steps (0: only at the end), into `out.dir`. */
-  checkpointEvery: nonNegativeInt().default(100),
-  trainable: z.array(z.enum(trainableGroups)).min(1).default(["projector", "lm"]),
-  seed: nonNegativeInt().default(0),
-});
 
 // ---------------------------------------------------------------------------------------------
 // eval
@@ -294,9 +150,6 @@ export const evalSchema = z.strictObject({
 export type SchedulerConfig = z.output<typeof schedulerSchema>;
 export type FlowConfig = z.output<typeof flowSchema>;
 export type EvalConfig = z.output<typeof evalSchema>;
-export type SourceOptions = z.output<typeof sourceOptions>;
-export type GenerateOptions = z.output<typeof generateOptions>;
-export type DpoTrainOptions = z.output<typeof dpoTrainOptions>;
 
 // ---------------------------------------------------------------------------------------------
 // variants
