@@ -25,6 +25,7 @@ import type { ScheduledClip } from "./scheduled-clip.ts";
 import { defineStage } from "../src/flow/stage.ts";
 import { z } from "zod";
 import { modelRef, type StageServices } from "./services.ts";
+import { InputError, parseOptions } from "../src/util/errors.ts";
 
 export interface ClipScoreOptions {
   clip: ScheduledClip;
@@ -133,14 +134,14 @@ export function clipScore(opts: ClipScoreOptions): FlowOperator {
   const sentences = opts.sentences ?? true;
   const stream = opts.stream ?? name;
   const { clip, store } = opts;
-  if (!(w > 0)) throw new Error(`${name}: w must be positive, got ${w}`);
+  parseOptions(clipScoreOptions.pick({ w: true, sentences: true }), { w, sentences }, { stage: name });
   return mapBatch(
     name,
     async (batch, scope) => {
       const n = batch.numRows;
       if (n === 0) return null;
       const imageIds = batch.getChild("image_id"), textCol = batch.getChild("text");
-      if (!imageIds || !textCol) throw new Error("clipScore needs 'image_id' and 'text' columns (candidates schema)");
+      if (!imageIds || !textCol) throw new InputError("input needs 'image_id' and 'text' columns (expected the candidates schema)", { code: "missing column" });
       const ids = Array.from({ length: n }, (_, i) => String(imageIds.get(i)));
       const texts = Array.from({ length: n }, (_, i) => String(textCol.get(i) ?? ""));
       // Token sequences to embed; `pieces[i]` = indices into `seqs` for row i (one, or one per sentence).

@@ -18,6 +18,7 @@ import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
 import { defineStage } from "../src/flow/stage.ts";
 import { z } from "zod";
 import { modelRef, type StageServices } from "./services.ts";
+import { InputError } from "../src/util/errors.ts";
 import type { ImageStore } from "../src/io/image-store.ts";
 import { preprocessBatch } from "../src/models/image-preprocess.ts";
 import { pixelShape, type ImageProcessorConfig } from "../src/models/preprocessor-config.ts";
@@ -42,7 +43,7 @@ export function decode(opts: DecodeStageOptions): FlowOperator {
       const n = batch.numRows;
       if (n === 0) return null;
       const imageCol = batch.getChild("image");
-      if (!imageCol) throw new Error("decode needs an 'image' column (images schema)");
+      if (!imageCol) throw new InputError("input has no 'image' column (expected the images schema)", { code: "missing column" });
       const images = new Array<Uint8Array>(n);
       for (let i = 0; i < n; i++) images[i] = imageCol.get(i) as Uint8Array;
       const { pixels, errors } = await preprocessBatch(images, opts.preprocess); // [n, 3, H, W]

@@ -28,7 +28,7 @@ import type { ImageStore } from "../src/io/image-store.ts";
 import { clipScoreOf, imageEmbeddings } from "./clip-score.ts";
 import type { ScheduledClip } from "./scheduled-clip.ts";
 import { defineStage } from "../src/flow/stage.ts";
-import { ConfigError } from "../src/util/errors.ts";
+import { ConfigError, InputError, parseOptions } from "../src/util/errors.ts";
 import { z } from "zod";
 import { modelRef, nonEmpty, positiveInt, type StageServices } from "./services.ts";
 
@@ -96,15 +96,16 @@ export function filterCandidates(opts: FilterOptions = {}): FlowOperator & { rea
   const textThreshold = opts.textThreshold ?? 25;
   const textPrompts = opts.textPrompts ?? DEFAULT_TEXT_PROMPTS;
   const noTextPrompts = opts.noTextPrompts ?? DEFAULT_NO_TEXT_PROMPTS;
-  if (dropTextImages && (!clip || !store)) throw new Error(`${name}: dropTextImages needs a clip model and the image store`);
-  if (dropTextImages && textPrompts.length === 0) throw new Error(`${name}: dropTextImages needs at least one text prompt`);
-  if (maxTokens !== null && !clip) throw new Error(`${name}: maxTokens needs the clip model (its tokenizer)`);
+  parseOptions(filterOptions.omit({ model: true }), { minScore, maxWords, maxTokens, dropTextImages, textThreshold, textPrompts: [...textPrompts], noTextPrompts: [...noTextPrompts] }, { stage: name });
+  const bad = (msg: string) => new ConfigError(msg, { code: "bad option", where: { stage: name } });
+  if (dropTextImages && (!clip || !store)) throw bad("dropTextImages needs a clip model and the image store");
+  if (maxTokens !== null && !clip) throw bad("maxTokens needs the clip model (its tokenizer)");
   const runCounts = perRun<FilterCounts>(() => ({ "text-in-image": 0, "min-score": 0, "max-words": 0, "max-tokens": 0 }));
 
   const allPrompts = [...textPrompts, ...noTextPrompts];
   const templated = allPrompts.some((t) => t.includes(CAPTION_SLOT));
   if (dropTextImages && templated && allPrompts.some((t) => !t.includes(CAPTION_SLOT)))
-    throw new Error(`${name}: either every text/no-text prompt contains ${CAPTION_SLOT} or none does`);
+    throw bad(`either every text/no-text prompt contains ${CAPTION_SLOT} or none does`);
 
   /** Per image: does it contain rendered text? `captions[i]` is row i's candidate text. */
   const textVerdicts = async (
@@ -168,10 +169,11 @@ export function filterCandidates(opts: FilterOptions = {}): FlowOperator & { rea
     const textCol = batch.getChild("text");
     const scoreCol = batch.getChild("clip_score");
     const idCol = batch.getChild("image_id");
-    if ((maxWords !== null || maxTokens !== null) && !textCol) throw new Error("filter: word/token limits need a 'text' column");
-    if (minScore !== null && !scoreCol) throw new Error("filter: minScore needs a 'clip_score' column (put clipScore before filter)");
-    if (dropTextImages && !idCol) throw new Error("filter: dropTextImages needs an 'image_id' column");
-    if (dropTextImages && templated && !textCol) throw new Error(`filter: ${CAPTION_SLOT} in text prompts needs a 'text' column`);
+    const missing = (msg: string) => new InputError(msg, { code: "missing column" });
+    if ((maxWords !== null || maxTokens !== null) && !textCol) throw missing("word/token limits need a 'text' column");
+    if (minScore !== null && !scoreCol) throw missing("minScore needs a 'clip_score' column (put clipScore before filter)");
+    if (dropTextImages && !idCol) throw missing("dropTextImages needs an 'image_id' column");
+    if (dropTextImages && templated && !textCol) throw missing(`${CAPTION_SLOT} in text prompts needs a 'text' column`);
     const verdicts = dropTextImages ? await textVerdicts(Array.from({ length: n }, (_, i) => String(idCol!.get(i))), (i) => String(textCol!.get(i)), scope, run) : null;
     const keep: number[] = [];
     for (let i = 0; i < n; i++) {

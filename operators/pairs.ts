@@ -29,6 +29,7 @@ import { countWords } from "./filter.ts";
 import { defineStage } from "../src/flow/stage.ts";
 import { z } from "zod";
 import { positiveInt, type StageServices } from "./services.ts";
+import { InputError, parseOptions } from "../src/util/errors.ts";
 
 export type PairStrategy = "best-vs-worst" | "all-over-margin";
 
@@ -129,15 +130,10 @@ const SEEN_WINDOW = 65_536;
  * @example scored$.pipe(pairCandidates({ minMargin: 2 }))
  */
 export function pairCandidates(opts: PairsOptions = {}): FlowOperator & { readonly counts: PairsCounts } {
-  const name = opts.name ?? "pairs";
-  const minMargin = opts.minMargin ?? 2;
-  const maxPerImage = opts.maxPairsPerImage ?? 2;
-  const maxRatio = opts.maxLengthRatio ?? 1.5;
-  const strategy = opts.strategy ?? "best-vs-worst";
-  if (!(minMargin >= 0)) throw new Error(`${name}: minMargin must be >= 0, got ${minMargin}`);
-  if (!Number.isInteger(maxPerImage) || maxPerImage < 1) throw new Error(`${name}: maxPairsPerImage must be a positive integer, got ${maxPerImage}`);
-  if (!(maxRatio >= 1)) throw new Error(`${name}: maxLengthRatio must be >= 1, got ${maxRatio}`);
-  if (strategy !== "best-vs-worst" && strategy !== "all-over-margin") throw new Error(`${name}: unknown strategy "${String(strategy)}"`);
+  const { name = "pairs", ...rest } = opts;
+  // One validation path for every caller: a bad value is a one-line ConfigError naming the key.
+  const o = parseOptions(pairsOptions, rest, { stage: name });
+  const { minMargin, maxPairsPerImage: maxPerImage, maxLengthRatio: maxRatio, strategy } = o;
   const runCounts = perRun<PairsCounts>(() => ({ groups: 0, pairs: 0, singleCandidate: 0, margin: 0, lengthRatio: 0, capped: 0 }));
 
   const op = operate({ name }, () => {
@@ -151,7 +147,7 @@ export function pairCandidates(opts: PairsOptions = {}): FlowOperator & { readon
     if (n === 0) return null;
     const col = (c: string) => {
       const v = batch.getChild(c);
-      if (!v) throw new Error(`pairs needs a '${c}' column (scored schema)`);
+      if (!v) throw new InputError(`input has no '${c}' column (expected the scored schema)`, { code: "missing column" });
       return v;
     };
     const imageId = col("image_id"), prompt = col("prompt"), text = col("text"), score = col("clip_score");

@@ -18,6 +18,7 @@ import { mapBatch, type FlowOperator } from "../src/flow/index.ts";
 import { defineStage } from "../src/flow/stage.ts";
 import { z } from "zod";
 import { modelRef, type StageServices } from "./services.ts";
+import { InputError } from "../src/util/errors.ts";
 import { LVLM_IO, lvlmLogpsGraph } from "../src/models/lvlm.ts";
 import type { LvlmModel } from "../src/models/lvlm-model.ts";
 import { padIds } from "../src/models/text-batch.ts";
@@ -81,7 +82,7 @@ export function refLogps(opts: RefLogpsOptions): FlowOperator {
     async (batch: RecordBatch, scope) => {
       const col = (k: string) => {
         const c = batch.getChild(k);
-        if (!c) throw new Error(`refLogps needs a '${k}' column (pairs schema)`);
+        if (!c) throw new InputError(`input has no '${k}' column (expected the pairs schema)`, { code: "missing column" });
         return c;
       };
       const [ids, prompt, chosen, rejected] = [col("image_id"), col("prompt"), col("chosen"), col("rejected")];

@@ -24,6 +24,7 @@ import { ParquetBatchWriter, plainColumns, plainParquetSchema } from "../src/io/
 import { defineStage } from "../src/flow/stage.ts";
 import { z } from "zod";
 import { nonEmpty, type StageServices } from "./services.ts";
+import { ConfigError } from "../src/util/errors.ts";
 
 /** File formats `write` supports, and the file extensions they are inferred from. */
 export const writeFormats = {
@@ -61,7 +62,7 @@ export interface WriteResult {
 export function formatOf(path: string): WriteFormat {
   const ext = extname(path).toLowerCase();
   for (const [f, exts] of Object.entries(writeFormats)) if ((exts as readonly string[]).includes(ext)) return f as WriteFormat;
-  throw new Error(`${path}: cannot tell the format from '${ext || "(no extension)"}'; set format (arrow, arrow-stream, parquet, jsonl)`);
+  throw new ConfigError(`cannot tell the format from '${ext || "(no extension)"}'; set format (arrow, arrow-stream, parquet, jsonl)`, { code: "bad option", where: { file: path } });
 }
 
 export function write(opts: WriteStageOptions): FlowOperator & { readonly result: WriteResult } {
@@ -69,10 +70,11 @@ export function write(opts: WriteStageOptions): FlowOperator & { readonly result
   const layout = opts.layout ?? "trl";
   const toStdout = opts.stdout ?? false;
   const path = opts.path ?? null;
-  if ((path === null) === !toStdout) throw new Error(`${name}: give exactly one of path and stdout: true`);
+  const bad = (msg: string) => new ConfigError(msg, { code: "bad option", where: { stage: name } });
+  if ((path === null) === !toStdout) throw bad("give exactly one of path and stdout: true");
   const format: WriteFormat = opts.format ?? (path ? formatOf(path) : "arrow-stream");
-  if (toStdout && format === "parquet") throw new Error(`${name}: parquet cannot be streamed to stdout (it ends with its footer); use arrow-stream or jsonl`);
-  if (layout === "trl" && !opts.store) throw new Error(`${name}: layout trl needs the image store (the image bytes)`);
+  if (toStdout && format === "parquet") throw bad("parquet cannot be streamed to stdout (it ends with its footer); use arrow-stream or jsonl");
+  if (layout === "trl" && !opts.store) throw bad("layout trl needs the image store (the image bytes)");
   const target = path !== null ? { path } : { fd: opts.fd ?? 1 };
   const runResult = perRun<WriteResult>(() => ({ rows: 0, path, committed: false }));
 

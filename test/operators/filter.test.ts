@@ -119,7 +119,7 @@ describe("filter", () => {
     expect(texts(r.batches)).toEqual(ids.filter((_, k) => !want[k]).flatMap((id) => [first(id), "two black squares."]));
     expect(f.counts["text-in-image"]).toBe(6);
     expect(() => filter({ dropTextImages: true, clip, store, textPrompts, noTextPrompts: ["a photo"] })).toThrow(
-      "filter: either every text/no-text prompt contains {caption} or none does",
+      'stage "filter": either every text/no-text prompt contains {caption} or none does',
     );
   });
 
@@ -138,8 +138,10 @@ describe("filter", () => {
   });
 
   test("configuration errors are one clear line; a missing column names it", async () => {
-    expect(() => filter({ dropTextImages: true })).toThrow("filter: dropTextImages needs a clip model and the image store");
-    expect(() => filter({ maxTokens: 5 })).toThrow("filter: maxTokens needs the clip model");
+    expect(() => filter({ dropTextImages: true })).toThrow('stage "filter": dropTextImages needs a clip model and the image store');
+    expect(() => filter({ maxTokens: 5 })).toThrow('stage "filter": maxTokens needs the clip model');
+    // Values are checked the same way as in pipeline files: no silently accepted negatives.
+    expect(() => filter({ maxWords: -1 })).toThrow(/^stage "filter": option maxWords: Too small/);
     const { buildCandidates } = await import("../../src/arrow/build.ts");
     const c = buildCandidates([{ id: "x", image_id: "i", prompt: "p", text: "t", logp: 0, n_tokens: 1 }]);
     await expect(runStages([c], [filter({ minScore: 1 })], { onError: "fail" })).rejects.toThrow("minScore needs a 'clip_score' column");

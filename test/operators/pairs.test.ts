@@ -137,8 +137,9 @@ describe("pairs", () => {
   });
 
   test("bad options are one clear error", () => {
-    expect(() => pairs({ minMargin: -1 })).toThrow("pairs: minMargin must be >= 0");
-    expect(() => pairs({ maxLengthRatio: 0.5 })).toThrow("maxLengthRatio must be >= 1");
-    expect(() => pairs({ maxPairsPerImage: 0 })).toThrow("maxPairsPerImage must be a positive integer");
+    expect(() => pairs({ minMargin: -1 })).toThrow('stage "pairs": option minMargin: Too small: expected number to be >=0');
+    expect(() => pairs({ maxLengthRatio: 0.5 })).toThrow('stage "pairs": option maxLengthRatio: Too small');
+    expect(() => pairs({ maxPairsPerImage: 0 })).toThrow('stage "pairs": option maxPairsPerImage: Too small');
+    expect(() => pairs({ strategy: "oracle" as never })).toThrow('stage "pairs": option strategy: ');
   });
 });
