@@ -39,7 +39,7 @@ export function runBatch(batch: RecordBatch, ops: readonly FlowOperator[], onErr
       batches: out,
       rowsOut: out.reduce((a, b) => a + b.numRows, 0),
       stages,
-      dead: ctx.deadLetter.rows().map((r) => ({ id: r.id, stage: r.stage, reason: r.reason })),
+      dead: ctx.deadLetter.rows().map((r) => ({ id: r.id, stage: r.stage, code: r.code, reason: r.reason })),
       expanded: stages.reduce((a, s) => a + s.expanded, 0),
       filtered: stages.reduce((a, s) => a + s.filtered, 0),
       error,

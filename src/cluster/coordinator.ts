@@ -28,6 +28,7 @@ import { connect, headers as natsHeaders, type NatsConnection, type Subscription
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { operate, type FlowOperator } from "../flow/index.ts";
+import { ConfigError, RuntimeError } from "../util/errors.ts";
 import { pipelineToYaml, type ResolvedPipeline } from "../pipeline/loader.ts";
 import { deletePolicies, publishPolicy } from "./policy.ts";
 import {
@@ -184,7 +185,7 @@ export class ClusterCoordinator {
     const run = checkRunId(opts.run);
     for (const i of opts.stages) if (!opts.pipeline.stages[i]) throw new Error(`cluster: stage index ${i} is not in the pipeline`);
     const nc = await connect({ servers: opts.servers, name: `clipflow-coordinator-${run}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 }).catch((e: unknown) => {
-      throw new Error(`cluster: cannot connect to ${String(opts.servers)} (${(e as Error).message.split("\n")[0]})`);
+      throw new RuntimeError(`cluster: cannot connect to ${String(opts.servers)} (${(e as Error).message.split("\n")[0]})`, { code: "cluster unreachable" });
     });
     const jsm = await jetstreamManager(nc);
     await ensureStreams(jsm);
@@ -294,7 +295,7 @@ export class ClusterCoordinator {
     this.settle(batch);
     this.counts.batchesDeadLettered++;
     this.log(reason);
-    p.reject(new Error(reason));
+    p.reject(new RuntimeError(reason, { code: /MaxDeliver/.test(reason) ? "max deliveries" : "batch failed" }));
   }
 
   private onResult(batch: string, body: Uint8Array): void {
@@ -353,7 +354,7 @@ export class ClusterCoordinator {
     const max = this.nc.info?.max_payload ?? 1 << 20;
     if (body.byteLength > max - 4096) {
       this.pending.delete(id);
-      throw new Error(`cluster: work batch ${id} is ${body.byteLength} bytes, over the server's max_payload ${max}; lower stages.source.batchSize (or raise max_payload on the server)`);
+      throw new ConfigError(`cluster: work batch ${id} is ${body.byteLength} bytes, over the server's max_payload ${max}; lower stages.source.batchSize (or raise max_payload on the server)`, { code: "batch too large" });
     }
     this.workSizes.add(body.byteLength);
     const js = jetstream(this.nc);
@@ -402,7 +403,7 @@ export class ClusterCoordinator {
             const D = h.dead.length;
             if (n + h.expanded !== h.rowsOut + h.filtered + D || h.rowsIn !== n)
               throw new Error(`batch ${h.batch} from worker ${h.worker}: counts do not reconcile (in ${h.rowsIn}/${n} + expanded ${h.expanded} != out ${h.rowsOut} + filtered ${h.filtered} + dead ${D})`);
-            for (const d of h.dead) ctx.deadLetter.add(d.id, d.stage, d.reason);
+            for (const d of h.dead) ctx.deadLetter.add(d.id, d.stage, d.reason, d.code);
             scope.filtered(h.filtered);
             // operate() adds (in - filtered - out) = D - E to `filtered` if positive, else E - D
             // to `expanded`; the worker's counts are exact, so pre-compensate to keep them.

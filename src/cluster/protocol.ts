@@ -17,6 +17,7 @@
  * resultSubject("r1a2b3", "000017") // "clipflow.results.r1a2b3.000017"
  */
 import { RecordBatchReader, RecordBatchStreamWriter, type RecordBatch } from "apache-arrow";
+import { ConfigError, InputError } from "../util/errors.ts";
 
 export const WORK_STREAM = "CLIPFLOW_WORK";
 export const RESULTS_STREAM = "CLIPFLOW_RESULTS";
@@ -66,7 +67,7 @@ export interface RunSpec {
 
 /** Validates a run id: a single NATS subject token of safe characters. */
 export function checkRunId(run: string): string {
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(run)) throw new Error(`cluster: run id "${run}" must be 1-64 characters of A-Z a-z 0-9 _ -`);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(run)) throw new ConfigError(`cluster: run id "${run}" must be 1-64 characters of A-Z a-z 0-9 _ -`, { code: "bad run id" });
   return run;
 }
 
@@ -74,6 +75,8 @@ export function checkRunId(run: string): string {
 export interface WireDeadRow {
   id: string;
   stage: string;
+  /** Short reason kind the dead-letter file and reports aggregate by. */
+  code: string;
   reason: string;
 }
 
@@ -129,7 +132,7 @@ export function ipcToBatches(bytes: Uint8Array, where: string): RecordBatch[] {
   try {
     return [...RecordBatchReader.from(bytes)];
   } catch (e) {
-    throw new Error(`${where}: not a readable Arrow IPC stream (${(e as Error).message.split("\n")[0]})`);
+    throw new InputError(`${where}: not a readable Arrow IPC stream (${(e as Error).message.split("\n")[0]})`, { code: "bad message" });
   }
 }
 
@@ -146,14 +149,14 @@ export function encodeResult(head: ResultHead, batches: readonly RecordBatch[]):
 
 /** Inverse of encodeResult; one-line error naming `where` on a malformed body. */
 export function decodeResult(body: Uint8Array, where: string): { head: ResultHead; batches: RecordBatch[] } {
-  if (body.byteLength < 4) throw new Error(`${where}: result body of ${body.byteLength} bytes is too short`);
+  if (body.byteLength < 4) throw new InputError(`${where}: result body of ${body.byteLength} bytes is too short`, { code: "bad message" });
   const n = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(0, true);
-  if (4 + n > body.byteLength) throw new Error(`${where}: result head of ${n} bytes overruns a ${body.byteLength}-byte body`);
+  if (4 + n > body.byteLength) throw new InputError(`${where}: result head of ${n} bytes overruns a ${body.byteLength}-byte body`, { code: "bad message" });
   let head: ResultHead;
   try {
     head = JSON.parse(new TextDecoder().decode(body.subarray(4, 4 + n))) as ResultHead;
   } catch (e) {
-    throw new Error(`${where}: result head is not JSON (${(e as Error).message})`);
+    throw new InputError(`${where}: result head is not JSON (${(e as Error).message})`, { code: "bad message" });
   }
   // Copy the IPC part so Arrow's views never alias the NATS client's receive buffer.
   return { head, batches: ipcToBatches(body.slice(4 + n), where) };

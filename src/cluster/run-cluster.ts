@@ -26,6 +26,7 @@ import type { z } from "zod";
 import { ClusterCoordinator, type ClusterReport } from "./coordinator.ts";
 import { publishPathPolicy } from "./policy.ts";
 import { WORKER_STAGES } from "./protocol.ts";
+import { ConfigError } from "../util/errors.ts";
 
 /** Which stages run where. */
 export interface ClusterSplit {
@@ -39,15 +40,15 @@ export interface ClusterSplit {
 
 /** Splits a dataflow pipeline: `source`, then the longest run of worker stages, then the rest. */
 export function clusterSplit(p: ResolvedPipeline): ClusterSplit {
-  if (p.stages[0]?.name !== "source") throw new Error("cluster: the pipeline must start with a source stage");
+  if (p.stages[0]?.name !== "source") throw new ConfigError("cluster: the pipeline must start with a source stage", { code: "no source" });
   const workerStages: number[] = [];
   let i = 1;
   while (i < p.stages.length && (WORKER_STAGES as readonly string[]).includes(p.stages[i]!.name)) workerStages.push(i++);
-  if (workerStages.length === 0) throw new Error(`cluster: no worker stage (${WORKER_STAGES.join(", ")}) follows the source; nothing to distribute`);
+  if (workerStages.length === 0) throw new ConfigError(`cluster: no worker stage (${WORKER_STAGES.join(", ")}) follows the source; nothing to distribute`, { code: "no worker stage" });
   const localStages: number[] = [];
   for (; i < p.stages.length; i++) {
     const s = p.stages[i]!;
-    if ((WORKER_STAGES as readonly string[]).includes(s.name)) throw new Error(`cluster: stage ${s.name} (#${i}) comes after ${p.stages[i - 1]!.name}; worker stages must directly follow the source`);
+    if ((WORKER_STAGES as readonly string[]).includes(s.name)) throw new ConfigError(`cluster: stage ${s.name} (#${i}) comes after ${p.stages[i - 1]!.name}; worker stages must directly follow the source`, { code: "worker stage out of place" });
     localStages.push(i);
   }
   const needsPixels = localStages.some((j) => p.stages[j]!.name === "refLogps" || p.stages[j]!.name === "dpoTrain");

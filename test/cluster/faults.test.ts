@@ -136,6 +136,7 @@ describe("cluster faults", () => {
       const dead = readDeadLetter(join(out, "dead-letter.arrow"));
       expect(dead.map((d) => d.id).sort()).toEqual([ids[2]!, ids[3]!].sort());
       expect(dead[0]!.reason).toContain(`MaxDeliver ${maxDeliver}`);
+      expect(dead.map((d) => [d.stage, d.code])).toEqual([["cluster", "max deliveries"], ["cluster", "max deliveries"]]);
       expect(flow.deadLettered).toBe(2);
       const r = reconcile(flow.stages, flow.deadLettered);
       expect(r.balanced).toBe(true);

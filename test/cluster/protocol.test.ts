@@ -14,7 +14,7 @@ import { root, tinyCluster, tinyPipeline, tmp } from "./fixtures.ts";
 
 const rows = (n: number, bytes = 8) => Array.from({ length: n }, (_, i) => ({ id: `img-${i}`, image: new Uint8Array(bytes).fill(i), prompt: "Describe the image.", reference: null, meta: null }));
 
-const head: ResultHead = { batch: "b1", worker: "w", delivery: 2, policyVersion: 0, ms: 1.5, rowsIn: 3, rowsOut: 3, expanded: 0, filtered: 0, dead: [{ id: "img-1", stage: "decode", reason: "image corrupt: bad PNG" }], stages: [], error: null, fatal: false };
+const head: ResultHead = { batch: "b1", worker: "w", delivery: 2, policyVersion: 0, ms: 1.5, rowsIn: 3, rowsOut: 3, expanded: 0, filtered: 0, dead: [{ id: "img-1", stage: "decode", code: "image corrupt", reason: "image corrupt: bad PNG" }], stages: [], error: null, fatal: false };
 
 describe("cluster protocol", () => {
   test("a result round-trips: head and every row of every batch", () => {
