@@ -16,6 +16,8 @@
  *   size (publish with Nats-Msg-Id to a file-storage work-queue stream, then pull + ack) ÷ work
  *   messages/s the 1-worker run needed: how many such workers one server could feed.
  * Also printed: work / result message sizes (bytes) and messages per second through the server.
+ * Worker CPU is the process's whole CPU time (Bun reports it once the process exits), so it
+ * includes the worker's start-up (imports, connecting) before the clock started.
  *
  *   bun bench/cluster.ts [--images 96] [--batch 16] [--rounds 1]
  */
