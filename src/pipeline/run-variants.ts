@@ -98,7 +98,7 @@ export async function runVariants(s: RunState, run: (p: ResolvedPipeline, o: Run
       if (existsSync(join(policyDir, "config.json"))) trained.push(trainedSubject(p, v.name, policyDir, vr.training?.pairs ?? null, vr.pairAudit ?? null));
     }
     report.timings.flowMs = performance.now() - t0;
-    await evaluateAndSettle(s, resources, () => [startSubject(p, resources), ...trained]);
+    await evaluateAndSettle(s, () => [startSubject(p, resources), ...trained]);
     return s.finish();
   } catch (e) {
     return settleError(s, e);

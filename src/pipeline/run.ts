@@ -297,7 +297,7 @@ async function runDataflow(s: RunState, resources: PipelineResources, resumedFro
       return s.finish();
     }
 
-    await evaluateAndSettle(s, resources, (ev) => {
+    await evaluateAndSettle(s, (ev) => {
       const subjects: EvalSubject[] = [startSubject(p, resources)];
       const policyDir = join(p.out.dir, RUN_FILES.policy);
       if (trainer && trainer.model === ev.model && existsSync(join(policyDir, "config.json")))
@@ -343,7 +343,7 @@ export function trainedSubject(p: ResolvedPipeline, name: string, dir: string, p
  * report's status: `completed`, or `interrupted` with the resume command when a stop signal cut
  * it short.
  */
-export async function evaluateAndSettle(s: RunState, _resources: PipelineResources, subjects: (ev: NonNullable<ResolvedPipeline["eval"]>) => EvalSubject[]): Promise<void> {
+export async function evaluateAndSettle(s: RunState, subjects: (ev: NonNullable<ResolvedPipeline["eval"]>) => EvalSubject[]): Promise<void> {
   const { p, report } = s;
   if (p.eval) {
     const tEval = performance.now();
