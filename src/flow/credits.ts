@@ -27,6 +27,7 @@
  */
 import type { RecordBatch } from "apache-arrow";
 import type { FlowContext } from "./context.ts";
+import { ConfigError } from "../util/errors.ts";
 
 /** One source batch's permit to exist. Counts the live batches derived from it. */
 export class Credit {
@@ -89,7 +90,7 @@ export class CreditPool {
 
   constructor(readonly maxInFlight: number) {
     if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
-      throw new Error(`maxInFlight must be a positive integer, got ${maxInFlight}`);
+      throw new ConfigError(`option maxInFlight: must be a positive integer, got ${String(maxInFlight)}`, { code: "bad option", where: { stage: "flow" } });
     }
     this.free = maxInFlight;
   }

@@ -11,6 +11,7 @@
  * @example
  * rebatch("batch64", { size: 64, maxDelayMs: 50 });
  */
+import { ConfigError } from "../util/errors.ts";
 import { asyncScheduler, type SchedulerLike, type Subscription } from "rxjs";
 import { concatBatches } from "../arrow/take.ts";
 import type { FlowBatch } from "./credits.ts";
@@ -26,8 +27,8 @@ export interface RebatchOptions extends Omit<StageOptions, "name" | "sink" | "co
 
 export function rebatch(name: string, opts: RebatchOptions): FlowOperator {
   const { size, maxDelayMs, scheduler = asyncScheduler, ...stageOpts } = opts;
-  if (!Number.isInteger(size) || size < 1) throw new Error(`stage "${name}": rebatch size must be a positive integer, got ${size}`);
-  if (maxDelayMs !== undefined && !(maxDelayMs >= 0)) throw new Error(`stage "${name}": maxDelayMs must be >= 0, got ${maxDelayMs}`);
+  if (!Number.isInteger(size) || size < 1) throw new ConfigError(`option size: must be a positive integer, got ${String(size)}`, { code: "bad option", where: { stage: name } });
+  if (maxDelayMs !== undefined && !(maxDelayMs >= 0)) throw new ConfigError(`option maxDelayMs: must be >= 0, got ${String(maxDelayMs)}`, { code: "bad option", where: { stage: name } });
   return operate({ ...stageOpts, name }, (api) => {
     // Held inputs in arrival order; the head may be partly consumed (rows before `head` left already).
     const pending: FlowBatch[] = [];

@@ -68,6 +68,6 @@ describe("CreditPool", () => {
   });
 
   test("maxInFlight must be a positive integer", () => {
-    expect(() => new CreditPool(0)).toThrow("maxInFlight must be a positive integer, got 0");
+    expect(() => new CreditPool(0)).toThrow(`stage "flow": option maxInFlight: must be a positive integer, got 0`);
   });
 });
