@@ -24,7 +24,7 @@
 import { hostname } from "node:os";
 import type { RecordBatch } from "apache-arrow";
 import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { FlowOperator } from "../flow/index.ts";
 import { parsePipeline, type ResolvedPipeline } from "../pipeline/loader.ts";
@@ -145,7 +145,7 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
     const abandoned = new Map<string, number>();
     for (;;) {
       if (signal.aborted) break;
-      const spec = await nextRun(kv, opts.run, signal, abandoned);
+      const spec = await nextRun(jsm, kv, opts.run, signal, abandoned);
       if (!spec) break;
       stats.runs++;
       const left = await serveRun(nc, kv, spec, opts, stats, id, log, signal);
@@ -158,6 +158,17 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
     log(`stopped: ${JSON.stringify(stats)}`);
   }
   return stats;
+}
+
+/**
+ * The keys of the runs bucket, from one stream-info request (subjects_filter, nats-server ≥ 2.9)
+ * rather than `kv.keys()`, whose consumer can keep waiting while coordinators' heartbeats add
+ * revisions.
+ */
+async function runKeys(jsm: JetStreamManager): Promise<string[]> {
+  const prefix = `$KV.${RUNS_BUCKET}.`;
+  const info = await jsm.streams.info(`KV_${RUNS_BUCKET}`, { subjects_filter: `${prefix}>` });
+  return Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length));
 }
 
 /** A run is abandoned when its spec's revision (the coordinator's heartbeat) has not changed for 6 heartbeats. */
@@ -174,11 +185,10 @@ async function readSpec(kv: KV, run: string): Promise<(RunSpec & { revision: num
  * worker left as abandoned (`skip`: run → revision) are passed over until their revision changes
  * (a resumed coordinator).
  */
-async function nextRun(kv: KV, only: string | undefined, signal: AbortSignal, skip: Map<string, number>): Promise<RunSpec | null> {
+async function nextRun(jsm: JetStreamManager, kv: KV, only: string | undefined, signal: AbortSignal, skip: Map<string, number>): Promise<RunSpec | null> {
   while (!signal.aborted) {
     try {
-      const keys: string[] = only ? [only] : [];
-      if (!only) for await (const k of await kv.keys()) keys.push(k);
+      const keys: string[] = only ? [only] : await runKeys(jsm);
       for (const k of keys.sort()) {
         const s = await readSpec(kv, k);
         if (s?.state === "running" && skip.get(k) !== s.revision) return s;

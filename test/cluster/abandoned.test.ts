@@ -27,6 +27,7 @@ test("an abandoned run is left after 6 missed heartbeats; the worker moves on to
   const lines: string[] = [];
   const ac = new AbortController();
   const worker = runWorker({ servers: srv.url, id: "w1", signal: ac.signal, progressEveryMs: 0, log: (l) => lines.push(l) });
+  const dump = setTimeout(() => console.error(`abandoned.test: still running after 20 s; worker log so far:\n${lines.join("\n")}`), 20_000);
   try {
     // "a-stale": announced, one batch answered, then the coordinator goes away without finishing.
     const stale = await ClusterCoordinator.start({ servers: srv.url, run: "a-stale", pipeline: p, stages, maxInFlight: 2, heartbeatMs: 500 });
@@ -41,6 +42,7 @@ test("an abandoned run is left after 6 missed heartbeats; the worker moves on to
     expect(lines.some((l) => l.includes("run a-stale: no heartbeat from its coordinator for 3 s; leaving it"))).toBe(true);
     expect(lines.findIndex((l) => l.includes("serving run b-next"))).toBeGreaterThan(lines.findIndex((l) => l.includes("leaving it")));
   } finally {
+    clearTimeout(dump);
     ac.abort();
     const stats = await worker;
     expect([stats.runs, stats.batches]).toEqual([2, 2]);
