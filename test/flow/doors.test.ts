@@ -31,6 +31,12 @@ describe("guarded stages: wrong values reach the subscriber as one-line errors",
     expect((await errorOf(of({ batch: 1 }).pipe(keepEven() as never))).message).toContain("received a plain object");
   });
 
+  test("a batch wrapper without a flow context is refused the same way", async () => {
+    const fake = { batch: makeBatch(0, 1), lineage: { credits: [], ctx: null }, released: false };
+    const e = await errorOf(of(fake).pipe(keepEven() as never));
+    expect(e.message).toBe('stage "even": received a plain object where a FlowBatch was expected; wrap the input with fromBatches(...) before clipflow stages');
+  });
+
   test("toBatches after something that is not a flow says where to put it", async () => {
     const e = await errorOf(of(makeBatch(0, 1)).pipe(toBatches() as never));
     expect(e.message).toContain('stage "toBatches": received a bare Arrow RecordBatch');
