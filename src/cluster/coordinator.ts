@@ -251,7 +251,7 @@ export class ClusterCoordinator {
       for (const [batch, p] of [...this.pending]) {
         if (now - p.since < 1000) continue;
         const m = await this.jsm.streams.getMessage(RESULTS_STREAM, { last_by_subj: resultSubject(this.run, batch) }).catch(() => null);
-        if (m) this.onResult(batch, m.data);
+        if (m) this.onResult(batch, m.data, true);
       }
       await this.stuck(now);
     } finally {
@@ -298,10 +298,12 @@ export class ClusterCoordinator {
     p.reject(new RuntimeError(reason, { code: /MaxDeliver/.test(reason) ? "max deliveries" : "batch failed" }));
   }
 
-  private onResult(batch: string, body: Uint8Array): void {
+  /** A result arrived (`lookedUp`: read back from the stream by the fallback, not a new message). */
+  private onResult(batch: string, body: Uint8Array, lookedUp = false): void {
     const p = this.pending.get(batch);
     if (!p) {
-      if (this.answered.has(batch)) this.counts.duplicateResults++;
+      // Only a second *message* is a duplicate; a look-up racing the live delivery is the same one.
+      if (this.answered.has(batch) && !lookedUp) this.counts.duplicateResults++;
       return;
     }
     let r: { head: ResultHead; batches: RecordBatch[] };
@@ -347,7 +349,7 @@ export class ClusterCoordinator {
     const old = await this.jsm.streams.getMessage(RESULTS_STREAM, { last_by_subj: resultSubject(this.run, id) }).catch(() => null);
     if (old) {
       this.counts.batchesReused++;
-      this.onResult(id, old.data);
+      this.onResult(id, old.data, true);
       return done;
     }
     const body = batchesToIpc([batch]);
@@ -359,9 +361,9 @@ export class ClusterCoordinator {
     this.workSizes.add(body.byteLength);
     const js = jetstream(this.nc);
     for (let attempt = 1; ; attempt++) {
-      if (signal?.aborted) {
+      if (signal?.aborted || this.nc.isClosed()) {
         this.pending.delete(id);
-        throw new Error("cluster: interrupted");
+        throw new RuntimeError(signal?.aborted ? "cluster: interrupted" : "cluster: the coordinator's connection is closed", { code: "interrupted" });
       }
       try {
         const h = natsHeaders();
