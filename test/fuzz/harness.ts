@@ -54,6 +54,24 @@ export interface FuzzResult {
   ms: number;
 }
 
+/** Thrown by a target's own checks (e.g. a dead-letter reason that is too long): always a failure. */
+export class FuzzCheck extends Error {
+  override name = "FuzzCheck";
+}
+
+/** A bad-row handler that records nothing but fails the input when a reason or id is unbounded. */
+export function boundedBadRows(): { onBadRow: (id: string, reason: string) => void; check: () => void } {
+  let worst: string | undefined;
+  return {
+    onBadRow: (id, reason) => {
+      if (!worst && (reason.length > MAX_MESSAGE || id.length > MAX_MESSAGE)) worst = `dead-letter row of ${id.length}-char id, ${reason.length}-char reason: ${reason.slice(0, 200)}`;
+    },
+    check: () => {
+      if (worst) throw new FuzzCheck(worst);
+    },
+  };
+}
+
 const INTERNAL = new Set(["TypeError", "RangeError", "ReferenceError", "InternalError"]);
 const INTERESTING = [0x00, 0x01, 0x7f, 0x80, 0xff, 0x20, 0x0a, 0x22, 0x7b, 0x5b];
 
@@ -128,6 +146,7 @@ export function inputAt(seeds: readonly Uint8Array[], dict: readonly Uint8Array[
 
 function classify(e: unknown, where: string, accept?: (e: Error) => boolean): { kind: FuzzFailure["kind"]; detail: string } | null {
   if (!(e instanceof Error)) return { kind: "crash", detail: `threw a non-Error: ${String(e).slice(0, 200)}` };
+  if (e instanceof FuzzCheck) return { kind: "message", detail: e.message };
   const first = e.message.split("\n")[0]!.slice(0, 300);
   if (INTERNAL.has(e.name) || INTERNAL.has(e.constructor.name)) return { kind: "crash", detail: `${e.name}: ${first}` };
   if (e.message.length > MAX_MESSAGE) return { kind: "message", detail: `message of ${e.message.length} chars: ${first}` };
@@ -137,10 +156,11 @@ function classify(e: unknown, where: string, accept?: (e: Error) => boolean): { 
 }
 
 /**
- * Runs `iterations` mutated inputs through `target`; each input gets `perInputMs` (async
- * parsers are raced against it; a synchronous one is measured and flagged afterwards).
+ * Runs inputs `from` (default 0) .. `iterations - 1` through `target`; each input gets
+ * `perInputMs` (async parsers are raced against it; a synchronous one is measured and flagged
+ * afterwards — a synchronous endless loop needs the process watchdog of scripts/fuzz.ts).
  */
-export async function fuzz(target: FuzzTarget, opts: { seed: number; iterations: number; perInputMs?: number; onInput?: (i: number) => void }): Promise<FuzzResult> {
+export async function fuzz(target: FuzzTarget, opts: { seed: number; iterations: number; from?: number; perInputMs?: number; onInput?: (i: number) => void }): Promise<FuzzResult> {
   const seeds = await target.seeds();
   if (seeds.length === 0) throw new Error(`fuzz target ${target.name}: no seed inputs`);
   const dict = (target.dictionary ?? []).map((s) => new TextEncoder().encode(s));
@@ -149,7 +169,7 @@ export async function fuzz(target: FuzzTarget, opts: { seed: number; iterations:
   const res: FuzzResult = { target: target.name, inputs: 0, parsed: 0, rejected: 0, failures: [], ms: 0 };
   const t0 = performance.now();
   const rss0 = process.memoryUsage.rss();
-  for (let i = 0; i < opts.iterations; i++) {
+  for (let i = opts.from ?? 0; i < opts.iterations; i++) {
     opts.onInput?.(i);
     const input = inputAt(seeds, dict, opts.seed, i, maxBytes);
     const where = target.where ?? `fuzz-${target.name}`;

@@ -19,7 +19,7 @@ import { clipImageConfig } from "../../src/models/preprocessor-config.ts";
 import { parsePipeline } from "../../src/pipeline/loader.ts";
 import { WorkerHost } from "../../src/scheduler/model-host.ts";
 import { mlpModel } from "../scheduler/fixtures/onnx-models.ts";
-import type { FuzzTarget } from "./harness.ts";
+import { boundedBadRows, type FuzzTarget } from "./harness.ts";
 
 const root = join(import.meta.dir, "..", "..");
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -66,7 +66,6 @@ async function drain(gen: AsyncIterable<{ numRows: number }>): Promise<number> {
   return n;
 }
 
-const ignoreBadRow = () => {};
 
 export const targets: FuzzTarget[] = [
   {
@@ -146,7 +145,9 @@ export const targets: FuzzTarget[] = [
       async function* chunks() {
         for (let i = 0; i < input.length; i += 512) yield input.subarray(i, i + 512);
       }
-      await drain(readArrowStream(chunks(), { name: where, onBadRow: ignoreBadRow }));
+      const bad = boundedBadRows();
+      await drain(readArrowStream(chunks(), { name: where, onBadRow: bad.onBadRow }));
+      bad.check();
     },
   },
   {
@@ -162,7 +163,9 @@ export const targets: FuzzTarget[] = [
     async run(input, where) {
       const p = join(scratchDir(), where);
       writeFileSync(p, input);
-      await drain(readArrowImages(p, { onBadRow: ignoreBadRow }));
+      const bad = boundedBadRows();
+      await drain(readArrowImages(p, { onBadRow: bad.onBadRow }));
+      bad.check();
     },
   },
   {
@@ -178,7 +181,9 @@ export const targets: FuzzTarget[] = [
     async run(input, where) {
       const p = join(scratchDir(), where);
       writeFileSync(p, input);
-      await drain(readParquetImages(p, { onBadRow: ignoreBadRow }));
+      const bad = boundedBadRows();
+      await drain(readParquetImages(p, { onBadRow: bad.onBadRow }));
+      bad.check();
     },
   },
   {
@@ -196,7 +201,9 @@ export const targets: FuzzTarget[] = [
     async run(input, where) {
       const p = join(scratchDir(), where);
       writeFileSync(p, input);
-      await drain(readLlavaJsonl(p, join(scratchDir(), "images"), { onBadRow: ignoreBadRow }));
+      const bad = boundedBadRows();
+      await drain(readLlavaJsonl(p, join(scratchDir(), "images"), { onBadRow: bad.onBadRow }));
+      bad.check();
     },
   },
   {
