@@ -1,7 +1,8 @@
 /**
  * The two doors between plain RxJS / Arrow code and clipflow stages.
  *
- * `fromBatches(input, opts)` attaches credits and lineage at the edge. It takes
+ * `fromBatches(input, opts)` attaches credits and lineage at the edge. It takes a `RecordBatch`
+ * or `Table`, or
  * - an `AsyncIterable` / `Iterable` of `RecordBatch` or `Table` (pull: the next item is read only
  *   when a credit is free, so backpressure reaches the producer; a `Table` enters as its batches),
  * - a factory `() => AsyncIterable | Iterable` (cold: called once per subscription, so `retry()`
@@ -38,6 +39,7 @@ export type BatchLike = RecordBatch | Table;
 
 /** What `fromBatches` accepts. */
 export type BatchInput =
+  | BatchLike
   | AsyncIterable<BatchLike>
   | Iterable<BatchLike>
   | (() => AsyncIterable<BatchLike> | Iterable<BatchLike>)
@@ -105,9 +107,8 @@ function checkOptions(opts: FromBatchesOptions, name: string): void {
 export function fromBatches(input: BatchInput, opts: FromBatchesOptions = {}): Observable<FlowBatch> {
   const name = opts.name ?? "source";
   checkOptions(opts, name);
-  if (input instanceof RecordBatch || input instanceof Table) {
-    throw new ConfigError(`fromBatches takes a collection of batches; wrap a single one in an array: fromBatches([batch])`, { code: "bad input", where: { stage: name } });
-  }
+  // A lone batch or table is one item (both are iterable over rows, which is never meant here).
+  if (input instanceof RecordBatch || input instanceof Table) input = [input];
   const push = isObservable(input);
   if (!push && typeof input !== "function" && !isAsyncIterable(input) && !isIterable(input)) {
     throw new ConfigError(`fromBatches takes an (async) iterable, a factory () => iterable or an Observable of RecordBatch/Table, got ${describeValue(input)}`, {
@@ -121,6 +122,7 @@ export function fromBatches(input: BatchInput, opts: FromBatchesOptions = {}): O
     opts.onContext?.(ctx);
     if (push) return pushSource(input as Observable<BatchLike>, ctx, name, opts);
     let it: unknown = typeof input === "function" ? (input as () => unknown)() : input;
+    if (it instanceof RecordBatch || it instanceof Table) it = [it];
     if (typeof input === "function" && !isAsyncIterable(it) && !isIterable(it)) {
       throw new ConfigError(`the factory given to fromBatches returned ${describeValue(it)}, expected an (async) iterable of batches`, { code: "bad input", where: { stage: name } });
     }

@@ -131,7 +131,6 @@ describe("fromBatches / toBatches", () => {
   });
 
   test("bad inputs: a single batch, a non-iterable, a non-batch item", async () => {
-    expect(() => fromBatches(makeBatch(0, 1) as never)).toThrow("wrap a single one in an array: fromBatches([batch])");
     expect(() => fromBatches(42 as never)).toThrow("got a number");
     expect(() => fromBatches([], { bufferSize: 0 })).toThrow('stage "source": option bufferSize: must be a positive integer, got 0');
     const e = await errorOf(fromBatches([makeBatch(0, 1), "x" as never]).pipe(toBatches()));
@@ -227,6 +226,13 @@ describe("fromBatches / toBatches", () => {
     vts.flush();
     release();
     expect((await p).length).toBe(6);
+  });
+
+  test("a lone Table or RecordBatch (or a factory returning one) is one input, not rows", async () => {
+    const t = new Table([makeBatch(0, 2), makeBatch(2, 1)]);
+    expect(allIds(await lastValueFrom(fromBatches(t).pipe(toBatches(), toArray())))).toEqual(["r0", "r1", "r2"]);
+    expect(allIds(await lastValueFrom(fromBatches(makeBatch(5, 2)).pipe(toBatches(), toArray())))).toEqual(["r5", "r6"]);
+    expect(allIds(await lastValueFrom(fromBatches(() => t as never).pipe(toBatches(), toArray())))).toEqual(["r0", "r1", "r2"]);
   });
 
   test("ctx can be shared; defer keeps creation lazy", async () => {
