@@ -21,6 +21,7 @@ import type { CreditStats } from "./credits.ts";
 import { consume } from "./consume.ts";
 import type { OnError } from "./errors.ts";
 import type { StageSnapshot } from "./metrics.ts";
+import type { DeadLetterGroup } from "./dead-letter.ts";
 import type { FlowOperator } from "./operate.ts";
 import { fromSource } from "./source.ts";
 import { ConfigError } from "../util/errors.ts";
@@ -49,6 +50,8 @@ export interface RunReport {
   stages: StageSnapshot[];
   credits: CreditStats;
   deadLettered: number;
+  /** Dead rows by (stage, reason code), largest first, with a few example ids (bounded). */
+  deadLetterGroups: DeadLetterGroup[];
   deadLetterPath: string | undefined;
   interrupted: boolean;
   elapsedMs: number;
@@ -81,6 +84,7 @@ export function runFlow(opts: RunFlowOptions): Promise<RunReport> {
       stages: ctx.snapshot(),
       credits: ctx.pool.stats(),
       deadLettered: ctx.deadLetter.count,
+      deadLetterGroups: ctx.deadLetter.summary(),
       deadLetterPath: ctx.deadLetter.path,
       interrupted,
       elapsedMs: ctx.now() - t0,

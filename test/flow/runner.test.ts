@@ -124,6 +124,16 @@ describe("dead letters: skip policy, file read back, counts reconcile", () => {
     const tokenizeDead = ["r41", "r43", "r44", "r46", "r47", "r48"];
     expect(dead.filter((d) => d.stage === "validate").map((d) => d.id)).toEqual(by7);
     expect(dead.find((d) => d.id === "r14")).toEqual({ id: "r14", stage: "validate", code: "empty text", reason: "empty text" });
+    // The report aggregates them by (stage, code): counts match the file, a few example ids each.
+    expect(report.deadLetterGroups.map((g) => [g.stage, g.code, g.count])).toEqual(
+      [...new Set(dead.map((d) => `${d.stage}\u0000${d.code}`))]
+        .map((k) => {
+          const [stage = "", code = ""] = k.split("\u0000");
+          return [stage, code, dead.filter((d) => d.stage === stage && d.code === code).length];
+        })
+        .sort((a, b) => (b[2] as number) - (a[2] as number)),
+    );
+    for (const g of report.deadLetterGroups) expect(g.examples.length).toBe(Math.min(3, g.count));
     expect(dead.filter((d) => d.stage === "tokenize")).toEqual(tokenizeDead.map((id) => ({ id, stage: "tokenize", code: "tokenizer overflow", reason: "tokenizer overflow" })));
     const st = Object.fromEntries(report.stages.map((s) => [s.stage, s]));
     expect(st.validate).toMatchObject({ rowsIn: 100, rowsOut: 100 - by7.length, deadLettered: by7.length, filtered: 0 });
