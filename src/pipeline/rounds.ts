@@ -6,6 +6,8 @@
  * - `previous` (default): round r−1's policy, the policy that generated the round's candidates —
  *   DPO's own assumption (the reference is the sampling policy), as in RLAIF-V;
  * - `sft`: the starting policy, so every round's implicit reward is measured from one anchor.
+ * Measured (README "Results", 500 held-out scenes): round 2 sampled CHAIR_i 12.5% with `previous`,
+ * 12.7% with `sft` (round 1: 13.2%; both round-2 − round-1 paired CIs include 0).
  * Each round runs into `out.dir/round-<r>/` with its own report (pairs audit, training curve,
  * checkpoints, policy); with --resume a round whose folder holds a completed report and policy is
  * kept, so a run interrupted in round r resumes there. At the end the starting policy and every
