@@ -27,10 +27,12 @@ test("Ctrl-C mid-training, then --resume, ends like an uninterrupted run", async
   const refSteps = metrics(full);
   expect(refSteps.length).toBeGreaterThanOrEqual(4);
 
-  // Interrupt once two steps are logged (a checkpoint per step).
+  // Interrupt once step 2's checkpoint exists (a checkpoint per step). The poll reads
+  // `checkpoints/latest`, which is replaced atomically — never metrics.jsonl while it is written.
   const p = Bun.spawn(args(cut, false), { cwd: root, stdout: "pipe", stderr: "pipe" });
-  const log = join(cut, "metrics.jsonl");
-  for (let i = 0; i < 6000 && !(existsSync(log) && metrics(cut).length >= 2); i++) await Bun.sleep(10);
+  const latest = join(cut, "checkpoints", "latest");
+  const stepOf = () => (existsSync(latest) ? Number(/step-(\d+)/.exec(readFileSync(latest, "utf8"))?.[1] ?? 0) : 0);
+  for (let i = 0; i < 6000 && stepOf() < 2; i++) await Bun.sleep(10);
   p.kill("SIGINT");
   expect(await p.exited).toBe(130);
   const stdout = await new Response(p.stdout).text();
