@@ -206,6 +206,7 @@ export const dpoTrainStage = defineStage<typeof dpoTrainOptions, StageServices>(
       exportDir: join(s.outDir, DPO_TRAIN_FILES.policy),
       resume: s.resume,
       allowConfigChange: s.allowConfigChange,
+      log: (m) => s.log(m),
       ...(s.services.threads !== undefined ? { threads: s.services.threads } : {}),
       name: s.name,
     }),
