@@ -189,14 +189,14 @@ async function* jsonlGroups(path: string, root: string, onBad: BadRowHandler): A
 }
 
 async function* parquetGroups(path: string, root: string, onBad: BadRowHandler): AsyncGenerator<CandidateGroup> {
-  const { file, meta } = await openParquet(path);
+  const { meta } = await openParquet(path);
   const names = new Set(meta.schema.slice(1).map((s) => s.name));
   for (const c of ["id", "image", "prompt", "responses"]) if (!names.has(c)) throw new Error(`${path}: missing column '${c}' (has ${[...names].join(", ")})`);
   const columns = ["id", "image", "prompt", "responses", ...["logps", "n_tokens", "image_id"].filter((c) => names.has(c))];
   let start = 0;
   for (const g of meta.row_groups) {
     const end = start + Number(g.num_rows);
-    const objs = await readParquetRows(path, file, meta, columns, start, end);
+    const objs = await readParquetRows(path, columns, start, end);
     for (const [i, o] of objs.entries()) {
       const at = `${path}#${start + i}`;
       const f = parseCandidateFields(o);

@@ -28,6 +28,8 @@ export interface ReaderOptions {
   count?: number | null;
   /** Bad-row hook (default: throw). */
   onBadRow?: BadRowHandler;
+  /** Parquet only: time budget of decoding one row group, ms (default 120 s). */
+  decodeTimeoutMs?: number;
 }
 
 const REQUIRED = ["id", "image", "prompt"] as const;

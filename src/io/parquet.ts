@@ -8,7 +8,8 @@
  * const w = new ParquetBatchWriter("out/pairs.parquet", plainParquetSchema(pairsSchema), (b) => columnsOf(b));
  */
 import { dirname } from "node:path";
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, type AsyncBuffer, type FileMetaData, type SchemaElement } from "hyparquet";
+import { asyncBufferFromFile, parquetMetadataAsync, type AsyncBuffer, type FileMetaData, type SchemaElement } from "hyparquet";
+import type { DecodeReply, DecodeRequest } from "./parquet-decode-worker.ts";
 import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import { DataType, type RecordBatch, type Schema } from "apache-arrow";
 import { buildImages } from "../arrow/build.ts";
@@ -19,13 +20,64 @@ import { failOnBadRow, readImageFile, rechunk, type ReaderOptions } from "./imag
 
 const asString = (v: unknown): string | null => (typeof v === "string" ? v : v instanceof Uint8Array ? new TextDecoder().decode(v) : null);
 
+/** Default budget of one `readParquetRows` call (a row group), ms; `CLIPFLOW_PARQUET_DECODE_TIMEOUT_MS` overrides it. */
+export const PARQUET_DECODE_TIMEOUT_MS = Number(process.env.CLIPFLOW_PARQUET_DECODE_TIMEOUT_MS) > 0 ? Number(process.env.CLIPFLOW_PARQUET_DECODE_TIMEOUT_MS) : 120_000;
+
 /**
- * Rows `start … end-1` of a Parquet file as objects; a decoding failure (a corrupt page, a bad
- * thrift header) names the file and the rows instead of only the decoder's message.
+ * One decoding thread shared by all Parquet readers of the process, started on first use and
+ * unref'd (it never keeps the process alive). Requests run one at a time in arrival order.
  */
-export async function readParquetRows(path: string, file: AsyncBuffer, meta: FileMetaData, columns: string[], start: number, end: number): Promise<Record<string, unknown>[]> {
+class ParquetDecoder {
+  private worker: Worker | null = null;
+  private next = 0;
+  private readonly pending = new Map<number, { resolve: (rows: Record<string, unknown>[]) => void; reject: (e: Error) => void }>();
+
+  private start(): Worker {
+    const w = new Worker(new URL("./parquet-decode-worker.ts", import.meta.url).href);
+    w.onmessage = (ev: MessageEvent<DecodeReply>) => {
+      const p = this.pending.get(ev.data.id);
+      if (!p) return;
+      this.pending.delete(ev.data.id);
+      if ("error" in ev.data) p.reject(new Error(ev.data.error));
+      else p.resolve(ev.data.rows);
+    };
+    w.onerror = (ev) => this.reset(new Error(`the Parquet decoding thread failed (${ev.message})`));
+    w.unref();
+    return w;
+  }
+
+  /** Terminate the thread (a stuck decode) and fail every request it held. */
+  private reset(reason: Error): void {
+    this.worker?.terminate();
+    this.worker = null;
+    for (const p of this.pending.values()) p.reject(reason);
+    this.pending.clear();
+  }
+
+  read(req: Omit<DecodeRequest, "id">, timeoutMs: number): Promise<Record<string, unknown>[]> {
+    this.worker ??= this.start();
+    const id = this.next++;
+    return new Promise<Record<string, unknown>[]>((resolve, reject) => {
+      const timer = setTimeout(() => this.reset(new Error(`decoding did not finish within ${timeoutMs} ms (a corrupt page can loop the decoder)`)), timeoutMs);
+      this.pending.set(id, {
+        resolve: (rows) => (clearTimeout(timer), resolve(rows)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+      this.worker!.postMessage({ id, ...req } satisfies DecodeRequest);
+    });
+  }
+}
+
+const decoder = new ParquetDecoder();
+
+/**
+ * Rows `start … end-1` of a Parquet file as objects, decoded on a worker thread with a time budget
+ * (`timeoutMs`, default `PARQUET_DECODE_TIMEOUT_MS`): a decoding failure or a decoder that never
+ * returns (a corrupt page) is one error naming the file and the rows, never a hung process.
+ */
+export async function readParquetRows(path: string, columns: string[], start: number, end: number, timeoutMs = PARQUET_DECODE_TIMEOUT_MS): Promise<Record<string, unknown>[]> {
   try {
-    return (await parquetReadObjects({ file, metadata: meta, columns, rowStart: start, rowEnd: end, utf8: false })) as Record<string, unknown>[];
+    return await decoder.read({ path, columns, start, end }, timeoutMs);
   } catch (e) {
     throw new Error(`${path}: rows ${start}-${end - 1} cannot be decoded, the file is corrupt (${String((e as Error).message).split("\n")[0]!.slice(0, 200)})`);
   }
@@ -67,7 +119,7 @@ export async function parquetImage(cell: unknown, folder: string): Promise<Uint8
 export async function* readParquetImages(path: string, opts: ReaderOptions = {}): AsyncGenerator<RecordBatch> {
   const batchSize = opts.batchSize ?? 32;
   const onBad = opts.onBadRow ?? failOnBadRow;
-  const { file, meta } = await openParquet(path);
+  const { meta } = await openParquet(path);
   const folder = dirname(path);
   const names = new Set(meta.schema.slice(1).map((s) => s.name));
   for (const c of ["id", "image", "prompt"]) if (!names.has(c)) throw new Error(`${path}: missing column '${c}' (has ${[...names].join(", ")})`);
@@ -80,7 +132,7 @@ export async function* readParquetImages(path: string, opts: ReaderOptions = {})
     for (const g of meta.row_groups) {
       if (start >= total) return;
       const end = Math.min(total, start + Number(g.num_rows));
-      const objs = await readParquetRows(path, file, meta, columns, start, end);
+      const objs = await readParquetRows(path, columns, start, end, opts.decodeTimeoutMs);
       // Image files named by path are read concurrently (libuv's pool), one group at a time.
       const images = await Promise.all(objs.map((o) => parquetImage(o.image, folder)));
       const rows: ImageRow[] = [];
