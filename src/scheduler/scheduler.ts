@@ -13,6 +13,7 @@ import { pickWork, type Executor, type WorkSource } from "./executor.ts";
 import type { ModelStats } from "./metrics.ts";
 import { WorkerHost, type ModelHost } from "./model-host.ts";
 import type { LvlmModel } from "../models/lvlm-model.ts";
+import type { PolicyModel } from "../models/lvlm-policy.ts";
 
 // The scheduler's public surface, importable from this one file.
 export { BatchedModel, SchedulerError, abortError } from "./batched-model.ts";
@@ -95,12 +96,16 @@ export class Scheduler {
   }
 
   /**
-   * A continuous-batching decoder for an LVLM (decoder.ts): its prefill and decode graphs load
-   * on `replicas` executors of its device, its vision model registers as `{name}.vision`.
+   * A continuous-batching decoder for a policy (decoder.ts): any {@link PolicyModel} (e.g. an
+   * imported Hugging Face ONNX VLM from `loadHfVlm`) or a built-in LvlmModel (wrapped by
+   * `lvlmPolicy`). Its sessions load on `replicas` executors of its device, its vision model
+   * registers as `{name}.vision`; `scoring: true` adds teacher-forced `logps`.
+   * @example
+   * const gen = scheduler.decoder("policy", await loadHfVlm("models/my-vlm"), { scoring: true });
    */
-  decoder(name: string, lvlm: LvlmModel, opts: DecoderOptions = {}): Decoder {
+  decoder(name: string, policy: PolicyModel | LvlmModel, opts: DecoderOptions = {}): Decoder {
     if (this.closed) throw new SchedulerError(`cannot create decoder '${name}': scheduler is closed`);
-    return new Decoder(this, name, lvlm, { ...opts, device: opts.device ?? this.devices[0]! });
+    return new Decoder(this, name, policy, { ...opts, device: opts.device ?? this.devices[0]! });
   }
 
   /**
