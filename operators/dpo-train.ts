@@ -20,7 +20,7 @@ import { z } from "zod";
 import { defineStage } from "../src/flow/stage.ts";
 import { modelRef, nonNegativeInt, positiveInt, type StageServices } from "./services.ts";
 import type { DpoLossTerm } from "../src/train/dpo-loss-config.ts";
-import { DpoTrainer, type DpoTrainSummary, type DpoTrainerOptions } from "../src/train/dpo-trainer.ts";
+import { DpoTrainer, checkResumeConfig, type DpoTrainSummary, type DpoTrainerOptions } from "../src/train/dpo-trainer.ts";
 import { pixelLookup, type ImageStoreLike, type PixelLookup } from "../src/train/pixel-lookup.ts";
 
 export interface DpoTrainOptions extends Omit<DpoTrainerOptions, "pixels"> {
@@ -33,14 +33,19 @@ export interface DpoTrainOptions extends Omit<DpoTrainerOptions, "pixels"> {
   name?: string;
 }
 
-export function dpoTrain(opts: DpoTrainOptions): FlowOperator {
+/** The `dpoTrain` operator; `resumeInfo` says what the trainer resumed from once it exists (the run report reads it). */
+export type DpoTrainOperator = FlowOperator & { resumeInfo(): ReturnType<DpoTrainer["resumeInfo"]> | undefined };
+
+export function dpoTrain(opts: DpoTrainOptions): DpoTrainOperator {
   const name = opts.name ?? "dpoTrain";
   const { images, onTrainer, onFinish, name: _name, ...trainerOpts } = opts;
+  let made: DpoTrainer | undefined;
   const op = (source: Observable<FlowBatch>): Observable<FlowBatch> =>
     new Observable<FlowBatch>((sub) => {
       let trainer: Promise<DpoTrainer> | undefined;
       const getTrainer = () =>
         (trainer ??= DpoTrainer.create({ ...trainerOpts, pixels: pixelLookup(images) }).then((t) => {
+          made = t;
           onTrainer?.(t);
           return t;
         }));
@@ -73,7 +78,7 @@ export function dpoTrain(opts: DpoTrainOptions): FlowOperator {
         if (!finished && trainer) void trainer.then((t) => t.close()).catch(() => {});
       };
     });
-  return Object.assign(op, { stageName: name });
+  return Object.assign(op, { stageName: name, resumeInfo: () => made?.resumeInfo() });
 }
 
 /** The trainer settings a validated pipeline `dpoTrain` entry stands for (everything but models and paths). */
@@ -196,8 +201,8 @@ export const dpoTrainStage = defineStage<typeof dpoTrainOptions, StageServices>(
   role: "sink",
   optionsSchema: dpoTrainOptions,
   modelRefs: { model: "lvlm" },
-  create: async (o, s) =>
-    dpoTrain({
+  create: async (o, s) => {
+    const opts = {
       ...dpoTrainSettings(o),
       policy: await s.services.lvlm(o.model),
       images: s.services.images(),
@@ -206,8 +211,13 @@ export const dpoTrainStage = defineStage<typeof dpoTrainOptions, StageServices>(
       exportDir: join(s.outDir, DPO_TRAIN_FILES.policy),
       resume: s.resume,
       allowConfigChange: s.allowConfigChange,
-      log: (m) => s.log(m),
+      log: (m: string) => s.log(m),
       ...(s.services.threads !== undefined ? { threads: s.services.threads } : {}),
       name: s.name,
-    }),
+    };
+    // The trainer itself is made on the first pairs batch, after generation began; a resume with
+    // a changed configuration must be refused here, at set-up, before any work (exit 2).
+    if (s.resume) checkResumeConfig({ ...opts, pixels: pixelLookup(opts.images) });
+    return dpoTrain(opts);
+  },
 });

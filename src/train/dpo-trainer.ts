@@ -29,6 +29,7 @@ import { nameMatcher } from "../graph/params.ts";
 import { exportLvlm } from "../models/lvlm-io.ts";
 import type { LvlmModel } from "../models/lvlm-model.ts";
 import { Rng } from "../util/rng.ts";
+import { ConfigError, RuntimeError } from "../util/errors.ts";
 import type { AdamWConfig } from "./adamw.ts";
 import { removeStaleTemps } from "../io/atomic-file.ts";
 import { readCheckpointState, resumeCandidates, writeCheckpoint } from "./checkpoint.ts";
@@ -97,21 +98,78 @@ export interface DpoTrainerOptions {
   log?: (message: string) => void;
 }
 
-/** Resume refused: the checkpoint was trained with another configuration. */
-export class DpoResumeConfigError extends Error {
+/** Resume refused: the checkpoint was trained with another configuration (a ConfigError: exit 2). */
+export class DpoResumeConfigError extends ConfigError {
   override name = "DpoResumeConfigError";
   constructor(
     message: string,
     /** `key: old -> new` for every differing key (dotted paths). */
     readonly differences: string[],
   ) {
-    super(message);
+    super(message, { code: "resume config changed" });
   }
 }
 
+function resumeConfigError(dir: string, diff: string[]): DpoResumeConfigError {
+  return new DpoResumeConfigError(
+    `dpoTrain: checkpoint ${dir} was trained with another configuration (${diff.join("; ")}); resume with the same settings, start a new output folder, or allow it (allowConfigChange / --allow-config-change)`,
+    diff,
+  );
+}
+
+/**
+ * The training-relevant configuration a checkpoint stores (`state.json` `config`), from the
+ * trainer options with their defaults applied. Resume compares it key by key.
+ *
+ * @example
+ * trainingConfig({ policy, lr: 5e-6, loss }).batchSize // 16
+ */
+export function trainingConfig(opts: DpoTrainerOptions): Record<string, unknown> {
+  const batchSize = opts.batchSize ?? 16, gradAccum = opts.gradAccum ?? 1, epochs = opts.epochs ?? 1;
+  const replayBuffer = opts.replayBuffer ?? 4096, warmup = opts.warmup ?? 0;
+  const total = Math.max(warmup + 1, opts.totalSteps ?? epochs * Math.ceil(replayBuffer / (batchSize * gradAccum)));
+  return {
+    loss: opts.loss, lr: opts.lr, weightDecay: opts.weightDecay ?? 0, optimizer: opts.optimizer ?? {}, warmup, schedule: opts.schedule ?? "cosine",
+    totalSteps: total, minLr: opts.minLr ?? 0, batchSize, gradAccum, maxGradNorm: opts.maxGradNorm === undefined ? 1 : opts.maxGradNorm,
+    epochs, replayBuffer, trainable: opts.trainable ?? opts.policy.cfg.trainable, seed: opts.seed ?? 0,
+  };
+}
+
+/**
+ * Set-up check for a resumed run, before any data flows: the first readable checkpoint resume
+ * would try (`latest`, then older complete ones) must have been trained with the configuration
+ * `opts` gives. Throws `DpoResumeConfigError` (exit 2) naming the differing keys unless
+ * `allowConfigChange`; returns the differences (empty when none, or nothing to resume from).
+ * `DpoTrainer.create` applies the same comparison to the checkpoint it actually loads.
+ *
+ * @example
+ * checkResumeConfig({ ...trainerOpts, resume: true }) // [] or throws
+ */
+export function checkResumeConfig(opts: DpoTrainerOptions): string[] {
+  if (!opts.checkpointDir || !(opts.resume ?? true)) return [];
+  const config = trainingConfig(opts);
+  for (const c of resumeCandidates(opts.checkpointDir)) {
+    let st: TrainerState;
+    try {
+      st = readCheckpointState(c.dir) as TrainerState;
+    } catch {
+      continue; // unreadable: create() falls back past it and reports why
+    }
+    if (st === null || typeof st !== "object" || (st.format !== 1 && st.format !== 2)) continue;
+    if (st.format === 1) return [];
+    const diff = configDifferences(st.config ?? {}, config);
+    if (diff.length > 0 && !opts.allowConfigChange) throw resumeConfigError(c.dir, diff);
+    return diff;
+  }
+  return [];
+}
+
 /** Training stopped on a NaN/Inf loss or gradient; the last good checkpoint was kept. */
-export class DpoTrainingStopped extends Error {
+export class DpoTrainingStopped extends RuntimeError {
   override name = "DpoTrainingStopped";
+  constructor(message: string, opts: { cause?: unknown } = {}) {
+    super(message, { code: "training stopped", ...opts });
+  }
 }
 
 interface TrainerState extends ReplayState {
@@ -277,10 +335,7 @@ export class DpoTrainer {
     const buffer = new ReplayBuffer(replayBuffer, 3 * S * S);
     let rng = new Rng(opts.seed ?? 0);
     const log = opts.log ?? ((m: string) => void process.stderr.write(`${m}\n`));
-    const config: Record<string, unknown> = {
-      loss: opts.loss, lr: opts.lr, weightDecay: opts.weightDecay ?? 0, optimizer: opts.optimizer ?? {}, warmup, schedule: kind,
-      totalSteps: total, minLr: opts.minLr ?? 0, batchSize, gradAccum, maxGradNorm: cfg.maxGradNorm, epochs, replayBuffer, trainable: patterns, seed: opts.seed ?? 0,
-    };
+    const config = trainingConfig(opts);
     let resumedFrom: string | undefined;
     let state: TrainerState | undefined;
     let changes: string[] = [];
@@ -302,12 +357,7 @@ export class DpoTrainer {
             }
             if (st.format === 2) {
               const diff = configDifferences(st.config ?? {}, config);
-              if (diff.length > 0 && !opts.allowConfigChange) {
-                throw new DpoResumeConfigError(
-                  `dpoTrain: checkpoint ${c.dir} was trained with another configuration (${diff.join("; ")}); resume with the same settings, start a new output folder, or allow it (allowConfigChange / --allow-config-change)`,
-                  diff,
-                );
-              }
+              if (diff.length > 0 && !opts.allowConfigChange) throw resumeConfigError(c.dir, diff);
               changes = diff;
             }
             await engine.loadState(c.dir);
@@ -439,6 +489,16 @@ export class DpoTrainer {
    * The stream ended: step the leftover pairs, run the remaining epochs over the replay buffer,
    * write the final checkpoint and export the policy.
    */
+  /**
+   * What resume did, available as soon as the trainer exists (an interrupted run reports it too).
+   *
+   * @example
+   * trainer.resumeInfo().resumedFrom // "out/checkpoints/step-000004" or undefined
+   */
+  resumeInfo(): Pick<DpoTrainSummary, "resumedFrom" | "configChanges" | "skippedOnResume"> {
+    return { resumedFrom: this.resumedFrom, configChanges: [...this.configChanges], skippedOnResume: this.skipped };
+  }
+
   async finish(): Promise<DpoTrainSummary> {
     this.checkUsable();
     const missing = this.skipKeys ? [...this.skipKeys.values()].reduce((a, b) => a + b, 0) : 0;
