@@ -53,8 +53,12 @@ export interface TrainingReport {
   pairs: number;
   /** Last checkpoint folder, kept on interrupt. */
   checkpoint: string | null;
-  /** Checkpoint the run resumed from. */
+  /** Checkpoint the run resumed from (the one the trainer loaded, after any fall-back). */
   resumedFrom: string | null;
+  /** Training settings changed on resume, let through by --allow-config-change (`key: old -> new`). */
+  configChanges?: string[];
+  /** Stream pairs skipped because the checkpoint resumed from had already trained on them. */
+  skippedOnResume?: number;
 }
 
 /** A point estimate with its 95% percentile-bootstrap (or t) interval. */

@@ -126,7 +126,19 @@ export function trainerOf(p: ResolvedPipeline): { stage: StageConfig; model: str
 }
 
 /** The training section: logged steps, pairs the trainer consumed, newest checkpoint. */
-export async function trainingReport(p: ResolvedPipeline, stages: readonly StageSnapshot[], resumedFrom: string | null): Promise<RunReport["training"]> {
+/** What the trainer says about its resume (DpoTrainer.resumeInfo). */
+export interface ResumeInfo {
+  resumedFrom: string | undefined;
+  configChanges: string[];
+  skippedOnResume: number;
+}
+
+/**
+ * The report's training section from the trainer's files. `resumedFrom` is the checkpoint the
+ * trainer actually loaded (after a fall-back from a corrupt `latest`) when it told us, else the
+ * one the run expected to resume from.
+ */
+export async function trainingReport(p: ResolvedPipeline, stages: readonly StageSnapshot[], resumedFrom: string | null, resume?: ResumeInfo): Promise<RunReport["training"]> {
   const outDir = p.out.dir;
   const metricsPath = join(outDir, RUN_FILES.metrics);
   const steps = existsSync(metricsPath) ? ((await readMetricsLog(metricsPath)) as unknown as TrainingStep[]) : [];
@@ -134,7 +146,14 @@ export async function trainingReport(p: ResolvedPipeline, stages: readonly Stage
   const t = trainerOf(p);
   const name = t ? flowNames(p.stages)[t.stage.index] : undefined;
   const trainer = stages.find((s) => s.stage === name);
-  return { steps, pairs: trainer ? trainer.rowsOut : 0, checkpoint: ckpt?.dir ?? null, resumedFrom };
+  return {
+    steps,
+    pairs: trainer ? trainer.rowsOut : 0,
+    checkpoint: ckpt?.dir ?? null,
+    resumedFrom: resume ? (resume.resumedFrom ?? null) : resumedFrom,
+    ...(resume && resume.configChanges.length > 0 ? { configChanges: resume.configChanges } : {}),
+    ...(resume && resume.skippedOnResume > 0 ? { skippedOnResume: resume.skippedOnResume } : {}),
+  };
 }
 
 /** Files the stages name (registry `outputs`), the trainer's outputs and the dead-letter file that exist. */

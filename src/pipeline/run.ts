@@ -39,7 +39,7 @@ import { emptyReport, reconcile, stageReports, writeRunReport, type RunReport } 
 import { PipelineResources } from "./resources.ts";
 import { prepareOutDir, RUN_FILES } from "./run-files.ts";
 import { RunObserver } from "./run-observe.ts";
-import { emptyRunError, flowNames, knownTotals, numericEntries, outputsOf, sourceInputs, stageReportsOf, trainedRowName, trainerOf, trainingReport } from "./run-outcome.ts";
+import { emptyRunError, flowNames, knownTotals, numericEntries, outputsOf, sourceInputs, stageReportsOf, trainedRowName, trainerOf, trainingReport, type ResumeInfo } from "./run-outcome.ts";
 import { runJobs, runVariants } from "./run-variants.ts";
 import { clusterConfigOf, startCluster, type ClusterHook } from "../cluster/pipeline-hook.ts";
 
@@ -175,6 +175,8 @@ interface BuiltStages {
   source: AsyncIterable<RecordBatch>;
   operators: FlowOperator[];
   counts: Map<string, () => Record<string, number>>;
+  /** The trainer's resume facts (checkpoint actually resumed from, config changes let through), once it exists. */
+  resumeInfo: () => ResumeInfo | undefined;
 }
 
 /**
@@ -185,6 +187,7 @@ async function buildStages(s: RunState, resources: PipelineResources, flowCtx: (
   const names = flowNames(s.p.stages);
   const instances: StageInstance[] = [];
   const counts = new Map<string, () => Record<string, number>>();
+  let resumeInfo: () => ResumeInfo | undefined = () => undefined;
   for (const st of s.p.stages) {
     // Stages the cluster's workers run are not built here; the coordinator's operators stand in.
     if (cluster?.workerStages.includes(st.index)) {
@@ -211,6 +214,8 @@ async function buildStages(s: RunState, resources: PipelineResources, flowCtx: (
     instances.push(inst);
     const c = (inst as { counts?: unknown }).counts;
     if (c && typeof c === "object") counts.set(name, () => numericEntries(c as Record<string, unknown>));
+    const ri = (inst as { resumeInfo?: unknown }).resumeInfo;
+    if (typeof ri === "function") resumeInfo = ri as () => ResumeInfo | undefined;
   }
   await resources.verify();
 
@@ -220,7 +225,7 @@ async function buildStages(s: RunState, resources: PipelineResources, flowCtx: (
     if (typeof inst !== "function") throw new ConfigError("expected an operator, got a source", { code: "not an operator", where: { stage: names[i + 1] } });
     return inst;
   });
-  return { source, operators, counts };
+  return { source, operators, counts, resumeInfo };
 }
 
 /** source → operators → sink under credits, with live progress; the flow's own report. */
@@ -283,7 +288,7 @@ async function runDataflow(s: RunState, resources: PipelineResources, resumedFro
     report.pairAudit = observer.audit();
     report.outputs = outputsOf(p);
     const trainer = trainerOf(p);
-    if (trainer) report.training = await trainingReport(p, flow.stages, resumedFrom);
+    if (trainer) report.training = await trainingReport(p, flow.stages, resumedFrom, built.resumeInfo());
     // Per-worker throughput, redeliveries, dead-lettered batches, message sizes (src/cluster).
     if (cluster) Object.assign(report, { cluster: await cluster.finish(!flow.interrupted && !s.signal.aborted) });
 
