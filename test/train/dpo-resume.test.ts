@@ -11,8 +11,9 @@ import { join } from "node:path";
 import { buildRefPairs } from "../../src/arrow/build.ts";
 import { ParamStore } from "../../src/graph/params.ts";
 import { checkpointName, listCheckpoints } from "../../src/train/checkpoint.ts";
+import { ConfigError } from "../../src/util/errors.ts";
 import type { PairRecord } from "../../src/train/dpo-batch.ts";
-import { DpoResumeConfigError, DpoTrainer, pairKey, type DpoTrainerOptions, type DpoTrainSummary } from "../../src/train/dpo-trainer.ts";
+import { checkResumeConfig, DpoResumeConfigError, DpoTrainer, pairKey, type DpoTrainerOptions, type DpoTrainSummary } from "../../src/train/dpo-trainer.ts";
 import { readMetricsLog, type MetricsLine } from "../../src/train/metrics-log.ts";
 import { imagePixels, preferenceSet, tinyPolicy } from "./dpo-fixtures.ts";
 
@@ -133,6 +134,21 @@ describe("resume edge cases", () => {
     // checkpointEvery is not training-relevant: not listed
     expect((err as DpoResumeConfigError).differences).toEqual(["batchSize: 2 -> 4", "lr: 0.003 -> 0.001"]);
     expect((err as Error).message).toContain(`dpoTrain: checkpoint ${join(dir, checkpointName(2))} was trained with another configuration (batchSize: 2 -> 4; lr: 0.003 -> 0.001)`);
+    // a configuration error (exit 2), and the set-up preflight finds the same differences without a trainer
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).exitCode).toBe(2);
+    const changed = { ...base(), lr: 1e-3, batchSize: 4, policy: tinyPolicy(7), checkpointDir: dir };
+    let pre: unknown;
+    try {
+      checkResumeConfig(changed);
+    } catch (e) {
+      pre = e;
+    }
+    expect(pre).toBeInstanceOf(DpoResumeConfigError);
+    expect((pre as Error).message).toBe((err as Error).message);
+    expect(checkResumeConfig({ ...changed, allowConfigChange: true })).toEqual(["batchSize: 2 -> 4", "lr: 0.003 -> 0.001"]);
+    expect(checkResumeConfig({ ...changed, resume: false })).toEqual([]);
+    expect(checkResumeConfig({ ...base(), policy: tinyPolicy(7), checkpointDir: dir })).toEqual([]);
     const log: string[] = [];
     const { summary } = await runAll({ ...base(log), lr: 1e-3, allowConfigChange: true, policy: tinyPolicy(7), checkpointDir: dir }, pairs, 4);
     expect(summary.configChanges).toEqual(["lr: 0.003 -> 0.001"]);
@@ -160,8 +176,13 @@ describe("resume edge cases", () => {
     const model = join(dir, checkpointName(6), "model.safetensors");
     writeFileSync(model, readFileSync(model).subarray(0, 100));
     const log: string[] = [];
-    const { summary } = await runAll({ ...base(log), policy: tinyPolicy(7), checkpointDir: dir, metricsPath }, pairs, 3);
+    // the set-up preflight reads checkpoint 6's state (its state.json is intact): same config, no complaint
+    expect(checkResumeConfig({ ...base(), policy: tinyPolicy(7), checkpointDir: dir })).toEqual([]);
+    const { summary, trainer } = await runAll({ ...base(log), policy: tinyPolicy(7), checkpointDir: dir, metricsPath }, pairs, 3);
     expect(summary.resumedFrom).toBe(join(dir, checkpointName(4)));
+    // what the run report records: the checkpoint actually loaded, not `latest`
+    expect(trainer.resumeInfo()).toEqual({ resumedFrom: join(dir, checkpointName(4)), configChanges: [], skippedOnResume: 8 });
+    expect(summary.skippedOnResume).toBe(8);
     expect(log.some((l) => l.startsWith(`dpoTrain: checkpoint ${join(dir, checkpointName(6))} is unusable (`) && l.endsWith("; falling back to the previous complete checkpoint"))).toBe(true);
     expect(log).toContain(`dpoTrain: removed 2 temp file(s) left by an interrupted run in ${dir}: .pairs.parquet.tmp-999999999-2, latest.tmp-999999999-1`);
     expect(log.some((l) => l.startsWith(`dpoTrain: ${metricsPath}:8: dropped a torn last line`))).toBe(true);
