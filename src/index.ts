@@ -80,8 +80,8 @@ export { Scheduler, Decoder, WorkerHost } from "./scheduler/index.ts";
 export type { SchedulerOptions, SchedulerStats, ModelStats } from "./scheduler/index.ts";
 
 // Models
-export { loadClip, exportClip, loadLvlm, exportLvlm, ClipModel, LvlmModel, generate, preprocessImage, loadTokenizer } from "./models/index.ts";
-export type { ClipConfig, LvlmConfig, Tokenizer, SamplingOptions } from "./models/index.ts";
+export { loadClip, exportClip, loadLvlm, exportLvlm, ClipModel, LvlmModel, generate, preprocessImage, loadTokenizer, loadHfVlm, exportHfVlm, HfVlm, lvlmPolicy } from "./models/index.ts";
+export type { ClipConfig, LvlmConfig, Tokenizer, SamplingOptions, PolicyModel } from "./models/index.ts";
 
 // Training
 export { AdamW, lrSchedule, clipGradNorm, dpoLoss, dpoLossReference, DpoTrainer } from "./train/index.ts";
