@@ -2,10 +2,12 @@
  * `--allow-config-change` reaches the trainer: resuming a run with a changed learning rate is
  * refused at set-up (exit 2, a ConfigError naming the differing key, before any generation: the
  * output folder is left exactly as it was), and accepted with the flag; the report records the
- * command, the changes let through and the checkpoint training resumed from.
+ * command, the changes let through and the checkpoint training resumed from (the one before a
+ * corrupt newest checkpoint).
  */
 import { expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { listCheckpoints } from "../../src/train/checkpoint.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cli, root, tinyOverrides } from "../pipeline/pipelines-cases.ts";
@@ -41,6 +43,11 @@ test("a changed lr on --resume is refused, then accepted with --allow-config-cha
   expect(refused.stderr).toContain(`was trained with another configuration (lr: ${lr} -> 0.001)`);
   expect(refused.stderr.trim().split("\n")).toHaveLength(1);
 
+  // The newest checkpoint is corrupt (model file truncated): the trainer falls back to the one before.
+  const ckpts = listCheckpoints(join(out, "checkpoints"));
+  expect(ckpts.length).toBe(2);
+  const model = join(out, "checkpoints", ckpts[1]!.name, "model.safetensors");
+  writeFileSync(model, readFileSync(model).subarray(0, 100));
   const allowed = run(out, ["--set", "dpoTrain.lr=0.001", "--resume", "--allow-config-change"]);
   expect(allowed.code).toBe(0);
   expect(allowed.stderr).toContain(`resuming with a changed configuration (allowed): lr: ${lr} -> 0.001`);
@@ -49,5 +56,5 @@ test("a changed lr on --resume is refused, then accepted with --allow-config-cha
   expect(report.status).toBe("completed");
   expect(report.command.endsWith("--allow-config-change --resume")).toBe(true);
   expect(report.training.configChanges).toEqual([`lr: ${lr} -> 0.001`]);
-  expect(report.training.resumedFrom).toMatch(/checkpoints\/step-\d{6}$/);
+  expect(report.training.resumedFrom).toBe(join(out, "checkpoints", ckpts[0]!.name));
 }, 120_000);
