@@ -21,7 +21,8 @@ import { PipelineError } from "./issues.ts";
 import { loadPipeline } from "./loader.ts";
 import { Progress } from "./progress.ts";
 import { evaluationTables, reconciliationLine, type RunReport } from "./report.ts";
-import { runPipeline } from "./run.ts";
+import { runRounds } from "./rounds.ts";
+import { runPipeline, type RunPipelineOptions } from "./run.ts";
 import { prepareOutDir } from "./run-files.ts";
 import { didYouMean } from "./suggest.ts";
 
@@ -287,7 +288,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       : (totals: Record<string, number>) => new Progress({ out: process.stderr, tty: mode === "tty", totals });
   try {
     const outArg = args.out ?? pipeline.out.dir;
-    const { report, paths, error } = await runPipeline(pipeline, {
+    // `rounds: {count: N}` (N > 1) runs the file as N on-policy rounds; otherwise one run.
+    const run = pipeline.rounds && pipeline.rounds.count > 1
+      ? (o: RunPipelineOptions) => runRounds(pipeline, { rounds: pipeline.rounds!.count, reference: pipeline.rounds!.reference }, o)
+      : (o: RunPipelineOptions) => runPipeline(pipeline, o);
+    const { report, paths, error } = await run({
       command: commandLine(args, { resume: args.resume }),
       resumeCommand: commandLine(args, { resume: true, out: outArg }),
       resume: args.resume,

@@ -27,6 +27,8 @@ import {
   builtinModels,
   builtinModelSchema,
   clusterSchema,
+  roundsSchema,
+  type RoundsSection,
   evalSchema,
   flowSchema,
   outSchema,
@@ -66,6 +68,8 @@ export interface ResolvedPipeline {
   readonly variants: readonly VariantConfig[];
   /** NATS JetStream workers for the per-image stages (src/cluster); null/absent: one process. */
   readonly cluster?: ClusterConfig | null;
+  /** On-policy rounds (src/pipeline/rounds.ts); null/absent: one run. Never set on a round's or variant's own pipeline. */
+  readonly rounds?: RoundsSection | null;
 }
 
 /** Options of `loadPipeline` / `parsePipeline`. */
@@ -227,6 +231,7 @@ function resolveData(
   const evalConfig = section("eval", evalSchema.nullable().default(null));
   const out = section("out", outSchema.prefault({}));
   const cluster = section("cluster", clusterSchema);
+  const rounds = options.asVariant ? null : section("rounds", roundsSchema);
   const variants = options.asVariant ? [] : (section("variants", variantsSchema) ?? []);
   if (variants) {
     const seen = new Map<string, number>();
@@ -390,6 +395,7 @@ function resolveData(
       overrides: applied.map((a) => a.text),
       variants: variants ?? [],
       cluster: cluster ?? null,
+      rounds: rounds ?? null,
     },
   };
 }
@@ -409,6 +415,7 @@ export function pipelineToData(p: ResolvedPipeline): Record<string, unknown> {
     out: p.out,
     ...(p.variants.length > 0 ? { variants: p.variants } : {}),
     ...(p.cluster ? { cluster: p.cluster } : {}),
+    ...(p.rounds ? { rounds: p.rounds } : {}),
   };
 }
 

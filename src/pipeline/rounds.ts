@@ -14,6 +14,8 @@
  * round's policy are evaluated on the same held-out scenes (both decodings, CIs, probes), each
  * round paired with the previous one.
  *
+ * A pipeline file asks for rounds with `rounds: { count: N, reference: previous | sft }` (or
+ * `--set rounds.count=N` on the command line); `npx bun run pipeline FILE` then runs this.
  * Rounds are expressed as `--set` overrides of the file (the same addressing a user has):
  * `source.seed`, `generate.seed`, `models.<policy>.path` for r ≥ 2 and, with `reference: sft`,
  * a models entry `sftref` for `refLogps`.
@@ -32,8 +34,9 @@ import { PipelineResources } from "./resources.ts";
 import { RUN_FILES } from "./run-files.ts";
 import { runPipeline, startSubject, trainedRowName, trainedSubject, type RunPipelineOptions, type RunResult } from "./run.ts";
 import { pipelineToData } from "./loader.ts";
+import { ROUND_REFERENCES } from "./schema.ts";
 
-export const ROUND_REFERENCES = ["previous", "sft"] as const;
+export { ROUND_REFERENCES };
 export type RoundReference = (typeof ROUND_REFERENCES)[number];
 
 export interface RoundsConfig {
@@ -161,33 +164,4 @@ export async function runRounds(p: ResolvedPipeline, cfg: RoundsConfig, opts: Ru
   } finally {
     await resources.close().catch((e: unknown) => log(`closing resources: ${(e as Error).message}`));
   }
-}
-
-// `npx bun src/pipeline/rounds.ts FILE --rounds N [--reference previous|sft] [--out DIR] [--resume] [--set k=v …]`
-// (until a `rounds:` key in pipeline files runs the same code from `bun run pipeline`).
-if (import.meta.main) {
-  const { evaluationTables } = await import("./report.ts");
-  const args = process.argv.slice(2);
-  const file = args[0];
-  const sets: string[] = [];
-  let rounds = 2, reference: RoundReference = "previous", out: string | undefined, resume = false;
-  for (let i = 1; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === "--rounds") rounds = Number(args[++i]);
-    else if (a === "--reference") reference = args[++i] as RoundReference;
-    else if (a === "--out") out = args[++i];
-    else if (a === "--set") sets.push(args[++i]!);
-    else if (a === "--resume") resume = true;
-    else { process.stderr.write(`rounds: unknown argument '${a}'\n`); process.exit(2); }
-  }
-  if (!file) { process.stderr.write("usage: npx bun src/pipeline/rounds.ts FILE --rounds N [--reference previous|sft] [--out DIR] [--resume] [--set k=v …]\n"); process.exit(2); }
-  const p = loadPipeline(file, { overrides: sets, ...(out ? { outDir: out } : {}) });
-  const ac = new AbortController();
-  process.on("SIGINT", () => ac.abort());
-  const command = `npx bun src/pipeline/rounds.ts ${args.join(" ")}`;
-  const { report, paths } = await runRounds(p, { rounds, reference }, { command, resumeCommand: `${command}${resume ? "" : " --resume"}`, resume, signal: ac.signal, log: (l) => process.stderr.write(`${l}\n`) });
-  for (const r of report.rounds ?? []) process.stdout.write(`round ${r.round}: ${r.status}, ${r.pairs ?? 0} pairs (chosen fewer/more absent objects ${r.pairAudit ? `${(100 * r.pairAudit.chosenFewer).toFixed(1)}/${(100 * r.pairAudit.chosenMore).toFixed(1)}%` : "-"}), ${r.steps} steps, ${(r.totalMs / 1000).toFixed(0)} s\n`);
-  if (report.evaluation) process.stdout.write(`${evaluationTables(report.evaluation)}\n`);
-  process.stdout.write(`${report.status} in ${(report.timings.totalMs / 1000).toFixed(1)} s; report ${paths.json}\n`);
-  process.exit(report.status === "completed" ? 0 : 1);
 }

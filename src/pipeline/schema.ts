@@ -106,6 +106,25 @@ export const clusterSchema = z
   .default(null);
 export type ClusterConfig = NonNullable<z.output<typeof clusterSchema>>;
 
+/** DPO references a round r ≥ 2 may train against (src/pipeline/rounds.ts explains both). */
+export const ROUND_REFERENCES = ["previous", "sft"] as const;
+
+/**
+ * `rounds: { count: N, reference: previous | sft }` runs the file as N on-policy rounds (fresh
+ * dpo-split scenes per round, generated with the previous round's policy; src/pipeline/rounds.ts).
+ * Null or count 1: one run.
+ */
+export const roundsSchema = z
+  .strictObject({
+    /** Rounds to run, ≥ 1. */
+    count: positiveInt(),
+    /** DPO reference of rounds ≥ 2: the previous round's policy (default) or the starting policy. */
+    reference: z.enum(ROUND_REFERENCES).default("previous"),
+  })
+  .nullable()
+  .default(null);
+export type RoundsSection = NonNullable<z.output<typeof roundsSchema>>;
+
 /** Where a run writes its report, metrics, checkpoints and relative output paths. */
 export const outSchema = z.strictObject({
   /**
@@ -171,4 +190,4 @@ export type VariantConfig = z.output<typeof variantSchema>;
 export const variantsSchema = z.array(variantSchema).min(1).nullable().default(null);
 
 /** Top-level sections and whether each is required. */
-export const topLevelKeys = ["description", "models", "scheduler", "flow", "stages", "eval", "out", "variants", "cluster"] as const;
+export const topLevelKeys = ["description", "models", "scheduler", "flow", "stages", "eval", "out", "variants", "cluster", "rounds"] as const;

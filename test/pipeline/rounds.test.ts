@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { loadPipeline } from "../../src/pipeline/loader.ts";
 import type { RunReport } from "../../src/pipeline/report.ts";
 import { roundOverrides, runRounds } from "../../src/pipeline/rounds.ts";
-import { root, tinyOverrides } from "./pipelines-cases.ts";
+import { cli, root, tinyOverrides } from "./pipelines-cases.ts";
 
 const file = join(root, "pipelines/clip-dpo.yaml");
 
@@ -37,9 +37,18 @@ test("two rounds with the SFT reference: each round trains, the evaluation pairs
   expect(rows[2]!.decodings![1]!.vsPrevious!.chairI).toBeDefined();
   expect(existsSync(join(out, "report.json"))).toBe(true);
 
-  // Resume: both rounds are kept (evaluation off to keep the test short).
-  const p2 = loadPipeline(file, { overrides: [...tinyOverrides["clip-dpo.yaml"]!, "eval=null"], outDir: out });
-  const again = await runRounds(p2, { rounds: 2, reference: "sft" }, { command: "test", resumeCommand: "test --resume", resume: true, log: (l) => lines.push(l) });
-  expect(again.report.status).toBe("completed");
-  expect(lines.filter((l) => l.includes("completed earlier")).length).toBe(2);
+  // Resume through the CLI with the `rounds:` key given by --set: both rounds are kept (evaluation
+  // off to keep the test short), so this also checks that `npx bun run pipeline` dispatches to rounds.
+  const sets = [...tinyOverrides["clip-dpo.yaml"]!, "eval=null", "rounds.count=2", "rounds.reference=sft"].flatMap((o) => ["--set", o]);
+  const again = Bun.spawnSync([process.execPath, cli, "pipelines/clip-dpo.yaml", ...sets, "--out", out, "--progress", "off", "--resume"], { cwd: root, stdout: "pipe", stderr: "pipe" });
+  expect([again.exitCode, again.stderr.toString().split("\n").filter((l) => l.includes("completed earlier")).length]).toEqual([0, 2]);
+  expect((JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as RunReport).rounds!.map((r) => r.round)).toEqual([1, 2]);
 }, 600_000);
+
+test("the rounds: key: defaults, bad values as one-line config errors, dropped from each round's own pipeline", () => {
+  expect(loadPipeline(file, { outDir: "x" }).rounds).toBeNull();
+  expect(loadPipeline(file, { outDir: "x", overrides: ["rounds.count=3"] }).rounds).toEqual({ count: 3, reference: "previous" });
+  expect(loadPipeline(file, { outDir: "x", overrides: ["rounds.count=2", "rounds.reference=sft"], asVariant: true }).rounds).toBeNull();
+  expect(() => loadPipeline(file, { outDir: "x", overrides: ["rounds.count=0"] })).toThrow("rounds.count");
+  expect(() => loadPipeline(file, { outDir: "x", overrides: ["rounds.count=2", "rounds.reference=oracle"] })).toThrow("rounds.reference");
+});
