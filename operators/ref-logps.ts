@@ -172,6 +172,7 @@ function policyRefLogps(opts: RefLogpsOptions, policy: PolicyModel): FlowOperato
     scoring: true,
     maxBatch: b.maxBatch ?? 32,
     priority: b.priority ?? 1,
+    vision: { maxBatch: b.maxBatch ?? 32, maxDelayMs: b.maxDelayMs ?? 4 },
     ...(b.replicas !== undefined ? { replicas: b.replicas } : {}),
     ...(b.intraOpThreads !== undefined ? { intraOpThreads: b.intraOpThreads } : {}),
     ...(b.device !== undefined ? { device: b.device } : {}),
