@@ -31,3 +31,13 @@ export function clusterReportHtml(c: ClusterReport | null | undefined): string {
   );
   return `<h2 id="cluster">Cluster</h2><p class="meta">${summary.join("; ")}</p><table id="cluster-workers"><thead><tr><th>worker</th><th>batches</th><th>rows in</th><th>rows out</th><th>busy s</th><th>images/s</th><th>redelivered</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
+
+/**
+ * The cluster section of a whole run report (`report.cluster`, set by the pipeline runner when
+ * the run used a cluster); "" otherwise.
+ * @example
+ * html += clusterReportSection(report);
+ */
+export function clusterReportSection(report: object): string {
+  return clusterReportHtml((report as { cluster?: ClusterReport | null }).cluster);
+}

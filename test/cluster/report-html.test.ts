@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { clusterReportHtml } from "../../src/cluster/report-html.ts";
+import { clusterReportHtml, clusterReportSection } from "../../src/cluster/report-html.ts";
 import type { ClusterReport } from "../../src/cluster/coordinator.ts";
 
 const report: ClusterReport = {
@@ -41,5 +41,7 @@ describe("clusterReportHtml", () => {
   test("a run without a cluster has no section", () => {
     expect(clusterReportHtml(undefined)).toBe("");
     expect(clusterReportHtml(null)).toBe("");
+    expect(clusterReportSection({ status: "completed" })).toBe("");
+    expect(clusterReportSection({ cluster: report })).toBe(clusterReportHtml(report));
   });
 });
