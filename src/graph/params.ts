@@ -9,6 +9,7 @@ import type { TensorValue } from "./runtime.ts";
 import type { InitSpec, ParamSpec, ParamStoreLike } from "./types.ts";
 import type { Rng } from "../util/rng.ts";
 import { loadSafetensors, saveSafetensors, tensorToFloat32, type SafeTensorInput, type SafetensorsFile } from "./safetensors.ts";
+import { ModelFileError, type ClipflowErrorOptions } from "../util/errors.ts";
 
 export type { InitSpec, ParamSpec, ParamStoreLike };
 
@@ -19,8 +20,12 @@ export interface Param {
   trainable: boolean;
 }
 
-export class ParamError extends Error {
+/** A parameter store problem: a missing, misshapen or mistyped weight (a bad model file). */
+export class ParamError extends ModelFileError {
   override name = "ParamError";
+  constructor(message: string, opts: ClipflowErrorOptions = {}) {
+    super(message, { code: "param", ...opts });
+  }
 }
 
 function numelOf(shape: readonly number[]): number {

@@ -9,6 +9,7 @@
  * see src/scheduler.
  */
 import * as ort from "onnxruntime-node";
+import { ConfigError, ModelFileError } from "../util/errors.ts";
 
 export type OrtTensor = ort.Tensor;
 export type TensorDType = "float32" | "float64" | "int64" | "int32" | "bool" | "uint8";
@@ -35,9 +36,6 @@ export interface TensorValue {
   data: TensorData;
 }
 
-export class RuntimeError extends Error {
-  override name = "RuntimeError";
-}
 
 /** Providers compiled into the installed onnxruntime-node binary. */
 export function supportedBackends(): string[] {
@@ -47,11 +45,12 @@ export function supportedBackends(): string[] {
 function providersFor(device: Device): ort.InferenceSession.ExecutionProviderConfig[] {
   if (device === "cpu") return ["cpu"];
   const m = /^cuda:(\d+)$/.exec(device);
-  if (!m) throw new RuntimeError(`unknown device '${device}' (expected cpu or cuda:N)`);
+  if (!m) throw new ConfigError(`unknown device '${device}' (expected cpu or cuda:N)`, { code: "bad device" });
   if (!supportedBackends().includes("cuda")) {
-    throw new RuntimeError(
+    throw new ConfigError(
       `device '${device}' requested but this onnxruntime-node build has no CUDA execution provider ` +
         `(reinstall with ONNXRUNTIME_NODE_INSTALL=cuda12 on a machine with CUDA 12)`,
+      { code: "no cuda" },
     );
   }
   return [{ name: "cuda", deviceId: Number(m[1]) } as ort.InferenceSession.ExecutionProviderConfig];
@@ -74,7 +73,7 @@ export async function createSession(
       : await ort.InferenceSession.create(model, o);
   } catch (e) {
     const where = typeof model === "string" ? model : `<${model.byteLength} bytes of ONNX>`;
-    throw new RuntimeError(`cannot load ONNX model ${where}: ${(e as Error).message.split("\n")[0]}`);
+    throw new ModelFileError(`cannot load ONNX model ${where}: ${(e as Error).message.split("\n")[0]}`, { code: "bad onnx", cause: e });
   }
 }
 

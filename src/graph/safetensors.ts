@@ -12,6 +12,7 @@
  */
 import { open, rename, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
+import { ModelFileError } from "../util/errors.ts";
 
 /** Element types of the safetensors format. */
 export type SafeDType =
@@ -51,10 +52,11 @@ export interface SafeTensorInput {
   data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
 }
 
-export class SafetensorsError extends Error {
+/** A safetensors file that cannot be read or written as asked (names the file and the problem). */
+export class SafetensorsError extends ModelFileError {
   override name = "SafetensorsError";
   constructor(source: string, problem: string) {
-    super(`safetensors ${source}: ${problem}`);
+    super(`safetensors ${source}: ${problem}`, { code: "bad safetensors" });
   }
 }
 

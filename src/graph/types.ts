@@ -2,6 +2,7 @@
  * Shared types of the graph builder: element types, (symbolic) dimensions, parameter specs,
  * serialised model descriptions and the error class every build-time check throws.
  */
+import { RuntimeError, type ClipflowErrorOptions } from "../util/errors.ts";
 
 /** Element type of a graph tensor. */
 export type DType = "float32" | "float64" | "int64" | "int32" | "bool";
@@ -41,6 +42,9 @@ export interface ParamStoreLike {
 }
 
 /** A build-time (or feed-time) error of the graph builder; the message names the op. */
-export class GraphError extends Error {
+export class GraphError extends RuntimeError {
   override name = "GraphError";
+  constructor(message: string, opts: ClipflowErrorOptions = {}) {
+    super(message, { code: "graph", ...opts });
+  }
 }

@@ -3,6 +3,7 @@
  * to the ViT-B/32 shape, and the mapping to/from Hugging Face's CLIPConfig `config.json`.
  */
 import { z } from "zod";
+import { ModelFileError, type ClipflowErrorOptions } from "../util/errors.ts";
 
 const act = z.enum(["gelu", "quick_gelu", "gelu_tanh"]);
 
@@ -53,8 +54,15 @@ export type ClipTextConfig = z.output<typeof ClipTextConfigSchema>;
 export type ClipConfig = z.output<typeof ClipConfigSchema>;
 export type ClipConfigInput = z.input<typeof ClipConfigSchema>;
 
-export class ConfigError extends Error {
-  override name = "ConfigError";
+/**
+ * A model configuration (config.json, a preset or its overrides) that cannot describe a model,
+ * or a model folder missing a file it needs. A bad model file: exit 1, not a pipeline ConfigError.
+ */
+export class ModelConfigError extends ModelFileError {
+  override name = "ModelConfigError";
+  constructor(message: string, opts: ClipflowErrorOptions = {}) {
+    super(message, { code: "model config", ...opts });
+  }
 }
 
 /** Validate a zod schema with one error line naming `where` and every bad key. */
@@ -62,7 +70,7 @@ export function parseWith<S extends z.ZodType>(schema: S, raw: unknown, where: s
   const r = schema.safeParse(raw);
   if (r.success) return r.data;
   const issues = r.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`);
-  throw new ConfigError(`${where}: ${issues.join("; ")}`);
+  throw new ModelConfigError(`${where}: ${issues.join("; ")}`);
 }
 
 /**
@@ -73,11 +81,11 @@ export function parseWith<S extends z.ZodType>(schema: S, raw: unknown, where: s
 export function clipConfig(raw: ClipConfigInput | unknown, where = "clip config"): ClipConfig {
   const cfg = parseWith(ClipConfigSchema, raw, where);
   const v = cfg.vision, t = cfg.text;
-  if (v.imageSize % v.patchSize !== 0) throw new ConfigError(`${where}: vision.imageSize ${v.imageSize} is not a multiple of patchSize ${v.patchSize}`);
-  if (v.width % v.heads !== 0) throw new ConfigError(`${where}: vision.width ${v.width} is not a multiple of heads ${v.heads}`);
-  if (t.width % t.heads !== 0) throw new ConfigError(`${where}: text.width ${t.width} is not a multiple of heads ${t.heads}`);
+  if (v.imageSize % v.patchSize !== 0) throw new ModelConfigError(`${where}: vision.imageSize ${v.imageSize} is not a multiple of patchSize ${v.patchSize}`);
+  if (v.width % v.heads !== 0) throw new ModelConfigError(`${where}: vision.width ${v.width} is not a multiple of heads ${v.heads}`);
+  if (t.width % t.heads !== 0) throw new ModelConfigError(`${where}: text.width ${t.width} is not a multiple of heads ${t.heads}`);
   for (const k of ["bosTokenId", "eosTokenId", "padTokenId"] as const) {
-    if (t[k] >= t.vocabSize) throw new ConfigError(`${where}: text.${k} ${t[k]} outside vocabulary of ${t.vocabSize}`);
+    if (t[k] >= t.vocabSize) throw new ModelConfigError(`${where}: text.${k} ${t[k]} outside vocabulary of ${t.vocabSize}`);
   }
   return cfg;
 }
@@ -160,20 +168,20 @@ export function toHfClipConfig(cfg: ClipConfig, extra: Record<string, unknown> =
  * `eos_token_id == 2` (the legacy default) means argmax pooling, unless a `clipflow` section says otherwise.
  */
 export function fromHfClipConfig(raw: unknown, where = "config.json"): ClipConfig {
-  if (typeof raw !== "object" || raw === null) throw new ConfigError(`${where}: expected a JSON object`);
+  if (typeof raw !== "object" || raw === null) throw new ModelConfigError(`${where}: expected a JSON object`);
   const o = raw as Record<string, unknown>;
   const obj = (v: unknown): Record<string, unknown> => (typeof v === "object" && v !== null ? (v as Record<string, unknown>) : {});
   const tc = obj(o.text_config), vc = obj(o.vision_config), cf = obj(o.clipflow);
   const num = (src: Record<string, unknown>, k: string, dflt: number): number => {
     const v = src[k];
     if (v === undefined || v === null) return dflt;
-    if (typeof v !== "number" || !Number.isFinite(v)) throw new ConfigError(`${where}: ${k} must be a number, got ${JSON.stringify(v)}`);
+    if (typeof v !== "number" || !Number.isFinite(v)) throw new ModelConfigError(`${where}: ${k} must be a number, got ${JSON.stringify(v)}`);
     return v;
   };
   const actOf = (src: Record<string, unknown>): ClipVisionConfig["act"] => {
     const a = src.hidden_act ?? "quick_gelu";
     const m = typeof a === "string" ? HF_ACT[a] : undefined;
-    if (!m) throw new ConfigError(`${where}: hidden_act ${JSON.stringify(a)} not supported`);
+    if (!m) throw new ModelConfigError(`${where}: hidden_act ${JSON.stringify(a)} not supported`);
     return m;
   };
   const eos = num(tc, "eos_token_id", 2);

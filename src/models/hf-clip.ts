@@ -18,7 +18,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { ParamStore } from "../graph/params.ts";
-import { ConfigError, fromHfClipConfig, toHfClipConfig } from "./clip-config.ts";
+import { ModelConfigError, fromHfClipConfig, toHfClipConfig } from "./clip-config.ts";
 import { ClipModel, clipParamSpecs, OnnxClip } from "./clip-model.ts";
 import { parsePreprocessorConfig, pixelShape, toPreprocessorJson } from "./preprocessor-config.ts";
 import { loadTokenizer, saveTokenizer } from "./tokenizer-files.ts";
@@ -33,21 +33,21 @@ export const HF_CLIP_FILES = {
 
 /**
  * A model folder's JSON file (config.json, preprocessor_config.json): a missing file or bad JSON
- * is a one-line ConfigError naming the file.
+ * is a one-line ModelConfigError naming the file.
  * @example const raw = await readModelJson(join(dir, "config.json"));
  */
 export async function readModelJson(path: string): Promise<unknown> {
-  if (!existsSync(path)) throw new ConfigError(`${path}: file not found`);
+  if (!existsSync(path)) throw new ModelConfigError(`${path}: file not found`);
   let text: string;
   try {
     text = await Bun.file(path).text();
   } catch (e) {
-    throw new ConfigError(`${path}: cannot read (${(e as Error).message.split("\n")[0]!.slice(0, 200)})`);
+    throw new ModelConfigError(`${path}: cannot read (${(e as Error).message.split("\n")[0]!.slice(0, 200)})`);
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(`${path}: not valid JSON (${(e as Error).message.split("\n")[0]!.slice(0, 200)})`);
+    throw new ModelConfigError(`${path}: not valid JSON (${(e as Error).message.split("\n")[0]!.slice(0, 200)})`);
   }
 }
 const readJson = readModelJson;
@@ -78,14 +78,14 @@ export async function loadClip(dir: string, opts: { threads?: number } = {}): Pr
   const cfg = fromHfClipConfig(await readJson(join(dir, HF_CLIP_FILES.config)), join(dir, HF_CLIP_FILES.config));
   const preprocess = parsePreprocessorConfig(await readJson(join(dir, HF_CLIP_FILES.preprocessor)), join(dir, HF_CLIP_FILES.preprocessor));
   const [, h, w] = pixelShape(preprocess);
-  if (h !== w) throw new ConfigError(`${join(dir, HF_CLIP_FILES.preprocessor)}: crop ${h}x${w} is not square`);
+  if (h !== w) throw new ModelConfigError(`${join(dir, HF_CLIP_FILES.preprocessor)}: crop ${h}x${w} is not square`);
   if (h !== cfg.vision.imageSize) {
-    throw new ConfigError(`${dir}: preprocessor crop ${h} differs from vision_config.image_size ${cfg.vision.imageSize}`);
+    throw new ModelConfigError(`${dir}: preprocessor crop ${h} differs from vision_config.image_size ${cfg.vision.imageSize}`);
   }
   const tokenizer = await loadTokenizer(dir);
   const find = (rel: string): string => {
     for (const p of [join(dir, rel), join(dir, rel.replace(/^onnx\//, ""))]) if (existsSync(p)) return p;
-    throw new ConfigError(`${dir}: missing ${rel} (a combined model.onnx is not supported; export vision and text models separately)`);
+    throw new ModelConfigError(`${dir}: missing ${rel} (a combined model.onnx is not supported; export vision and text models separately)`);
   };
   const raw = (await readJson(join(dir, HF_CLIP_FILES.config))) as Record<string, unknown>;
   const cf = (raw.clipflow ?? {}) as Record<string, unknown>;
@@ -109,7 +109,7 @@ export async function loadClipModel(dir: string): Promise<ClipModel> {
   const cfg = fromHfClipConfig(await readJson(join(dir, HF_CLIP_FILES.config)), join(dir, HF_CLIP_FILES.config));
   const preprocess = parsePreprocessorConfig(await readJson(join(dir, HF_CLIP_FILES.preprocessor)), join(dir, HF_CLIP_FILES.preprocessor));
   const weights = join(dir, HF_CLIP_FILES.weights);
-  if (!existsSync(weights)) throw new ConfigError(`${dir}: no ${HF_CLIP_FILES.weights}; only clipflow exports can be reloaded for training`);
+  if (!existsSync(weights)) throw new ModelConfigError(`${dir}: no ${HF_CLIP_FILES.weights}; only clipflow exports can be reloaded for training`);
   const tokenizer = await loadTokenizer(dir);
   const { store } = await ParamStore.load(weights);
   checkParams(clipParamSpecs(cfg), store, weights);
@@ -121,8 +121,8 @@ export function checkParams(specs: readonly { name: string; shape: number[] }[],
   const want = new Map(specs.map((s) => [s.name, s.shape]));
   for (const [name, shape] of want) {
     const p = store.get(name);
-    if (!p) throw new ConfigError(`${where}: missing weight '${name}'`);
-    if (p.shape.join() !== shape.join()) throw new ConfigError(`${where}: weight '${name}' is [${p.shape}], config wants [${shape}]`);
+    if (!p) throw new ModelConfigError(`${where}: missing weight '${name}'`);
+    if (p.shape.join() !== shape.join()) throw new ModelConfigError(`${where}: weight '${name}' is [${p.shape}], config wants [${shape}]`);
   }
-  for (const name of store.names()) if (!want.has(name)) throw new ConfigError(`${where}: unexpected weight '${name}'`);
+  for (const name of store.names()) if (!want.has(name)) throw new ModelConfigError(`${where}: unexpected weight '${name}'`);
 }

@@ -24,17 +24,18 @@ import { availableParallelism } from "node:os";
 import { isMainThread, workerData } from "node:worker_threads";
 import sharp from "sharp";
 import { type ImageProcessorConfig, pixelShape } from "./preprocessor-config.ts";
+import { InputError } from "../util/errors.ts";
 
 export type ImageErrorReason = "empty" | "corrupt" | "unsupported" | "too-large";
 
 /** One image could not be turned into pixels; the row is bad, the run is not. */
-export class ImageDecodeError extends Error {
+export class ImageDecodeError extends InputError {
   override name = "ImageDecodeError";
   constructor(
     readonly reason: ImageErrorReason,
     message: string,
   ) {
-    super(message);
+    super(message, { code: reason });
   }
 }
 

@@ -25,7 +25,7 @@ export {
   CLIP_STD,
 } from "./preprocessor-config.ts";
 export { preprocessImage, preprocessBatch, ImageDecodeError, type ImageErrorReason, type PixelBatch } from "./image-preprocess.ts";
-export { clipConfig, clipPresets, fromHfClipConfig, toHfClipConfig, numPatches, ConfigError, type ClipConfig, type ClipConfigInput } from "./clip-config.ts";
+export { clipConfig, clipPresets, fromHfClipConfig, toHfClipConfig, numPatches, ModelConfigError, type ClipConfig, type ClipConfigInput } from "./clip-config.ts";
 export { CLIP_IO, clipVisionGraph, clipTextGraph, clipLossGraph, clipImageEmbeds, clipImageProjection, clipTextEmbeds, clipVisionTower } from "./clip.ts";
 export { type ClipEncoder, ClipModel, OnnxClip, clipParamSpecs } from "./clip-model.ts";
 export { exportClip, loadClip, loadClipModel, HF_CLIP_FILES } from "./hf-clip.ts";

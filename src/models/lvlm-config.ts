@@ -4,7 +4,7 @@
  * [image tokens, text tokens]. Checked plain data; unknown keys are errors.
  */
 import { z } from "zod";
-import { ClipVisionConfigSchema, ConfigError, numPatches, parseWith } from "./clip-config.ts";
+import { ClipVisionConfigSchema, ModelConfigError, numPatches, parseWith } from "./clip-config.ts";
 
 export const LvlmConfigSchema = z.strictObject({
   vision: ClipVisionConfigSchema,
@@ -46,16 +46,16 @@ export type LvlmConfigInput = z.input<typeof LvlmConfigSchema>;
 export function lvlmConfig(raw: LvlmConfigInput | unknown, where = "lvlm config"): LvlmConfig {
   const c = parseWith(LvlmConfigSchema, raw, where);
   const v = c.vision;
-  if (v.imageSize % v.patchSize !== 0) throw new ConfigError(`${where}: vision.imageSize ${v.imageSize} is not a multiple of patchSize ${v.patchSize}`);
-  if (v.width % v.heads !== 0) throw new ConfigError(`${where}: vision.width ${v.width} is not a multiple of heads ${v.heads}`);
-  if (c.lm.width % c.lm.heads !== 0) throw new ConfigError(`${where}: lm.width ${c.lm.width} is not a multiple of heads ${c.lm.heads}`);
+  if (v.imageSize % v.patchSize !== 0) throw new ModelConfigError(`${where}: vision.imageSize ${v.imageSize} is not a multiple of patchSize ${v.patchSize}`);
+  if (v.width % v.heads !== 0) throw new ModelConfigError(`${where}: vision.width ${v.width} is not a multiple of heads ${v.heads}`);
+  if (c.lm.width % c.lm.heads !== 0) throw new ModelConfigError(`${where}: lm.width ${c.lm.width} is not a multiple of heads ${c.lm.heads}`);
   const featureLayers = c.visionFeatureLayers ?? Math.max(1, v.layers - 1);
-  if (featureLayers > v.layers) throw new ConfigError(`${where}: visionFeatureLayers ${featureLayers} exceeds vision.layers ${v.layers}`);
+  if (featureLayers > v.layers) throw new ModelConfigError(`${where}: visionFeatureLayers ${featureLayers} exceeds vision.layers ${v.layers}`);
   for (const k of ["bosTokenId", "eosTokenId", "padTokenId"] as const) {
-    if (c[k] >= c.lm.vocabSize) throw new ConfigError(`${where}: ${k} ${c[k]} outside vocabulary of ${c.lm.vocabSize}`);
+    if (c[k] >= c.lm.vocabSize) throw new ModelConfigError(`${where}: ${k} ${c[k]} outside vocabulary of ${c.lm.vocabSize}`);
   }
   if (c.lm.maxPositions <= numPatches(v) + 1) {
-    throw new ConfigError(`${where}: lm.maxPositions ${c.lm.maxPositions} leaves no room for text after ${numPatches(v)} image tokens`);
+    throw new ModelConfigError(`${where}: lm.maxPositions ${c.lm.maxPositions} leaves no room for text after ${numPatches(v)} image tokens`);
   }
   return { ...c, visionFeatureLayers: featureLayers, projectorHidden: c.projectorHidden ?? c.lm.width };
 }

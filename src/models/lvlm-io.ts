@@ -15,7 +15,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { ParamStore } from "../graph/params.ts";
-import { ConfigError } from "./clip-config.ts";
+import { ModelConfigError } from "./clip-config.ts";
 import { checkParams } from "./hf-clip.ts";
 import { lvlmConfig, type LvlmConfig } from "./lvlm-config.ts";
 import { LvlmModel, lvlmParamSpecs } from "./lvlm-model.ts";
@@ -51,28 +51,28 @@ export async function exportLvlm(model: LvlmModel, dir: string, opts: { bake?: b
  */
 export async function loadLvlm(dir: string, opts: { threads?: number } = {}): Promise<LvlmModel> {
   const cp = join(dir, "config.json");
-  if (!existsSync(cp)) throw new ConfigError(`${cp}: file not found`);
+  if (!existsSync(cp)) throw new ModelConfigError(`${cp}: file not found`);
   let raw: Record<string, unknown>;
   try {
     raw = JSON.parse(await Bun.file(cp).text()) as Record<string, unknown>;
   } catch (e) {
-    throw new ConfigError(`${cp}: not valid JSON (${(e as Error).message.split("\n")[0]})`);
+    throw new ModelConfigError(`${cp}: not valid JSON (${(e as Error).message.split("\n")[0]})`);
   }
-  if (raw.model_type !== LVLM_MODEL_TYPE) throw new ConfigError(`${cp}: model_type must be '${LVLM_MODEL_TYPE}', got ${JSON.stringify(raw.model_type)}`);
-  if (raw.format !== 1) throw new ConfigError(`${cp}: unsupported format ${JSON.stringify(raw.format)}`);
+  if (raw.model_type !== LVLM_MODEL_TYPE) throw new ModelConfigError(`${cp}: model_type must be '${LVLM_MODEL_TYPE}', got ${JSON.stringify(raw.model_type)}`);
+  if (raw.format !== 1) throw new ModelConfigError(`${cp}: unsupported format ${JSON.stringify(raw.format)}`);
   const cfg = lvlmConfig(raw.lvlm, `${cp}: lvlm`);
   const pp = join(dir, "preprocessor_config.json");
   const preprocess = existsSync(pp) ? parsePreprocessorConfig(JSON.parse(await Bun.file(pp).text()), pp) : undefined;
   const tokenizer = await loadTokenizer(dir);
   const wp = join(dir, "model.safetensors");
-  if (!existsSync(wp)) throw new ConfigError(`${wp}: file not found`);
+  if (!existsSync(wp)) throw new ModelConfigError(`${wp}: file not found`);
   const { store, metadata } = await ParamStore.load(wp);
   checkParams(lvlmParamSpecs(cfg), store, wp);
   let trainable: string[] | undefined;
   try {
     trainable = metadata.trainable ? (JSON.parse(metadata.trainable) as string[]) : undefined;
   } catch {
-    throw new ConfigError(`${wp}: metadata 'trainable' is not a JSON list`);
+    throw new ModelConfigError(`${wp}: metadata 'trainable' is not a JSON list`);
   }
   if (trainable && trainable.length > 0) store.trainOnly(trainable);
   else store.trainOnly(cfg.trainable);

@@ -4,6 +4,7 @@
  * `crop_size: 224`, CLIPFeatureExtractor) and the current one (`size: {shortest_edge}`,
  * `crop_size: {height, width}`, CLIPImageProcessor).
  */
+import { ModelFileError, type ClipflowErrorOptions } from "../util/errors.ts";
 
 export type ResampleKernel = "nearest" | "linear" | "cubic" | "lanczos3";
 
@@ -22,8 +23,12 @@ export interface ImageProcessorConfig {
   std: [number, number, number];
 }
 
-export class PreprocessorConfigError extends Error {
+/** A preprocessor_config.json that cannot be used. */
+export class PreprocessorConfigError extends ModelFileError {
   override name = "PreprocessorConfigError";
+  constructor(message: string, opts: ClipflowErrorOptions = {}) {
+    super(message, { code: "preprocessor config", ...opts });
+  }
 }
 
 /** OpenAI CLIP's values, the defaults of CLIPImageProcessor. */

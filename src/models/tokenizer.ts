@@ -5,6 +5,7 @@
  * Over-long inputs are truncated to `maxLength` (special tokens kept, content cut), and every
  * truncation is *counted* and reported through `onTruncate` — never silent.
  */
+import { ModelFileError, type ClipflowErrorOptions } from "../util/errors.ts";
 
 /** Ids of the special tokens a model needs. `image` exists only for tokenizers that define one. */
 export interface SpecialIds {
@@ -54,8 +55,12 @@ export interface Tokenizer {
   onTruncate(listener: TruncationListener): void;
 }
 
-export class TokenizerError extends Error {
+/** A tokenizer file that cannot be used (missing, malformed, unsupported). */
+export class TokenizerError extends ModelFileError {
   override name = "TokenizerError";
+  constructor(message: string, opts: ClipflowErrorOptions = {}) {
+    super(message, { code: "tokenizer", ...opts });
+  }
 }
 
 /**

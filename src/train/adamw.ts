@@ -19,6 +19,7 @@ import { nameMatcher } from "../graph/params.ts";
 import type { SafeTensorInput, SafetensorsFile } from "../graph/safetensors.ts";
 import { tensorToFloat32 } from "../graph/safetensors.ts";
 import type { TensorValue } from "../graph/runtime.ts";
+import { RuntimeError, type ClipflowErrorOptions } from "../util/errors.ts";
 
 export interface AdamWConfig {
   beta1?: number;
@@ -97,8 +98,12 @@ export const adamwTsKernel: AdamWKernel = {
   },
 };
 
-export class OptimizerError extends Error {
+/** Bad optimiser settings or state (a missing or misshapen moment tensor). */
+export class OptimizerError extends RuntimeError {
   override name = "OptimizerError";
+  constructor(message: string, opts: ClipflowErrorOptions = {}) {
+    super(message, { code: "optimizer", ...opts });
+  }
 }
 
 const STATE_PREFIX_M = "adamw.m.";

@@ -16,13 +16,18 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../graph/safetensors.ts";
+import { RuntimeError, type ClipflowErrorOptions } from "../util/errors.ts";
 
 export const STATE_FILE = "state.json";
 const LATEST = "latest";
 const NAME_RE = /^step-(\d+)$/;
 
-export class CheckpointError extends Error {
+/** A checkpoint that cannot be written or read back (names the folder). */
+export class CheckpointError extends RuntimeError {
   override name = "CheckpointError";
+  constructor(message: string, opts: ClipflowErrorOptions = {}) {
+    super(message, { code: "checkpoint", ...opts });
+  }
 }
 
 /** The directory name of step `n`'s checkpoint. */

@@ -18,6 +18,7 @@ import { DPO_IO, dpoStepGraph } from "./dpo-step-graph.ts";
 import { GradAccumulator } from "./grad-accumulator.ts";
 import { gradsOf } from "./grads-of.ts";
 import { lrSchedule, type LrScheduleConfig } from "./lr-schedule.ts";
+import { RuntimeError, type ClipflowErrorOptions } from "../util/errors.ts";
 
 /** Everything the step needs besides the weights; plain data (it crosses to the worker). */
 export interface DpoEngineConfig {
@@ -49,8 +50,11 @@ export type StepMetrics = Record<DpoMetricName, number> & {
 };
 
 /** The loss or the gradient norm was NaN/Inf: the step was not applied. */
-export class DpoNonFiniteError extends Error {
+export class DpoNonFiniteError extends RuntimeError {
   override name = "DpoNonFiniteError";
+  constructor(message: string, opts: ClipflowErrorOptions = {}) {
+    super(message, { code: "non-finite", ...opts });
+  }
 }
 
 /** What the trainer drives: the in-process engine or its worker proxy. */
