@@ -29,10 +29,10 @@ import { nameMatcher } from "../graph/params.ts";
 import { exportLvlm } from "../models/lvlm-io.ts";
 import type { LvlmModel } from "../models/lvlm-model.ts";
 import { Rng } from "../util/rng.ts";
-import { ConfigError, RuntimeError } from "../util/errors.ts";
+import { ConfigError, InputError, RuntimeError } from "../util/errors.ts";
 import type { AdamWConfig } from "./adamw.ts";
 import { removeStaleTemps } from "../io/atomic-file.ts";
-import { readCheckpointState, resumeCandidates, writeCheckpoint } from "./checkpoint.ts";
+import { CheckpointError, readCheckpointState, resumeCandidates, writeCheckpoint } from "./checkpoint.ts";
 import { buildDpoBatch, type DpoBatch, type PairRecord } from "./dpo-batch.ts";
 import { DpoEngine, DpoNonFiniteError, type DpoEngineConfig, type DpoEngineLike, type StepMetrics } from "./dpo-engine.ts";
 import { WorkerDpoEngine } from "./dpo-engine-worker.ts";
@@ -307,15 +307,15 @@ export class DpoTrainer {
     const batchSize = opts.batchSize ?? 16, gradAccum = opts.gradAccum ?? 1, epochs = opts.epochs ?? 1;
     const replayBuffer = opts.replayBuffer ?? 4096, checkpointEvery = opts.checkpointEvery ?? 0;
     for (const [k, v] of Object.entries({ batchSize, gradAccum, epochs, replayBuffer })) {
-      if (!Number.isInteger(v) || v < 1) throw new Error(`dpoTrain: ${k} must be an integer >= 1, got ${v}`);
+      if (!Number.isInteger(v) || v < 1) throw new ConfigError(`dpoTrain: ${k} must be an integer >= 1, got ${v}`, { code: "bad option" });
     }
-    if (!Number.isInteger(checkpointEvery) || checkpointEvery < 0) throw new Error(`dpoTrain: checkpointEvery must be an integer >= 0, got ${checkpointEvery}`);
-    if (checkpointEvery > 0 && !opts.checkpointDir) throw new Error("dpoTrain: checkpointEvery needs checkpointDir");
+    if (!Number.isInteger(checkpointEvery) || checkpointEvery < 0) throw new ConfigError(`dpoTrain: checkpointEvery must be an integer >= 0, got ${checkpointEvery}`, { code: "bad option" });
+    if (checkpointEvery > 0 && !opts.checkpointDir) throw new ConfigError("dpoTrain: checkpointEvery needs checkpointDir", { code: "bad option" });
     const policy = opts.policy;
     const patterns = opts.trainable ?? policy.cfg.trainable;
     const match = nameMatcher(patterns);
     const trainable = policy.store.names().filter(match);
-    if (trainable.length === 0) throw new Error(`dpoTrain: trainable patterns [${patterns.join(", ")}] match no policy param`);
+    if (trainable.length === 0) throw new ConfigError(`dpoTrain: trainable patterns [${patterns.join(", ")}] match no policy param`, { code: "bad option" });
     policy.store.trainOnly(patterns);
     const stepPairs = batchSize * gradAccum;
     const warmup = opts.warmup ?? 0;
@@ -373,7 +373,7 @@ export class DpoTrainer {
             log(`dpoTrain: checkpoint ${c.dir} is unusable (${msg})${c === candidates.at(-1) ? "" : "; falling back to the previous complete checkpoint"}`);
           }
         }
-        if (!state && failures.length > 0) throw new Error(`dpoTrain: no usable checkpoint under ${opts.checkpointDir} (${failures.join("; ")})`);
+        if (!state && failures.length > 0) throw new CheckpointError(`dpoTrain: no usable checkpoint under ${opts.checkpointDir} (${failures.join("; ")})`);
       }
     } catch (e) {
       await engine.close();
@@ -435,7 +435,7 @@ export class DpoTrainer {
     this.checkUsable();
     const col = (n: string) => {
       const c = batch.getChild(n);
-      if (!c) throw new Error(`dpoTrain: pairs batch has no column '${n}' (has ${batch.schema.fields.map((f) => f.name).join(", ")}); run refLogps first`);
+      if (!c) throw new InputError(`dpoTrain: pairs batch has no column '${n}' (has ${batch.schema.fields.map((f) => f.name).join(", ")}); run refLogps first`, { code: "missing column" });
       return c;
     };
     const [img, prompt, chosen, rejected, rc, rr] = ["image_id", "prompt", "chosen", "rejected", "ref_logp_chosen", "ref_logp_rejected"].map(col) as [
@@ -565,7 +565,7 @@ export class DpoTrainer {
 
   private checkUsable(): void {
     if (this.stopped) throw this.stopped;
-    if (this.closed) throw new Error("dpoTrain: trainer is closed");
+    if (this.closed) throw new RuntimeError("dpoTrain: trainer is closed", { code: "closed" });
   }
 
   private microBatches(pairs: readonly PairRecord[]): DpoBatch[] {

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildRefPairs } from "../../src/arrow/build.ts";
 import { ParamStore } from "../../src/graph/params.ts";
-import { checkpointName, listCheckpoints } from "../../src/train/checkpoint.ts";
+import { CheckpointError, checkpointName, listCheckpoints } from "../../src/train/checkpoint.ts";
 import { ConfigError } from "../../src/util/errors.ts";
 import type { PairRecord } from "../../src/train/dpo-batch.ts";
 import { checkResumeConfig, DpoResumeConfigError, DpoTrainer, pairKey, type DpoTrainerOptions, type DpoTrainSummary } from "../../src/train/dpo-trainer.ts";
@@ -205,6 +205,7 @@ describe("resume edge cases", () => {
     await expect(DpoTrainer.create({ ...base(log), policy: tinyPolicy(7), checkpointDir: dir })).rejects.toThrow(
       `dpoTrain: no usable checkpoint under ${dir} (${join(dir, checkpointName(4), "state.json")}`,
     );
+    await expect(DpoTrainer.create({ ...base(), policy: tinyPolicy(7), checkpointDir: dir })).rejects.toBeInstanceOf(CheckpointError);
     expect(log.filter((l) => l.includes("is unusable"))).toHaveLength(2);
     expect(existsSync(join(dir, checkpointName(4)))).toBe(true); // nothing deleted
   }, 60_000);
