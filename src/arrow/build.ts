@@ -24,6 +24,7 @@ import {
   util,
   type Field,
 } from "apache-arrow";
+import { InputError, type ClipflowErrorOptions } from "../util/errors.ts";
 import {
   candidatesSchema,
   imagesSchema,
@@ -49,8 +50,12 @@ export type ColumnInput = Vector | Data | NumericArray | readonly unknown[];
 /** Columns keyed by the row type's field names. */
 export type Columns<Row> = { [K in keyof Row]-?: ColumnInput };
 
-export class BatchBuildError extends Error {
+/** Columns that do not make a batch of the schema (length, type, missing field): a caller's input error. */
+export class BatchBuildError extends InputError {
   override name = "BatchBuildError";
+  constructor(message: string, opts: ClipflowErrorOptions = {}) {
+    super(message, { code: "batch build", ...opts });
+  }
 }
 
 const numericCtor = (t: DataType): (new (n: number) => NumericArray) | null => {

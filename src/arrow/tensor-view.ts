@@ -22,9 +22,14 @@ import { Data, DataType, Field, FixedSizeList, Float32, Vector, makeData, makeVe
 // Type only: the Arrow layer never loads the native ORT add-on (columnOrt lives in src/graph/ort-view.ts).
 import type { TensorValue } from "../graph/runtime.ts";
 import { SHAPE_KEY } from "./schemas.ts";
+import { InputError, type ClipflowErrorOptions } from "../util/errors.ts";
 
-export class TensorViewError extends Error {
+/** A column that cannot be viewed as asked (wrong type, several chunks, a bad shape): a caller's input error. */
+export class TensorViewError extends InputError {
   override name = "TensorViewError";
+  constructor(message: string, opts: ClipflowErrorOptions = {}) {
+    super(message, { code: "tensor view", ...opts });
+  }
 }
 
 /** A float32 tensor view of a column: `data` has `rows * prod(dims.slice(1))` elements. */
