@@ -6,13 +6,15 @@
  * (`#loss-curve`, `#reward-curve`, `#accuracy-curve`), `#samples`, `#eval-examples`, `#stages`,
  * `#scheduler`, `#config`; with CIs: `#evaluation-<decoding>` (rates with 95% CIs per decoding),
  * `#paired-<decoding>` (paired differences), `#probes`, `#seeds`; on-policy rounds: `#rounds`
- * (per-round pairs, audit, training) and `#rounds-curve` (CHAIR_i and Cover by round).
+ * (per-round pairs, audit, training) and `#rounds-curve` (CHAIR_i and Cover by round); a cluster
+ * run: `#cluster` and `#cluster-workers` (src/cluster/report-html.ts).
  *
  * @example
  * writeFileSync("report.html", renderReportHtml(report));
  */
 import { TABLE_RATES, formatCi, type EvalReport, type RoundReport, type JobReport, type RunReport, type SampleReport, type StageReport, type TrainingReport, type VariantReport } from "./report.ts";
 import { escapeHtml as esc, lineChart } from "./report-svg.ts";
+import { clusterReportSection } from "../cluster/report-html.ts";
 
 const pct = (v: number): string => (Number.isFinite(v) ? `${(100 * v).toFixed(1)}` : "–");
 const num = (v: number | null | undefined, digits = 2): string => (v === null || v === undefined || !Number.isFinite(v) ? "–" : v.toFixed(digits));
@@ -243,6 +245,7 @@ ${samples(r.samples)}
 ${evalExamples(r.evaluation)}
 ${stages(r.stages, r)}
 ${scheduler(r)}
+${clusterReportSection(r)}
 ${outputs}
 <h2>Resolved configuration</h2><details><summary>every default explicit${r.overrides.length ? `; overrides: ${r.overrides.map((o) => `<code>--set ${esc(o)}</code>`).join(" ")}` : ""}</summary><pre id="config">${esc(JSON.stringify(r.config, null, 2))}</pre></details>
 </body></html>

@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { clusterReportHtml, clusterReportSection } from "../../src/cluster/report-html.ts";
 import type { ClusterReport } from "../../src/cluster/coordinator.ts";
+import { emptyReport } from "../../src/pipeline/report.ts";
+import { renderReportHtml } from "../../src/pipeline/report-html.ts";
 
 const report: ClusterReport = {
   run: "r-1",
@@ -43,5 +45,13 @@ describe("clusterReportHtml", () => {
     expect(clusterReportHtml(null)).toBe("");
     expect(clusterReportSection({ status: "completed" })).toBe("");
     expect(clusterReportSection({ cluster: report })).toBe(clusterReportHtml(report));
+  });
+
+  test("report.html carries the section when report.json has a cluster, and not otherwise", () => {
+    const r = emptyReport({ file: "pipelines/x.yaml", command: "bun run pipeline pipelines/x.yaml --cluster nats://127.0.0.1:4222", config: {} });
+    expect(renderReportHtml(r)).not.toContain('id="cluster"');
+    const html = renderReportHtml(Object.assign(r, { cluster: report }));
+    expect(html).toContain(clusterReportHtml(report));
+    expect(html.match(/<table id="cluster-workers">/g)?.length).toBe(1);
   });
 });
