@@ -209,7 +209,7 @@ export const refLogpsStage = defineStage<typeof refLogpsOptions, StageServices>(
   create: async (o, s) =>
     refLogps({
       scheduler: s.services.scheduler,
-      model: await s.services.lvlm(o.model),
+      model: await s.services.policy(o.model),
       images: s.services.images(),
       modelName: `${o.model}.ref.logps`,
       batching: s.services.batchOptions({ priority: 1 }),

@@ -11,6 +11,7 @@
 import { z } from "zod";
 import type { ImageStore } from "../src/io/image-store.ts";
 import type { LvlmModel } from "../src/models/lvlm-model.ts";
+import type { PolicyModel } from "../src/models/lvlm-policy.ts";
 import type { Decoder } from "../src/scheduler/decoder.ts";
 import type { BatchOptions, Scheduler } from "../src/scheduler/scheduler.ts";
 import type { ScheduledClip } from "./scheduled-clip.ts";
@@ -20,6 +21,11 @@ export interface StageServices {
   clip(name: string): Promise<ScheduledClip>;
   /** An LVLM policy by name (loaded once). */
   lvlm(name: string): Promise<LvlmModel>;
+  /**
+   * A policy to score with, by name: the built-in LVLM of a clipflow folder, or an imported
+   * Hugging Face image-text-to-text export (`format: hf-onnx-vlm`) behind the `PolicyModel` interface.
+   */
+  policy(name: string): Promise<LvlmModel | PolicyModel>;
   /** The continuous batcher of an LVLM policy. */
   decoder(name: string): Promise<Decoder>;
   readonly scheduler: Scheduler;

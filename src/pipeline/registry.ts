@@ -161,6 +161,7 @@ function servicesOf(ctx: Omit<StageContext, "flow">): StageServices {
   return {
     clip: (n) => r.clip(n),
     lvlm: (n) => r.lvlm(n),
+    policy: (n) => r.policy(n),
     decoder: (n) => r.decoder(n),
     scheduler: r.scheduler,
     batchOptions: (extra) => r.batchOptions(extra),

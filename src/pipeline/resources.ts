@@ -22,6 +22,7 @@ import { loadLvlm } from "../models/lvlm-io.ts";
 import type { LvlmModel } from "../models/lvlm-model.ts";
 import { Decoder } from "../scheduler/decoder.ts";
 import { loadHfVlm } from "../models/hf-vlm/policy.ts";
+import type { PolicyModel } from "../models/lvlm-policy.ts";
 import { Scheduler, type BatchOptions } from "../scheduler/scheduler.ts";
 import type { ResolvedPipeline } from "./loader.ts";
 import { errorMessage, ModelFileError } from "../util/errors.ts";
@@ -56,6 +57,7 @@ export class PipelineResources {
   private readonly builtinDir: string;
   private readonly clips = new Map<string, Promise<ScheduledClip>>();
   private readonly lvlms = new Map<string, Promise<LvlmModel>>();
+  private readonly hfPolicies = new Map<string, Promise<PolicyModel>>();
   private readonly decoders = new Map<string, Promise<Decoder>>();
   private readonly sharedObjects = new Map<string, unknown>();
   private readonly closers: (() => void | Promise<void>)[] = [];
@@ -139,6 +141,23 @@ export class PipelineResources {
     } catch (e) {
       throw new ModelLoadError(`models.${name} (${dir}): ${errorMessage(e)}`, { cause: e });
     }
+  }
+
+  /**
+   * A policy to score with (refLogps): an `hf-onnx-vlm` entry loads as an imported `PolicyModel`
+   * (once, cached); any other entry is the shared built-in LVLM of `lvlm(name)`.
+   */
+  policy(name: string): Promise<LvlmModel | PolicyModel> {
+    const m = this.model(name);
+    if (!("format" in m && m.format === "hf-onnx-vlm")) return this.lvlm(name);
+    let p = this.hfPolicies.get(name);
+    if (!p) {
+      p = loadHfVlm(m.path).catch((e: unknown) => {
+        throw new ModelLoadError(`models.${name} (${m.path}): ${errorMessage(e)}`, { cause: e });
+      });
+      this.hfPolicies.set(name, p);
+    }
+    return p;
   }
 
   /**

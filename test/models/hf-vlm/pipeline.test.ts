@@ -2,7 +2,7 @@
  * `models: { policy: { path: DIR, format: hf-onnx-vlm } }` in a pipeline file: the generate stage
  * runs an imported Hugging Face VLM through the scheduler. The folder is the shipped shapes-lvlm
  * exported in that layout, so the candidates must be those of `{ builtin: shapes-lvlm }`
- * (same seeds); stages that train or score refuse the format with one line.
+ * (same seeds), and refLogps scores pairs with it exactly as with the builtin policy.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -27,6 +27,22 @@ stages:
   - decode:   { model: clip }
   - generate: { model: policy, prompts: caption, samples: 2, temperature: 1.0, topP: 0.95, maxNewTokens: 24, seed: 0 }
   - write:    { path: candidates.jsonl, layout: plain }
+`;
+
+const scoreYaml = (policy: string) => `
+models:
+  clip: { builtin: shapes-clip }
+  policy: ${policy}
+scheduler: { device: cpu, maxBatch: 16, maxDelayMs: 2, maxTokensInFlight: 4096, workers: 1, threads: 1 }
+flow: { maxInFlight: 2, onError: skip }
+stages:
+  - source:    { kind: shapes-world, split: dpo, count: 8, seed: 3, batchSize: 4 }
+  - decode:    { model: clip }
+  - generate:  { model: gen, prompts: caption, samples: 2, temperature: 1.0, topP: 0.95, maxNewTokens: 24, seed: 0 }
+  - clipScore: { model: clip }
+  - pairs:     { minMargin: 0.5 }
+  - refLogps:  { model: policy }
+  - write:     { path: pairs.jsonl, layout: plain }
 `;
 
 describe.skipIf(!ready)("pipeline: a policy in the hf-onnx-vlm format", () => {
@@ -54,4 +70,29 @@ describe.skipIf(!ready)("pipeline: a policy in the hf-onnx-vlm format", () => {
     expect(builtin.texts.length).toBe(4 * 5 * 2); // 4 images × 5 caption prompts × 2 samples
     expect(hf.texts).toEqual(builtin.texts);
   }, 120_000);
+
+  test("refLogps with the exported folder gives the builtin policy's reference log-probs", async () => {
+    const runScore = async (name: string, policy: string) => {
+      const file = join(tmp, `${name}.yaml`);
+      // The candidates come from the builtin policy in both runs; only the scorer differs.
+      writeFileSync(file, scoreYaml(policy).replace("models:\n", "models:\n  gen: { builtin: shapes-lvlm }\n"));
+      const p = loadPipeline(file, { outDir: join(tmp, `out-${name}`), cwd: tmp });
+      const { report } = await runPipeline(p, { command: "test", resumeCommand: "test --resume" });
+      const out = join(tmp, `out-${name}`, "pairs.jsonl");
+      const rows = existsSync(out) ? readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>) : [];
+      return { status: String(report.status), error: report.error, rows };
+    };
+    const hf = await runScore("score-hf", `{ path: ./policy-hf, format: hf-onnx-vlm }`);
+    const builtin = await runScore("score-builtin", `{ builtin: shapes-lvlm }`);
+    expect([hf.status, hf.error]).toEqual(["completed", null]);
+    expect(builtin.rows.length).toBeGreaterThan(0);
+    expect(hf.rows.map((r) => [r.image_id, r.chosen, r.rejected])).toEqual(builtin.rows.map((r) => [r.image_id, r.chosen, r.rejected]));
+    for (const [i, r] of hf.rows.entries()) {
+      const b = builtin.rows[i]!;
+      for (const k of ["ref_logp_chosen", "ref_logp_rejected"]) {
+        expect(typeof r[k]).toBe("number");
+        expect(Math.abs((r[k] as number) - (b[k] as number))).toBeLessThan(1e-4 * Math.max(1, Math.abs(b[k] as number)));
+      }
+    }
+  }, 180_000);
 });
