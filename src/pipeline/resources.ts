@@ -134,7 +134,7 @@ export class PipelineResources {
     const m = this.model(name);
     if (this.kindOf(name) === "clip") throw new ModelLoadError(`models.${name}: is a CLIP, a policy (LVLM) is needed here`);
     if ("format" in m && m.format === "hf-onnx") throw new ModelLoadError(`models.${name}: hf-onnx policies are not supported; use a clipflow policy folder (format: clipflow)`);
-    if ("format" in m && m.format === "hf-onnx-vlm") throw new ModelLoadError(`models.${name}: an hf-onnx-vlm policy only generates; this stage needs a clipflow policy folder (format: clipflow)`);
+    if ("format" in m && m.format === "hf-onnx-vlm") throw new ModelLoadError(`models.${name}: an hf-onnx-vlm policy generates and scores (refLogps) but is not trained or evaluated here; this needs a clipflow policy folder (format: clipflow)`);
     const dir = this.modelDir(name);
     try {
       return await loadLvlm(dir, { threads: this.pipeline.scheduler.threads });
