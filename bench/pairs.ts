@@ -38,8 +38,7 @@
  * ORT thread each shared by every model (the machine has 2 cores); CLIP maxBatch 64 and decoder
  * maxBatch 64 per lane with a KV budget of a full row per sequence, maxDelayMs 4.
  *
- * Policy: models/shapes-lvlm when shipped, else /tmp/lvlm-v1 (an SFT checkpoint in the same
- * layout), else random weights of the same shape (samples then mostly run to maxNewTokens);
+ * Policy: models/shapes-lvlm when shipped, else random weights of the same shape (samples then mostly run to maxNewTokens);
  * `--policy DIR` picks one, `--random` forces the random one. The JSON line's `policy` says
  * which ran.
  *
@@ -111,8 +110,8 @@ async function policy(): Promise<{ model: LvlmModel; source: string }> {
     if (!dir) throw new Error("bench/pairs: --policy needs a folder");
     return { model: await loadLvlm(dir), source: dir };
   }
-  for (const dir of argv.includes("--random") ? [] : [join(ROOT, "models", "shapes-lvlm"), "/tmp/lvlm-v1"]) {
-    if (existsSync(join(dir, "config.json"))) return { model: await loadLvlm(dir), source: dir.startsWith(ROOT) ? "models/shapes-lvlm" : `${dir} (SFT checkpoint)` };
+  for (const dir of argv.includes("--random") ? [] : [join(ROOT, "models", "shapes-lvlm")]) {
+    if (existsSync(join(dir, "config.json"))) return { model: await loadLvlm(dir), source: "models/shapes-lvlm" };
   }
   // The shape pipelines/sft-policy.yaml trains: the shapes-clip ViT, LM width 128 × 3 layers.
   const tok = WordTokenizer.fromWords(worldVocabulary());

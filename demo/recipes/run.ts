@@ -90,9 +90,12 @@ export async function runRecipeFile(raw: unknown, opts: RunOptions): Promise<{ d
     mkdirSync(dir, { recursive: true });
     await exportLvlm(res.policy, dir, { metadata: { recipe: "sftPolicy", seed: String(r.options.seed) } });
     const wall = (performance.now() - t0) / 1000;
-    const options = { ...r.options, clip: relative(dir, r.options.clip) };
+    // The CLIP as the recipe file names it (relative to that file), never relative to the output
+    // folder: a run written to a scratch folder and copied into models/ would cite a path outside the repository.
+    const clipRef = relative(opts.baseDir, r.options.clip);
+    const options = { ...r.options, clip: clipRef };
     metrics = { recipe: r.name, ...res.metrics, params: res.params, trainableParams: res.trainableParams, noisyShare: res.noisyShare, trainSeconds: res.trainSeconds, wallSeconds: wall, firstLoss: res.losses[0], lastLoss: res.losses.at(-1), options };
-    await Bun.write(join(dir, "MODEL_CARD.md"), policyCard({ options: r.options, clipDir: relative(dir, r.options.clip), result: res, wallSeconds: wall, command: opts.command, file }));
+    await Bun.write(join(dir, "MODEL_CARD.md"), policyCard({ options: r.options, clipDir: `${clipRef}, relative to ${basename(file)}`, result: res, wallSeconds: wall, command: opts.command, file }));
   }
   await Bun.write(join(dir, "metrics.json"), JSON.stringify(metrics, null, 2) + "\n");
   opts.log(`wrote ${dir} in ${((performance.now() - t0) / 1000).toFixed(0)} s`);

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { loadClip, loadLvlm } from "../../../src/models/index.ts";
 import { parseRecipe, runRecipeFile } from "../../../demo/recipes/run.ts";
@@ -55,7 +55,7 @@ describe("recipe files", () => {
       expect(policy.imageTokens).toBe(16);
       const pcard = await Bun.file(join(lvlmDir, "MODEL_CARD.md")).text();
       expect(pcard).toContain("| greedy | 4 |");
-      expect(pcard).toContain("shapes-clip (`../clip`)");
+      expect(pcard).toContain(`shapes-clip (\`${relative(pipelines, clipDir)}, relative to sft-policy.yaml\`)`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
