@@ -122,9 +122,28 @@ export const clipPresets = {
 const HF_ACT: Record<string, ClipVisionConfig["act"]> = { quick_gelu: "quick_gelu", gelu: "gelu", gelu_new: "gelu_tanh", gelu_pytorch_tanh: "gelu_tanh" };
 
 /** HF CLIPConfig `config.json` for a clipflow CLIP (standard keys, plus a `clipflow` section). */
+/** Hugging Face's name of an activation (`gelu_tanh` is `gelu_pytorch_tanh` there). */
+export const hfActivation = (a: string): string => (a === "gelu_tanh" ? "gelu_pytorch_tanh" : a);
+
+/** A ViT tower as Hugging Face's `clip_vision_model` config (CLIP exports and LLaVA-style VLM exports share it). */
+export function toHfVisionConfig(v: ClipVisionConfig): Record<string, unknown> {
+  return {
+    model_type: "clip_vision_model",
+    image_size: v.imageSize,
+    patch_size: v.patchSize,
+    num_channels: 3,
+    hidden_size: v.width,
+    intermediate_size: v.mlp,
+    num_hidden_layers: v.layers,
+    num_attention_heads: v.heads,
+    hidden_act: hfActivation(v.act),
+    layer_norm_eps: v.eps,
+  };
+}
+
 export function toHfClipConfig(cfg: ClipConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
   const v = cfg.vision, t = cfg.text;
-  const hfAct = (a: ClipVisionConfig["act"]) => (a === "gelu_tanh" ? "gelu_pytorch_tanh" : a);
+  const hfAct = hfActivation;
   return {
     architectures: ["CLIPModel"],
     model_type: "clip",
@@ -145,19 +164,7 @@ export function toHfClipConfig(cfg: ClipConfig, extra: Record<string, unknown> =
       pad_token_id: t.padTokenId,
       projection_dim: cfg.embedDim,
     },
-    vision_config: {
-      model_type: "clip_vision_model",
-      image_size: v.imageSize,
-      patch_size: v.patchSize,
-      num_channels: 3,
-      hidden_size: v.width,
-      intermediate_size: v.mlp,
-      num_hidden_layers: v.layers,
-      num_attention_heads: v.heads,
-      hidden_act: hfAct(v.act),
-      layer_norm_eps: v.eps,
-      projection_dim: cfg.embedDim,
-    },
+    vision_config: { ...toHfVisionConfig(v), projection_dim: cfg.embedDim },
     clipflow: { format: 1, text_pooling: t.pooling, ...extra },
   };
 }

@@ -21,6 +21,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { HfTokenizer } from "../hf-tokenizer.ts";
 import { WordTokenizer } from "../word-tokenizer.ts";
+import { hfActivation, toHfVisionConfig } from "../clip-config.ts";
 import { imageTokens } from "../lvlm-config.ts";
 import type { LvlmModel } from "../lvlm-model.ts";
 import { toPreprocessorJson } from "../preprocessor-config.ts";
@@ -78,7 +79,7 @@ export async function exportHfVlm(lvlm: LvlmModel, dir: string, opts: HfVlmExpor
   if (imageId === undefined) throw new Error(`exportHfVlm: image token '${imageToken}' is not in the tokenizer's vocabulary`);
   const tableRows = Math.max(cfg.lm.vocabSize, imageId + 1);
   const v = cfg.vision;
-  const hfAct = (a: string) => (a === "gelu_tanh" ? "gelu_pytorch_tanh" : a);
+  const hfAct = hfActivation;
   const np = imageTokens(cfg);
   const config = {
     architectures: ["LlavaForConditionalGeneration"],
@@ -106,18 +107,7 @@ export async function exportHfVlm(lvlm: LvlmModel, dir: string, opts: HfVlmExpor
       eos_token_id: cfg.eosTokenId,
       pad_token_id: cfg.padTokenId,
     },
-    vision_config: {
-      model_type: "clip_vision_model",
-      image_size: v.imageSize,
-      patch_size: v.patchSize,
-      num_channels: 3,
-      hidden_size: v.width,
-      intermediate_size: v.mlp,
-      num_hidden_layers: v.layers,
-      num_attention_heads: v.heads,
-      hidden_act: hfAct(v.act),
-      layer_norm_eps: v.eps,
-    },
+    vision_config: toHfVisionConfig(v),
     clipflow: { format: 1, lm_vocab_size: cfg.lm.vocabSize },
   };
   const tokenizerConfig = {
