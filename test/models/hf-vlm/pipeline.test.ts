@@ -16,34 +16,28 @@ import { runPipeline } from "../../../src/pipeline/run.ts";
 const SHIPPED = "models/shapes-lvlm";
 const ready = existsSync(join(SHIPPED, "config.json")) && existsSync("models/shapes-clip/config.json");
 
-const yaml = (policy: string) => `
+/** A pipeline file over the shipped CLIP and `policy`; `models` adds entries, `stages` lists the stage lines. */
+const pipelineYaml = (policy: string, stages: string[], models = "") => `
 models:
   clip: { builtin: shapes-clip }
   policy: ${policy}
-scheduler: { device: cpu, maxBatch: 16, maxDelayMs: 2, maxTokensInFlight: 4096, workers: 1, threads: 1 }
+${models}scheduler: { device: cpu, maxBatch: 16, maxDelayMs: 2, maxTokensInFlight: 4096, workers: 1, threads: 1 }
 flow: { maxInFlight: 2, onError: skip }
 stages:
-  - source:   { kind: shapes-world, split: dpo, count: 4, seed: 3, batchSize: 4 }
-  - decode:   { model: clip }
-  - generate: { model: policy, prompts: caption, samples: 2, temperature: 1.0, topP: 0.95, maxNewTokens: 24, seed: 0 }
-  - write:    { path: candidates.jsonl, layout: plain }
+${stages.map((l) => `  - ${l}`).join("\n")}
 `;
+const generateLine = (model: string) => `generate: { model: ${model}, prompts: caption, samples: 2, temperature: 1.0, topP: 0.95, maxNewTokens: 24, seed: 0 }`;
 
-const scoreYaml = (policy: string) => `
-models:
-  clip: { builtin: shapes-clip }
-  policy: ${policy}
-scheduler: { device: cpu, maxBatch: 16, maxDelayMs: 2, maxTokensInFlight: 4096, workers: 1, threads: 1 }
-flow: { maxInFlight: 2, onError: skip }
-stages:
-  - source:    { kind: shapes-world, split: dpo, count: 8, seed: 3, batchSize: 4 }
-  - decode:    { model: clip }
-  - generate:  { model: gen, prompts: caption, samples: 2, temperature: 1.0, topP: 0.95, maxNewTokens: 24, seed: 0 }
-  - clipScore: { model: clip }
-  - pairs:     { minMargin: 0.5 }
-  - refLogps:  { model: policy }
-  - write:     { path: pairs.jsonl, layout: plain }
-`;
+const yaml = (policy: string) =>
+  pipelineYaml(policy, ["source: { kind: shapes-world, split: dpo, count: 4, seed: 3, batchSize: 4 }", "decode: { model: clip }", generateLine("policy"), "write: { path: candidates.jsonl, layout: plain }"]);
+
+// The candidates come from the builtin policy (`gen`) in both runs; only the scorer differs.
+const scoreYaml = (policy: string) =>
+  pipelineYaml(
+    policy,
+    ["source: { kind: shapes-world, split: dpo, count: 8, seed: 3, batchSize: 4 }", "decode: { model: clip }", generateLine("gen"), "clipScore: { model: clip }", "pairs: { minMargin: 0.5 }", "refLogps: { model: policy }", "write: { path: pairs.jsonl, layout: plain }"],
+    "  gen: { builtin: shapes-lvlm }\n",
+  );
 
 describe.skipIf(!ready)("pipeline: a policy in the hf-onnx-vlm format", () => {
   let tmp: string;
@@ -74,8 +68,7 @@ describe.skipIf(!ready)("pipeline: a policy in the hf-onnx-vlm format", () => {
   test("refLogps with the exported folder gives the builtin policy's reference log-probs", async () => {
     const runScore = async (name: string, policy: string) => {
       const file = join(tmp, `${name}.yaml`);
-      // The candidates come from the builtin policy in both runs; only the scorer differs.
-      writeFileSync(file, scoreYaml(policy).replace("models:\n", "models:\n  gen: { builtin: shapes-lvlm }\n"));
+      writeFileSync(file, scoreYaml(policy));
       const p = loadPipeline(file, { outDir: join(tmp, `out-${name}`), cwd: tmp });
       const { report } = await runPipeline(p, { command: "test", resumeCommand: "test --resume" });
       const out = join(tmp, `out-${name}`, "pairs.jsonl");
