@@ -23,6 +23,10 @@
  *   caption form): it has never seen a question, so that would measure the prompt format, not
  *   what the policy knows.
  * - **Zero-shot kind** of single-object scenes: argmax_k s(k | image).
+ * A scheduled policy (an imported `hf-onnx-vlm`, src/pipeline/eval.ts ScheduledEvalPolicy) gets the
+ * same quantities from its decoder's teacher-forced scoring: s(k) from the log-probs of the
+ * two-token continuations "<colour> <noun>" (p(c | P) · p(noun | P c) = p(c noun | P)), QA from
+ * its own prompt ‖ response layout.
  * Every rate is a ratio of sums over scenes, with a bootstrap CI over scenes; each row's
  * difference to row 0 (the starting policy) is paired (same scenes, same resamples).
  *
@@ -32,10 +36,10 @@
  * const [report] = probes.summarise([units], 0, 2000);          // ProbeReport with CIs
  */
 import { preprocessBatch } from "../../src/models/image-preprocess.ts";
-import type { LvlmModel } from "../../src/models/lvlm-model.ts";
+import { LvlmModel } from "../../src/models/lvlm-model.ts";
 import { bootstrapPlan, pairedRatioDiffCi, ratioCi, type BootstrapPlan } from "../../src/util/bootstrap.ts";
 import { Rng } from "../../src/util/rng.ts";
-import type { ProbeRunner } from "../../src/pipeline/eval.ts";
+import type { EvalPolicy, ProbeRunner, ScheduledEvalPolicy } from "../../src/pipeline/eval.ts";
 import type { CiValue, ProbeReport } from "../../src/pipeline/report.ts";
 import {
   CAPTION_PROMPTS, COLOURS, KIND_NOUNS, SHAPE_KINDS, coOccurrenceWeights, generateScenes, renderScene, sceneKinds, sceneQa,
@@ -76,13 +80,19 @@ export interface ProbeUnits {
 }
 
 /** Token ids of every noun of each kind (canonical + synonyms), in SHAPE_KINDS order. */
-function kindTokenIds(policy: LvlmModel): number[][] {
+function kindTokenIds(policy: EvalPolicy): number[][] {
   return SHAPE_KINDS.map((k) => KIND_NOUNS[k].map((n) => single(policy, n)).filter((id): id is number => id !== null));
 }
 
-function single(policy: LvlmModel, word: string): number | null {
-  const ids = policy.tokenizer.encode(word, { addSpecialTokens: false }).ids;
+function single(policy: EvalPolicy, word: string): number | null {
+  const ids = policy instanceof LvlmModel ? policy.tokenizer.encode(word, { addSpecialTokens: false }).ids : policy.encode(word);
   return ids.length === 1 ? ids[0]! : null;
+}
+
+/** The caption prompt followed by "There is a" (module doc), as the policy lays out a prompt. */
+function existencePrefix(policy: EvalPolicy): number[] {
+  if (policy instanceof LvlmModel) return [...policy.promptIds(CAPTION_PROMPTS[0]), ...policy.tokenizer.encode("There is a", { addSpecialTokens: false }).ids];
+  return [...policy.decoder.model.promptIds(CAPTION_PROMPTS[0]), ...policy.encode("There is a")];
 }
 
 function logSoftmaxAt(logits: Float32Array, offset: number, V: number): Float64Array {
@@ -105,11 +115,12 @@ const logSumExp = (xs: readonly number[]): number => {
  * Existence scores s(k | image) for every image and kind: [images][9] (module doc).
  * `pixels` holds `n` preprocessed images back to back.
  */
-export async function kindScores(policy: LvlmModel, pixels: Float32Array, n: number, chunk = 8): Promise<Float64Array[]> {
-  const prefix = [...policy.promptIds(CAPTION_PROMPTS[0]), ...policy.tokenizer.encode("There is a", { addSpecialTokens: false }).ids];
+export async function kindScores(policy: EvalPolicy, pixels: Float32Array, n: number, chunk = 8): Promise<Float64Array[]> {
+  const prefix = existencePrefix(policy);
   const colourIds = COLOURS.map((c) => single(policy, c));
   if (colourIds.some((c) => c === null)) throw new Error("probes: the policy's tokenizer does not have every colour as one token");
   const kinds = kindTokenIds(policy);
+  if (!(policy instanceof LvlmModel)) return scheduledKindScores(policy, pixels, n, prefix, colourIds as number[], kinds, chunk);
   const per = pixels.length / n;
   const V = policy.cfg.lm.vocabSize;
   const out: Float64Array[] = [];
@@ -133,6 +144,34 @@ export async function kindScores(policy: LvlmModel, pixels: Float32Array, n: num
         const nounLp = logSoftmaxAt(logits, ((row0 + c) * T + prefix.length) * V, V);
         kinds.forEach((ids, k) => perKind[k]!.push(colourLp[colourIds[c]!]! + logSumExp(ids.map((id) => nounLp[id]!))));
       }
+      out.push(Float64Array.from(perKind, (xs) => logSumExp(xs)));
+    }
+  }
+  return out;
+}
+
+/**
+ * kindScores of a scheduled policy, from its teacher-forced scoring path: p(c | P) · p(noun | P c)
+ * = p(c noun | P), so s(k) = log Σ_{c, noun of k} exp(log p(c noun | P)) — the same quantity the
+ * built-in path reads off one pass of logits, here as 8 × (nouns) two-token continuations per
+ * image (each image's features computed once and shared by its continuations).
+ */
+async function scheduledKindScores(policy: ScheduledEvalPolicy, pixels: Float32Array, n: number, prefix: readonly number[], colourIds: readonly number[], kinds: readonly (readonly number[])[], chunk: number): Promise<Float64Array[]> {
+  const per = pixels.length / n;
+  const conts: { colour: number; kind: number; ids: number[] }[] = [];
+  colourIds.forEach((c) => kinds.forEach((nouns, k) => nouns.forEach((noun) => conts.push({ colour: c, kind: k, ids: [...prefix, c, noun] }))));
+  const answerMask = [...prefix.map(() => 0), 1, 1];
+  const out: Float64Array[] = [];
+  for (let start = 0; start < n; start += chunk) {
+    const m = Math.min(chunk, n - start);
+    const features = await Promise.all(Array.from({ length: m }, (_, i) => policy.decoder.imageFeatures(pixels.subarray((start + i) * per, (start + i + 1) * per), { stream: "probes" })));
+    const scored = await policy.decoder.logps(
+      features.flatMap((f) => conts.map((c) => ({ prompt: CAPTION_PROMPTS[0], response: "", features: f, scored: { ids: c.ids, answerMask } }))),
+      { stream: "probes" },
+    );
+    for (let i = 0; i < m; i++) {
+      const perKind = SHAPE_KINDS.map(() => [] as number[]);
+      conts.forEach((c, j) => perKind[c.kind]!.push(scored[i * conts.length + j]!.logp));
       out.push(Float64Array.from(perKind, (xs) => logSumExp(xs)));
     }
   }
@@ -190,7 +229,7 @@ function kindPopularity(scenes: readonly Scene[]): ShapeKind[] {
   return [...SHAPE_KINDS].sort((a, b) => f.get(b)! - f.get(a)! || SHAPE_KINDS.indexOf(a) - SHAPE_KINDS.indexOf(b));
 }
 
-async function pixelsOf(policy: LvlmModel, pngs: readonly Uint8Array[]): Promise<Float32Array> {
+async function pixelsOf(policy: EvalPolicy, pngs: readonly Uint8Array[]): Promise<Float32Array> {
   const { pixels, errors } = await preprocessBatch(pngs, policy.preprocess);
   const bad = errors.findIndex((e) => e !== null);
   if (bad >= 0) throw new Error(`probes: image ${bad}: ${errors[bad]!.message}`);
@@ -220,7 +259,7 @@ export function policyProbes(opts: PolicyProbeOptions = {}): ProbeRunner & { sce
       return { pope, zeroShot, pngs, zsPngs, empty };
     })());
 
-  async function run(policy: LvlmModel, signal?: AbortSignal): Promise<ProbeUnits> {
+  async function run(policy: EvalPolicy, signal?: AbortSignal): Promise<ProbeUnits> {
     const d = await load();
     const chunk = opts.chunk ?? 8;
     const px = await pixelsOf(policy, d.pngs);
@@ -245,24 +284,32 @@ export function policyProbes(opts: PolicyProbeOptions = {}): ProbeRunner & { sce
     for (const t of QA_PROBE_TYPES) qa[t] = [new Float64Array(d.pope.length), new Float64Array(d.pope.length)];
     const per = px.length / d.pope.length;
     const items: { scene: number; type: string; first: number; n: number }[] = [];
-    const texts: ReturnType<LvlmModel["scoredText"]>[] = [];
+    const answers: string[] = [];
     const owners: number[] = [];
     d.pope.forEach((scene, i) => {
       for (const it of sceneQa(scene)) {
         if (!(QA_PROBE_TYPES as readonly string[]).includes(it.type)) continue;
-        items.push({ scene: i, type: it.type, first: texts.length, n: 1 + it.incorrect.length });
-        for (const a of captionFormCandidates(it)) { texts.push(policy.scoredText(CAPTION_PROMPTS[0], a)); owners.push(i); }
+        items.push({ scene: i, type: it.type, first: answers.length, n: 1 + it.incorrect.length });
+        for (const a of captionFormCandidates(it)) { answers.push(a); owners.push(i); }
       }
     });
-    const lps = new Float64Array(texts.length);
+    const lps = new Float64Array(answers.length);
     const B = 64;
-    for (let s = 0; s < texts.length; s += B) {
-      if (signal?.aborted) throw new DOMException("evaluation interrupted", "AbortError");
-      const part = texts.slice(s, s + B);
-      const ipx = new Float32Array(part.length * per);
-      part.forEach((_, j) => ipx.set(px.subarray(owners[s + j]! * per, (owners[s + j]! + 1) * per), j * per));
-      const r = await policy.sequenceLogps(ipx, part);
-      lps.set(r.logps, s);
+    if (policy instanceof LvlmModel) {
+      const texts = answers.map((a) => policy.scoredText(CAPTION_PROMPTS[0], a));
+      for (let s = 0; s < texts.length; s += B) {
+        if (signal?.aborted) throw new DOMException("evaluation interrupted", "AbortError");
+        const part = texts.slice(s, s + B);
+        const ipx = new Float32Array(part.length * per);
+        part.forEach((_, j) => ipx.set(px.subarray(owners[s + j]! * per, (owners[s + j]! + 1) * per), j * per));
+        const r = await policy.sequenceLogps(ipx, part);
+        lps.set(r.logps, s);
+      }
+    } else {
+      // the policy's own prompt ‖ response layout (its chat template), scored in the worker threads
+      const features = await Promise.all(d.pope.map((_, i) => policy.decoder.imageFeatures(px.subarray(i * per, (i + 1) * per), { stream: "probes", ...(signal ? { signal } : {}) })));
+      const r = await policy.decoder.logps(answers.map((a, j) => ({ prompt: CAPTION_PROMPTS[0], response: a, features: features[owners[j]!]! })), { stream: "probes", ...(signal ? { signal } : {}) });
+      r.forEach((x, j) => (lps[j] = x.logp));
     }
     for (const it of items) {
       let best = 0;

@@ -7,7 +7,8 @@
  * `{ path, format }` is the folder given (already absolute after loading the pipeline). CLIPs are
  * read in the Hugging Face ONNX layout (clipflow exports use it too) and run on the scheduler;
  * LVLMs are clipflow policy folders (src/models/lvlm-io.ts); a `format: hf-onnx-vlm` policy (a
- * Hugging Face image-text-to-text export, src/models/hf-vlm) serves `generate` only.
+ * Hugging Face image-text-to-text export, src/models/hf-vlm) serves `generate`, `refLogps` and
+ * the evaluation (through the scheduler), but is not trained (`dpoTrain` refuses it).
  *
  * @example
  * const r = new PipelineResources(pipeline);
@@ -23,6 +24,7 @@ import type { LvlmModel } from "../models/lvlm-model.ts";
 import { Decoder } from "../scheduler/decoder.ts";
 import { loadHfVlm } from "../models/hf-vlm/policy.ts";
 import type { PolicyModel } from "../models/lvlm-policy.ts";
+import { scheduledEvalPolicy, type EvalPolicy } from "./eval.ts";
 import { Scheduler, type BatchOptions } from "../scheduler/scheduler.ts";
 import type { ResolvedPipeline } from "./loader.ts";
 import { errorMessage, ModelFileError } from "../util/errors.ts";
@@ -59,6 +61,7 @@ export class PipelineResources {
   private readonly lvlms = new Map<string, Promise<LvlmModel>>();
   private readonly hfPolicies = new Map<string, Promise<PolicyModel>>();
   private readonly decoders = new Map<string, Promise<Decoder>>();
+  private readonly evalPolicies = new Map<string, Promise<EvalPolicy>>();
   private readonly sharedObjects = new Map<string, unknown>();
   private readonly closers: (() => void | Promise<void>)[] = [];
 
@@ -134,13 +137,42 @@ export class PipelineResources {
     const m = this.model(name);
     if (this.kindOf(name) === "clip") throw new ModelLoadError(`models.${name}: is a CLIP, a policy (LVLM) is needed here`);
     if ("format" in m && m.format === "hf-onnx") throw new ModelLoadError(`models.${name}: hf-onnx policies are not supported; use a clipflow policy folder (format: clipflow)`);
-    if ("format" in m && m.format === "hf-onnx-vlm") throw new ModelLoadError(`models.${name}: an hf-onnx-vlm policy generates and scores (refLogps) but is not trained or evaluated here; this needs a clipflow policy folder (format: clipflow)`);
+    if ("format" in m && m.format === "hf-onnx-vlm") throw new ModelLoadError(`models.${name}: an hf-onnx-vlm policy cannot be trained here (training an imported decoder is not supported; it generates, scores refLogps and is evaluated as it is); a trainer needs a clipflow policy folder (format: clipflow)`);
     const dir = this.modelDir(name);
     try {
       return await loadLvlm(dir, { threads: this.pipeline.scheduler.threads });
     } catch (e) {
       throw new ModelLoadError(`models.${name} (${dir}): ${errorMessage(e)}`, { cause: e });
     }
+  }
+
+  /**
+   * The policy of entry `name` as the evaluation runs it, as stored on disk (the untrained
+   * start): a clipflow policy folder is a fresh in-process copy ({@link freshLvlm}); an
+   * `hf-onnx-vlm` entry is driven through the scheduler by a decoder of its own,
+   * `<name>.eval`, with scoring for the probes (created once, loaded before it is returned).
+   * @example
+   * const start = await resources.evalPolicy("policy"); // LvlmModel | ScheduledEvalPolicy
+   */
+  evalPolicy(name: string): Promise<EvalPolicy> {
+    const m = this.model(name);
+    if (!("format" in m && m.format === "hf-onnx-vlm")) return this.freshLvlm(name);
+    let p = this.evalPolicies.get(name);
+    if (!p) {
+      const s = this.pipeline.scheduler;
+      p = (this.policy(name) as Promise<PolicyModel>).then(async (policy) => {
+        if (!("preprocess" in policy && "tokenizer" in policy)) throw new ModelLoadError(`models.${name} (${m.path}): the imported policy has no image preprocessing or tokenizer to evaluate with`);
+        const ev = scheduledEvalPolicy(this.scheduler, `${name}.eval`, policy as Parameters<typeof scheduledEvalPolicy>[2], {
+          maxBatch: s.maxBatch, maxTokensInFlight: s.maxTokensInFlight, replicas: s.workers, intraOpThreads: s.threads, device: s.device as "cpu",
+        });
+        await ev.decoder.ready.catch((e: unknown) => {
+          throw new ModelLoadError(`models.${name}: the policy's evaluation decoder cannot be loaded from ${m.path}: ${errorMessage(e)}`, { cause: e });
+        });
+        return ev;
+      });
+      this.evalPolicies.set(name, p);
+    }
+    return p;
   }
 
   /**

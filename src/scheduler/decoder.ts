@@ -101,6 +101,12 @@ export interface ScoreRequest {
   response: string;
   features?: Float32Array;
   pixels?: Float32Array;
+  /**
+   * Ids to score as they are, instead of the policy's `scoredText(prompt, response)` layout
+   * (e.g. a caption prompt continued by a few words, with no end of turn); prompt and response
+   * then only label the request.
+   */
+  scored?: PolicyScoredText;
 }
 
 /** Σ log p of the response's tokens (eos included) and their count. */
@@ -512,7 +518,8 @@ export class Decoder implements WorkSource {
           features = out[this.visionIo.output]!.data as Float32Array;
         }
         if (features.length !== this.featureFloats) throw new SchedulerError(`${where}: score request ${i}: features have ${features.length} floats, expected ${this.featureFloats}`);
-        const scored = this.model.scoredText(r.prompt, r.response);
+        const scored = r.scored ?? this.model.scoredText(r.prompt, r.response);
+        if (r.scored && r.scored.answerMask.length !== r.scored.ids.length) throw new SchedulerError(`${where}: score request ${i}: answerMask has ${r.scored.answerMask.length} entries for ${r.scored.ids.length} ids`);
         if (scored.ids.length > this.model.maxPositions - this.np) throw new SchedulerError(`${where}: score request ${i}: ${scored.ids.length} tokens exceed the model's ${this.model.maxPositions - this.np} text positions`);
         return { features, scored, enqueuedAt: this.host.now(), done: deferred<ScoredResponse>() };
       }),
@@ -521,6 +528,24 @@ export class Decoder implements WorkSource {
     this.scoreJobs.push(...jobs);
     this.host.pump();
     return Promise.all(jobs.map((j) => j.done.promise));
+  }
+
+  /**
+   * One image's features [Np, D] from the policy's vision model (`{name}.vision`, batched with
+   * the other requests' images), to pass as `features` to several requests of the same image.
+   * @example
+   * const features = await gen.imageFeatures(pixels);
+   * const scored = await gen.logps(answers.map((response) => ({ prompt, response, features })));
+   */
+  async imageFeatures(pixels: Float32Array, opts: { stream?: string; signal?: AbortSignal } = {}): Promise<Float32Array> {
+    const where = `decoder '${this.name}'`;
+    if (this.closed) throw new SchedulerError(`${where}: scheduler is closed`);
+    const S = this.model.imageSize;
+    if (pixels.length !== 3 * S * S) throw new SchedulerError(`${where}: pixels have ${pixels.length} floats, expected [3, ${S}, ${S}]`);
+    const out = await this.vision.run({ [this.visionIo.input]: { dtype: "float32", dims: [1, 3, S, S], data: pixels } }, { stream: opts.stream ?? "default", ...(opts.signal ? { signal: opts.signal } : {}) });
+    const features = out[this.visionIo.output]!.data as Float32Array;
+    if (features.length !== this.featureFloats) throw new SchedulerError(`${where}: vision model returned ${features.length} floats, expected [${this.model.featureDims.join(", ")}]`);
+    return features;
   }
 
   /** One worker call scoring up to maxBatch waiting responses. */
