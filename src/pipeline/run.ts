@@ -334,7 +334,8 @@ export function startSubject(p: ResolvedPipeline, resources: PipelineResources):
     model: name,
     pairs: null,
     pairAudit: null,
-    policy: () => resources.freshLvlm(name),
+    // a clipflow folder in process; an imported hf-onnx-vlm through the scheduler
+    policy: () => resources.evalPolicy(name),
   };
 }
 

@@ -2,7 +2,8 @@
  * `models: { policy: { path: DIR, format: hf-onnx-vlm } }` in a pipeline file: the generate stage
  * runs an imported Hugging Face VLM through the scheduler. The folder is the shipped shapes-lvlm
  * exported in that layout, so the candidates must be those of `{ builtin: shapes-lvlm }`
- * (same seeds), and refLogps scores pairs with it exactly as with the builtin policy.
+ * (same seeds), refLogps scores pairs with it exactly as with the builtin policy, and the
+ * evaluation of it (through the scheduler) is the builtin policy's; dpoTrain refuses it.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -39,6 +40,17 @@ const scoreYaml = (policy: string) =>
     "  gen: { builtin: shapes-lvlm }\n",
   );
 
+// The generating policy evaluated on held-out scenes (eval.model defaults to the generate stage's).
+const evalYaml = (policy: string) => `${yaml(policy)}eval: { split: heldout, count: 6, seed: 2, maxNewTokens: 24, temperature: 0, metrics: [chair, hal, cover, attr] }\n`;
+
+// A trainer over the imported policy: refused at set-up.
+const trainYaml = (policy: string) =>
+  pipelineYaml(
+    policy,
+    ["source: { kind: shapes-world, split: dpo, count: 4, seed: 3, batchSize: 4 }", "decode: { model: clip }", generateLine("gen"), "clipScore: { model: clip }", "pairs: { minMargin: 0.5 }", "refLogps: { model: policy }", "dpoTrain: { model: policy, batchSize: 2, epochs: 1 }"],
+    "  gen: { builtin: shapes-lvlm }\n",
+  );
+
 describe.skipIf(!ready)("pipeline: a policy in the hf-onnx-vlm format", () => {
   let tmp: string;
   beforeAll(async () => {
@@ -63,6 +75,43 @@ describe.skipIf(!ready)("pipeline: a policy in the hf-onnx-vlm format", () => {
     expect(hf.status).toBe("completed");
     expect(builtin.texts.length).toBe(4 * 5 * 2); // 4 images × 5 caption prompts × 2 samples
     expect(hf.texts).toEqual(builtin.texts);
+  }, 120_000);
+
+  test("the evaluation of the exported folder (greedy and sampled decodings, probes) is the builtin policy's", async () => {
+    const runEval = async (name: string, policy: string) => {
+      const file = join(tmp, `${name}.yaml`);
+      writeFileSync(file, evalYaml(policy));
+      const p = loadPipeline(file, { outDir: join(tmp, `out-${name}`), cwd: tmp });
+      const { report } = await runPipeline(p, { command: "test", resumeCommand: "test --resume" });
+      return report;
+    };
+    const hf = await runEval("eval-hf", `{ path: ./policy-hf, format: hf-onnx-vlm }`);
+    const builtin = await runEval("eval-builtin", `{ builtin: shapes-lvlm }`);
+    expect([hf.status, hf.error]).toEqual(["completed", null]);
+    expect(builtin.status).toBe("completed");
+    const e = hf.evaluation!;
+    // both decodings: greedy and the generate stage's sampling (T 1, top-p 0.95, 4 samples)
+    expect(e.decodings!.map((d) => [d.name, d.temperature, d.topP, d.samples])).toEqual([["greedy", 0, 1, 1], ["sampled", 1, 0.95, 4]]);
+    expect(e.rows.map((r) => r.name)).toEqual(["policy (start)"]);
+    expect(e.probeError).toBeNull();
+    const row = e.rows[0]!, want = builtin.evaluation!.rows[0]!;
+    expect(row.decodings!.map((d) => d.answers)).toEqual([6, 24]);
+    expect(row.counts.mentions).toBeGreaterThan(0);
+    expect(row.decodings).toEqual(want.decodings!);
+    expect(row.probes).toEqual(want.probes!);
+    expect(e.examples.map((x) => x.answers)).toEqual(builtin.evaluation!.examples.map((x) => x.answers));
+  }, 240_000);
+
+  test("dpoTrain refuses the imported policy in one line naming models.policy and why", async () => {
+    const file = join(tmp, "train.yaml");
+    writeFileSync(file, trainYaml(`{ path: ./policy-hf, format: hf-onnx-vlm }`));
+    const p = loadPipeline(file, { outDir: join(tmp, "out-train"), cwd: tmp });
+    const { report } = await runPipeline(p, { command: "test", resumeCommand: "test --resume" });
+    expect(report.status).toBe("failed");
+    const msg = String(report.error);
+    expect(msg).not.toContain("\n");
+    expect(msg).toContain("models.policy: an hf-onnx-vlm policy cannot be trained here (training an imported decoder is not supported");
+    expect(msg).toContain("format: clipflow");
   }, 120_000);
 
   test("refLogps with the exported folder gives the builtin policy's reference log-probs", async () => {
