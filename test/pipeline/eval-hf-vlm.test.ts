@@ -97,6 +97,14 @@ describe("evaluation of an imported hf-onnx-vlm policy == evaluation of its sour
     expect(spread).toBeGreaterThan(0.1); // scores that differ by kind: a comparison that can fail
   }, 120_000);
 
+  test("the decoder's additions refuse bad input in one line: a scored layout with a short mask, pixels of the wrong size", async () => {
+    const S = imported.decoder.model.imageSize;
+    const features = await imported.decoder.imageFeatures(new Float32Array(3 * S * S));
+    const bad = imported.decoder.logps([{ prompt: "", response: "", features, scored: { ids: [1, 2, 3], answerMask: [0, 1] } }]);
+    await expect(bad).rejects.toThrow("decoder 'policy.eval': score request 0: answerMask has 2 entries for 3 ids");
+    await expect(imported.decoder.imageFeatures(new Float32Array(5))).rejects.toThrow(`decoder 'policy.eval': pixels have 5 floats, expected [3, ${S}, ${S}]`);
+  });
+
   test("evaluatePolicies: the same rows (greedy and sampled, CIs), examples and probe reports", async () => {
     const opts = (): Parameters<typeof evaluatePolicies>[2] => ({
       imageSize: 32, chunk: 4, resamples: 200, sampling: { temperature: 1, topP: 0.95, samples: 2 },
