@@ -1,119 +1,47 @@
 /**
- * The result table over seeds: reads the report.json of several `pipelines/compare.yaml` runs that
- * differ only in their seeds (world seed of the dpo scenes, sampling seed, data order; the
- * held-out scenes are the same) and prints, per decoding, every row's per-seed values, their mean
- * with a t 95% interval over seeds (wide with 3 seeds, on purpose), the paired CIs over scenes
- * of each seed, and the issue-13 floors computed from the means.
+ * The result table over seeds, from report.json files, with the issue-13 floors computed from
+ * the seed means. The combination itself is src/pipeline/seeds.ts (the pipeline runs it for a
+ * file with `seeds:`, pipelines/compare.yaml); this CLI prints it as Markdown (the README's
+ * table) plus the floors, for
+ * - one report of a run with seeds (`npx bun run pipeline pipelines/compare.yaml`), or
+ * - several reports of runs that differ only in their seeds (older runs made by hand with
+ *   `--set source.seed=N --set generate.seed=N --set pairs.seed=N --set dpoTrain.seed=N`).
  *
+ *   npx bun demo/recipes/compare-seeds.ts runs/compare/report.json
  *   npx bun demo/recipes/compare-seeds.ts runs/cmp-s1/report.json runs/cmp-s2/report.json runs/cmp-s3/report.json
  *
  * @example
  * const s = seedSummary([r1.evaluation!, r2.evaluation!, r3.evaluation!]);
- * console.log(seedMarkdown(s));
+ * console.log(seedMarkdown(s) + "\n" + floors(s).join("\n"));
  */
 import { readFileSync } from "node:fs";
-import { meanCi, type Ci } from "../../src/util/bootstrap.ts";
-import type { CiValue, EvalReport, RunReport } from "../../src/pipeline/report.ts";
+import type { RunReport } from "../../src/pipeline/report.ts";
+import { parseSeedRowName, seedEvaluation, seedMarkdown as tables, seedSummary, type SeedSummary } from "../../src/pipeline/seeds.ts";
 
-export interface SeedCell {
-  perSeed: number[];
-  mean: Ci;
-}
-
-export interface SeedSummary {
-  seeds: number;
-  decodings: string[];
-  rows: string[];
-  /** decoding → row → rate key → per-seed values and mean. */
-  rates: Record<string, Record<string, Record<string, SeedCell>>>;
-  /** decoding → row → rate key → the per-seed paired CIs over scenes (vs start, vs random). */
-  vsStart: Record<string, Record<string, Record<string, CiValue[]>>>;
-  vsRandom: Record<string, Record<string, Record<string, CiValue[]>>>;
-  /** row → probe key → per-seed values and mean. */
-  probes: Record<string, Record<string, SeedCell>>;
-}
-
-const KEYS = ["chairI", "chairS", "cover", "addition", "misread", "count", "other", "attribute", "relation"] as const;
-
-function cell(values: number[]): SeedCell {
-  return { perSeed: values, mean: meanCi(values) };
-}
-
-/**
- * Per-seed values and means of every row of several evaluations of the same rows.
- * @throws when the evaluations do not have the same rows and decodings.
- */
-export function seedSummary(evals: readonly EvalReport[]): SeedSummary {
-  if (evals.length === 0) throw new Error("compare-seeds: no reports");
-  const rows = evals[0]!.rows.map((r) => r.name);
-  const decodings = (evals[0]!.decodings ?? []).map((d) => d.name);
-  evals.forEach((e, i) => {
-    if (e.rows.map((r) => r.name).join("|") !== rows.join("|")) throw new Error(`compare-seeds: report ${i + 1} has rows ${e.rows.map((r) => r.name).join(", ")}, report 1 ${rows.join(", ")}`);
-    if ((e.decodings ?? []).map((d) => d.name).join("|") !== decodings.join("|")) throw new Error(`compare-seeds: report ${i + 1} has other decodings than report 1`);
-  });
-  const s: SeedSummary = { seeds: evals.length, decodings, rows, rates: {}, vsStart: {}, vsRandom: {}, probes: {} };
-  decodings.forEach((d, di) => {
-    s.rates[d] = {};
-    s.vsStart[d] = {};
-    s.vsRandom[d] = {};
-    rows.forEach((name, ri) => {
-      const per = evals.map((e) => e.rows[ri]!.decodings![di]!);
-      s.rates[d]![name] = Object.fromEntries(KEYS.map((k) => [k, cell(per.map((x) => x.rates[k]!.value))]));
-      s.vsStart[d]![name] = Object.fromEntries(KEYS.map((k) => [k, per.flatMap((x) => (x.vsStart?.[k] ? [x.vsStart[k]!] : []))]));
-      s.vsRandom[d]![name] = Object.fromEntries(KEYS.map((k) => [k, per.flatMap((x) => (x.vsRandom?.[k] ? [x.vsRandom[k]!] : []))]));
-    });
-  });
-  rows.forEach((name, ri) => {
-    const ps = evals.map((e) => e.rows[ri]!.probes).filter((p) => p);
-    if (ps.length !== evals.length) return;
-    const get: Record<string, (p: NonNullable<(typeof ps)[number]>) => number> = {
-      "POPE random F1": (p) => p.pope.random!.f1.value,
-      "POPE popular F1": (p) => p.pope.popular!.f1.value,
-      "POPE adversarial F1": (p) => p.pope.adversarial!.f1.value,
-      "POPE adversarial yes": (p) => p.pope.adversarial!.yesRatio.value,
-      "QA all": (p) => p.qa.all!.accuracy.value,
-      "zero-shot kind": (p) => p.zeroShot.accuracy.value,
-    };
-    s.probes[name] = Object.fromEntries(Object.entries(get).map(([k, f]) => [k, cell(ps.map((p) => f(p!)))]));
-  });
-  return s;
-}
+export { seedSummary, type SeedCell, type SeedSummary } from "../../src/pipeline/seeds.ts";
 
 const pc = (v: number): string => (100 * v).toFixed(1);
-const ci = (c: Ci, signed = false): string => `${signed && c.value > 0 ? "+" : ""}${pc(c.value)} [${pc(c.lo)}, ${pc(c.hi)}]`;
 
 /** Markdown tables of a summary (README's result table) plus the floors of issue 13. */
 export function seedMarkdown(s: SeedSummary): string {
-  const out: string[] = [];
-  const heads = ["CHAIR_i %", "CHAIR_s %", "Cover %", "co-occ. add. %", "misread %", "count %", "attr hal. %"];
-  const keys = ["chairI", "chairS", "cover", "addition", "misread", "count", "attribute"];
-  for (const d of s.decodings) {
-    out.push(`**${d} decoding** — mean over ${s.seeds} seeds [t 95% interval over seeds]; per-seed values below each mean`, "");
-    out.push(`| policy | ${heads.join(" | ")} |`, `|---|${heads.map(() => "---").join("|")}|`);
-    for (const r of s.rows) {
-      const c = s.rates[d]![r]!;
-      out.push(`| ${r} | ${keys.map((k) => `${ci(c[k]!.mean)}<br>${c[k]!.perSeed.map(pc).join(" / ")}`).join(" | ")} |`);
-    }
-    out.push("");
-    const diffRows = s.rows.filter((r) => (s.vsStart[d]![r]!.chairI ?? []).length > 0);
-    if (diffRows.length > 0) {
-      out.push(`Paired differences (${d}), per seed: value [95% CI over scenes]`, "", "| policy | ΔCHAIR_i vs SFT | Δco-occ. vs SFT | ΔCover vs SFT | ΔCHAIR_i vs random pairs |", "|---|---|---|---|---|");
-      for (const r of diffRows) {
-        const f = (xs: CiValue[] | undefined): string => (xs && xs.length ? xs.map((x) => ci({ value: x.value, lo: x.lo, hi: x.hi }, true)).join("<br>") : "–");
-        out.push(`| ${r} | ${f(s.vsStart[d]![r]!.chairI)} | ${f(s.vsStart[d]![r]!.addition)} | ${f(s.vsStart[d]![r]!.cover)} | ${f(s.vsRandom[d]![r]!.chairI)} |`);
-      }
-      out.push("");
-    }
+  return [tables(s), ...floors(s)].join("\n");
+}
+
+/**
+ * The summary of report.json files: one report with `seeds` (its seeds' tables combined), or
+ * several single-seed reports of the same rows.
+ * @throws when a report has no evaluation, or the reports do not have the same rows.
+ */
+export function summaryOfReports(reports: readonly { file: string; report: RunReport }[]): SeedSummary {
+  for (const { file, report } of reports) if (!report.evaluation) throw new Error(`${file}: no evaluation in this report`);
+  const only = reports.length === 1 ? reports[0]!.report : undefined;
+  if (only?.seeds) {
+    const e = only.evaluation!;
+    const shared = e.rows.filter((r) => parseSeedRowName(r.name) === undefined).map((r) => r.name);
+    return seedSummary(only.seeds.seeds.map((seed) => seedEvaluation(e, seed)), only.seeds.seeds, shared);
   }
-  const probeRows = s.rows.filter((r) => s.probes[r]);
-  if (probeRows.length > 0) {
-    const pk = Object.keys(s.probes[probeRows[0]!]!);
-    out.push("**Probes** (mean over seeds [t 95%])", "", `| policy | ${pk.join(" % | ")} % |`, `|---|${pk.map(() => "---").join("|")}|`);
-    for (const r of probeRows) out.push(`| ${r} | ${pk.map((k) => ci(s.probes[r]![k]!.mean)).join(" | ")} |`);
-    out.push("");
-  }
-  out.push(...floors(s));
-  return out.join("\n");
+  if (reports.some((r) => r.report.seeds)) throw new Error("compare-seeds: give one report of a run with seeds, or several reports without");
+  return seedSummary(reports.map((r) => r.report.evaluation!));
 }
 
 /** The issue-13 floors from the seed means (CLIP-DPO vs the SFT row, the random and oracle rows). */
@@ -143,7 +71,7 @@ export function floors(s: SeedSummary): string[] {
     row("share of the oracle-pair gain (sampled CHAIR_i)", `${pc(share)}%`, "≥ 70%", share >= 0.7);
   }
   const p = s.probes;
-  if (p[clip] && p[sft]) {
+  if (p[clip]?.["POPE adversarial F1"] && p[sft]?.["POPE adversarial F1"] && p[clip]?.["QA all"] && p[sft]?.["QA all"]) {
     const df1 = p[clip]!["POPE adversarial F1"]!.mean.value - p[sft]!["POPE adversarial F1"]!.mean.value;
     const dqa = p[clip]!["QA all"]!.mean.value - p[sft]!["QA all"]!.mean.value;
     row("POPE adversarial F1 change", `${df1 > 0 ? "+" : ""}${pc(df1)} points`, "> 0", df1 > 0);
@@ -158,10 +86,11 @@ if (import.meta.main) {
     console.error("usage: npx bun demo/recipes/compare-seeds.ts <report.json> [<report.json> ...]");
     process.exit(2);
   }
-  const evals = files.map((f) => {
-    const r = JSON.parse(readFileSync(f, "utf8")) as RunReport;
-    if (!r.evaluation) throw new Error(`${f}: no evaluation in this report`);
-    return r.evaluation;
-  });
-  process.stdout.write(`${seedMarkdown(seedSummary(evals))}\n`);
+  try {
+    const reports = files.map((file) => ({ file, report: JSON.parse(readFileSync(file, "utf8")) as RunReport }));
+    process.stdout.write(`${seedMarkdown(summaryOfReports(reports))}\n`);
+  } catch (e) {
+    console.error(`compare-seeds: ${(e as Error).message}`);
+    process.exit(1);
+  }
 }

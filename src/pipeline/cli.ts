@@ -20,7 +20,7 @@ import { ClipflowError, ConfigError, errorMessage } from "../util/errors.ts";
 import { PipelineError } from "./issues.ts";
 import { loadPipeline } from "./loader.ts";
 import { Progress } from "./progress.ts";
-import { evaluationTables, reconciliationLine, type RunReport } from "./report.ts";
+import { evaluationTables, reconciliationLine, seedTables, type RunReport } from "./report.ts";
 import { runRounds } from "./rounds.ts";
 import { runPipeline, type RunPipelineOptions } from "./run.ts";
 import { prepareOutDir } from "./run-files.ts";
@@ -222,8 +222,9 @@ export function summary(r: RunReport, paths: { json: string; html: string } | un
       ]),
     );
   }
-  // Per-decoding rates with 95% CIs, paired differences, probes (report.ts formats them).
-  const tables = r.evaluation ? evaluationTables(r.evaluation) : "";
+  // Per-decoding rates with 95% CIs, paired differences, probes (report.ts formats them); with
+  // seeds, each seed's tables and the combination over seeds instead of one long table.
+  const tables = r.evaluation ? (r.seeds ? seedTables(r.evaluation, r.seeds) : evaluationTables(r.evaluation)) : "";
   if (tables !== "") out.push(tables);
   if (paths) out.push(`report: ${paths.json}\n        ${paths.html}`);
   out.push(`${r.status} in ${(r.timings.totalMs / 1000).toFixed(1)} s`);

@@ -29,6 +29,8 @@ import {
   clusterSchema,
   roundsSchema,
   type RoundsSection,
+  seedsSchema,
+  type SeedsSection,
   evalSchema,
   flowSchema,
   outSchema,
@@ -66,6 +68,8 @@ export interface ResolvedPipeline {
   readonly overrides: readonly string[];
   /** Variants to run and compare (empty: a single run); each was validated with its overrides. */
   readonly variants: readonly VariantConfig[];
+  /** Seeds every variant runs with (src/pipeline/seeds.ts); null/absent: one run per variant. Never set on a variant's own pipeline. */
+  readonly seeds?: SeedsSection | null;
   /** NATS JetStream workers for the per-image stages (src/cluster); null/absent: one process. */
   readonly cluster?: ClusterConfig | null;
   /** On-policy rounds (src/pipeline/rounds.ts); null/absent: one run. Never set on a round's or variant's own pipeline. */
@@ -82,7 +86,7 @@ export interface LoadOptions {
   readonly outDir?: string;
   /** Check that input paths exist. Default true. */
   readonly checkFiles?: boolean;
-  /** Resolve the file as one variant's run: the `variants` section is ignored (not validated again). */
+  /** Resolve the file as one variant's run: the `variants`, `seeds` and `rounds` sections are ignored (not validated again). */
   readonly asVariant?: boolean;
 }
 
@@ -233,13 +237,21 @@ function resolveData(
   const cluster = section("cluster", clusterSchema);
   const rounds = options.asVariant ? null : section("rounds", roundsSchema);
   const variants = options.asVariant ? [] : (section("variants", variantsSchema) ?? []);
+  const seeds = options.asVariant ? null : section("seeds", seedsSchema);
+  if (seeds) {
+    // Seeds repeat the variants; without variants, or inside on-policy rounds, they would be ignored silently.
+    if (variants.length === 0) issues.push({ path: ["seeds"], message: "seeds needs a variants section: every variant runs once per seed" });
+    if (rounds) issues.push({ path: ["seeds"], message: "seeds cannot be combined with rounds; use one of them per pipeline file" });
+  }
   if (variants) {
     const seen = new Map<string, number>();
     variants.forEach((v, i) => {
+      if (seeds && / \(seed \d+\)$/.test(v.name)) issues.push({ path: ["variants", i, "name"], message: `a variant name cannot end in "(seed N)" when the file has seeds: that suffix names the seed's row` });
       if (seen.has(v.name)) issues.push({ path: ["variants", i, "name"], message: `duplicate variant name "${v.name}" (also variants[${seen.get(v.name)}])` });
       seen.set(v.name, i);
       v.set.forEach((o, j) => {
         if (/^\s*variants\b/.test(o)) issues.push({ path: ["variants", i, "set", j], message: "a variant cannot change the variants section" });
+        if (/^\s*seeds\b/.test(o)) issues.push({ path: ["variants", i, "set", j], message: "a variant cannot change the seeds section (every variant runs with every seed)" });
       });
     });
   }
@@ -394,6 +406,7 @@ function resolveData(
       out: { dir: outDir },
       overrides: applied.map((a) => a.text),
       variants: variants ?? [],
+      seeds: seeds ?? null,
       cluster: cluster ?? null,
       rounds: rounds ?? null,
     },
@@ -414,6 +427,7 @@ export function pipelineToData(p: ResolvedPipeline): Record<string, unknown> {
     eval: p.eval,
     out: p.out,
     ...(p.variants.length > 0 ? { variants: p.variants } : {}),
+    ...(p.seeds ? { seeds: p.seeds } : {}),
     ...(p.cluster ? { cluster: p.cluster } : {}),
     ...(p.rounds ? { rounds: p.rounds } : {}),
   };

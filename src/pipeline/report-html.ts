@@ -5,14 +5,18 @@
  * Sections carry stable ids for tests and links: `#evaluation` (the result table), `#training`
  * (`#loss-curve`, `#reward-curve`, `#accuracy-curve`), `#samples`, `#eval-examples`, `#stages`,
  * `#scheduler`, `#config`; with CIs: `#evaluation-<decoding>` (rates with 95% CIs per decoding),
- * `#paired-<decoding>` (paired differences), `#probes`, `#seeds`; on-policy rounds: `#rounds`
+ * `#paired-<decoding>` (paired differences), `#probes`, `#seeds`; with `seeds:` each seed's
+ * tables as `#seed-<s>` with ids suffixed `-seed-<s>` (`#evaluation-greedy-seed-2`, …) and the
+ * combination over seeds as `#seeds-<decoding>`, `#seeds-paired-<decoding>`, `#seeds-probes`;
+ * on-policy rounds: `#rounds`
  * (per-round pairs, audit, training) and `#rounds-curve` (CHAIR_i and Cover by round); a cluster
  * run: `#cluster` and `#cluster-workers` (src/cluster/report-html.ts).
  *
  * @example
  * writeFileSync("report.html", renderReportHtml(report));
  */
-import { TABLE_RATES, formatCi, type EvalReport, type RoundReport, type JobReport, type RunReport, type SampleReport, type StageReport, type TrainingReport, type VariantReport } from "./report.ts";
+import { seedEvaluation, seedMean, pairedRows, type SeedSummary } from "./seeds.ts";
+import { TABLE_RATES, formatCi, type EvalReport, type SeedsReport, type RoundReport, type JobReport, type RunReport, type SampleReport, type StageReport, type TrainingReport, type VariantReport } from "./report.ts";
 import { escapeHtml as esc, lineChart } from "./report-svg.ts";
 import { clusterReportSection } from "../cluster/report-html.ts";
 
@@ -48,7 +52,7 @@ function header(r: RunReport): string {
   return `<h1>clipflow run report</h1>${rows.join("\n")}`;
 }
 
-function evaluation(e: EvalReport | null): string {
+function evaluation(e: EvalReport | null, seeds?: SeedsReport): string {
   if (!e) return `<h2 id="evaluation-none">Evaluation</h2><p>No evaluation in this pipeline.</p>`;
   const relation = e.metrics.includes("rel");
   const head = ["policy", "CHAIR<sub>i</sub> %", "CHAIR<sub>s</sub> %", "Cover %", "attribute hal. %", ...(relation ? ["relation hal. %"] : []), "pairs", "pairs vs truth: chosen names fewer / more absent objects", "answers"];
@@ -59,14 +63,75 @@ function evaluation(e: EvalReport | null): string {
   return `<h2>Evaluation</h2>
 <p class="meta">${int(e.count)} scenes of the <b>${esc(e.split)}</b> split (seed ${e.seed}), prompt “${esc(e.prompt)}”. Lower is better for hallucination rates, higher for Cover. Ground truth is used only to measure (also for the pairs audit: the rest of the pairs are ties in absent objects named).</p>
 <table id="evaluation"><thead><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr></thead><tbody>${body.join("")}</tbody></table>
-${evaluationCis(e)}`;
+${seeds ? seedSections(e, seeds) : evaluationCis(e)}`;
 }
 
-/** Per decoding: every rate with its CI, then the paired differences; probes; seed groups. */
-function evaluationCis(e: EvalReport): string {
+const slug = (name: string): string => esc(name.replace(/[^A-Za-z0-9]+/g, "-"));
+
+/** A comparison with seeds: each seed's tables (the shared start row and its rows), then the combination. */
+function seedSections(e: EvalReport, seeds: SeedsReport): string {
+  const parts: string[] = [];
+  for (const seed of seeds.seeds) {
+    let one: EvalReport;
+    try {
+      one = seedEvaluation(e, seed);
+    } catch {
+      continue;
+    }
+    parts.push(`<h3 id="seed-${seed}">Seed ${seed}</h3><p class="meta">${(seeds.overrides[String(seed)] ?? []).map((o) => `<code>${esc(o)}</code>`).join(" ")}; the starting policy is evaluated once and shared by every seed (no training seed touches it).</p>
+${evaluationCis(one, `-seed-${seed}`)}`);
+  }
+  if (seeds.summary) parts.push(seedCombined(seeds.summary));
+  else if (seeds.summaryError) parts.push(`<p class="meta" id="seeds-error">No combination over seeds: ${esc(seeds.summaryError)}</p>`);
+  return parts.join("\n");
+}
+
+/** The combination over seeds: per decoding the means [t 95% over seeds] with each seed's value [CI over scenes], paired differences, probes. */
+function seedCombined(s: SeedSummary): string {
+  const n = s.seeds.length;
+  const over = n > 1 ? `mean over ${n} seeds (${s.seeds.join(", ")}) [t 95% interval over seeds; wide with few seeds]` : `one seed (${s.seeds[0]}): no interval over seeds`;
+  const perSeed = (cis: readonly { value: number; lo: number; hi: number }[], signed = false): string =>
+    `<span class="score">${cis.map((c, i) => `s${s.seeds[i]}: ${formatCi(c, 1, signed)}`).join("<br>")}</span>`;
+  const parts: string[] = [`<h3 id="seeds-combined">Combined over seeds</h3><p class="meta">Each cell: ${esc(over)}, then every seed's value [95% CI over scenes].${s.shared.length ? ` ${esc(s.shared.join(", "))}: evaluated once, its CI over scenes.` : ""}</p>`];
+  for (const d of s.decodings) {
+    parts.push(`<table id="seeds-${slug(d)}"><thead><tr><th>policy (${esc(d)})</th>${TABLE_RATES.map(([, h]) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${s.rows
+      .map((r) => {
+        const once = s.shared.includes(r);
+        return `<tr data-row="${esc(r)}"><td>${esc(r)}</td>${TABLE_RATES.map(([k]) => {
+          const c = s.rates[d]![r]![k]!;
+          return `<td data-metric="${k}">${esc(seedMean(c, false, once))}${once ? "" : `<br>${perSeed(c.perSeedCi)}`}</td>`;
+        }).join("")}</tr>`;
+      })
+      .join("")}</tbody></table>`);
+    const paired = pairedRows(s, d);
+    if (paired.length > 0) {
+      const keys = ["chairI", "addition", "misread", "cover"] as const;
+      const cellOf = (xs: readonly { value: number; lo: number; hi: number }[] | undefined, m: { value: number; lo: number; hi: number } | undefined): string =>
+        m && xs && xs.length > 0 ? `${esc(seedMean({ mean: m, perSeed: xs }, true))}<br>${perSeed(xs, true)}` : "–";
+      parts.push(`<table id="seeds-paired-${slug(d)}"><thead><tr><th>paired difference (${esc(d)})</th>${keys.map((k) => `<th>Δ${esc(k)} vs start</th>`).join("")}${keys.map((k) => `<th>Δ${esc(k)} vs random pairs</th>`).join("")}</tr></thead><tbody>${paired
+        .map((r) => `<tr data-row="${esc(r)}"><td>${esc(r)}</td>${keys.map((k) => `<td data-metric="vs-start-${k}">${cellOf(s.vsStart[d]![r]![k], s.vsStartMean[d]![r]?.[k])}</td>`).join("")}${keys.map((k) => `<td data-metric="vs-random-${k}">${cellOf(s.vsRandom[d]![r]![k], s.vsRandomMean[d]![r]?.[k])}</td>`).join("")}</tr>`)
+        .join("")}</tbody></table>`);
+    }
+  }
+  const probed = s.rows.filter((r) => s.probes[r] && Object.keys(s.probes[r]!).length > 0);
+  if (probed.length > 0) {
+    const pk = Object.keys(s.probes[probed[0]!]!);
+    parts.push(`<table id="seeds-probes"><thead><tr><th>policy (probes)</th>${pk.map((k) => `<th>${esc(k)} %</th>`).join("")}</tr></thead><tbody>${probed
+      .map((r) => `<tr data-row="${esc(r)}"><td>${esc(r)}</td>${pk.map((k) => {
+        const c = s.probes[r]![k];
+        const once = s.shared.includes(r);
+        return `<td data-metric="${esc(k)}">${c ? `${esc(seedMean(c, false, once))}${once ? "" : `<br>${perSeed(c.perSeedCi)}`}` : "–"}</td>`;
+      }).join("")}</tr>`)
+      .join("")}</tbody></table>`);
+  }
+  return parts.join("\n");
+}
+
+/** Per decoding: every rate with its CI, then the paired differences; probes; seed groups. `suffix` keeps ids unique per seed. */
+function evaluationCis(e: EvalReport, suffix = ""): string {
   const parts: string[] = [];
   for (const [di, d] of (e.decodings ?? []).entries()) {
-    const id = esc(d.name.replace(/[^A-Za-z0-9]+/g, "-"));
+    const id = `${slug(d.name)}${suffix}`;
     const how = d.temperature === 0 ? "greedy" : `T ${d.temperature}, top-p ${d.topP}, ${d.samples} answers per scene`;
     parts.push(`<h3>${esc(d.name)} decoding (${esc(how)})</h3>
 <p class="meta">Value [95% CI] in percent; CIs resample scenes (${e.resamples ?? "?"} bootstrap resamples). Co-occ. add. + misread + count + other = CHAIR<sub>i</sub> (causes: docs/evaluation.md).</p>
@@ -91,7 +156,7 @@ function evaluationCis(e: EvalReport): string {
     const settings = Object.keys(p0.pope);
     const qa = Object.keys(p0.qa);
     parts.push(`<h3>Probes through the policy</h3><p class="meta">${esc(p0.method)}</p>
-<table id="probes"><thead><tr><th>policy</th>${settings.map((s) => `<th>POPE ${esc(s)}: acc / prec / rec / F1 / yes %</th>`).join("")}${qa.map((k) => `<th>QA ${esc(k)} %</th>`).join("")}<th>zero-shot kind %</th></tr></thead><tbody>${probed
+<table id="probes${suffix}"><thead><tr><th>policy</th>${settings.map((s) => `<th>POPE ${esc(s)}: acc / prec / rec / F1 / yes %</th>`).join("")}${qa.map((k) => `<th>QA ${esc(k)} %</th>`).join("")}<th>zero-shot kind %</th></tr></thead><tbody>${probed
       .map((r) => {
         const p = r.probes!;
         const pope = settings.map((s) => {
@@ -190,7 +255,7 @@ function variants(list: readonly VariantReport[], outDir: string): string {
   const rel = (dir: string): string => (dir.startsWith(`${outDir}/`) ? dir.slice(outDir.length + 1) : dir);
   const rows = list.map(
     (v) =>
-      `<tr data-variant="${esc(v.name)}"><td>${esc(v.name)}</td><td>${v.set.map((o) => `<code>${esc(o)}</code>`).join(" ") || "–"}</td><td class="status-${esc(v.status)}">${esc(v.status)}${v.error ? `: ${esc(v.error)}` : ""}</td><td>${v.pairs === null ? "–" : int(v.pairs)}</td><td>${int(v.steps)}</td><td>${num(v.totalMs / 1000, 1)}</td><td><a href="${esc(rel(v.outDir))}/report.html">${esc(rel(v.outDir))}/report.html</a></td></tr>`,
+      `<tr data-variant="${esc(v.name)}"${v.seed === undefined ? "" : ` data-seed="${v.seed}"`}><td>${esc(v.name)}${v.seed === undefined ? "" : ` (seed ${v.seed})`}</td><td>${[...(v.seedSet ?? []), ...v.set].map((o) => `<code>${esc(o)}</code>`).join(" ") || "–"}</td><td class="status-${esc(v.status)}">${esc(v.status)}${v.error ? `: ${esc(v.error)}` : ""}</td><td>${v.pairs === null ? "–" : int(v.pairs)}</td><td>${int(v.steps)}</td><td>${num(v.totalMs / 1000, 1)}</td><td><a href="${esc(rel(v.outDir))}/report.html">${esc(rel(v.outDir))}/report.html</a></td></tr>`,
   );
   return `<h2>Variants</h2><table id="variants"><thead><tr><th>variant</th><th>overrides</th><th>status</th><th>pairs</th><th>steps</th><th>time s</th><th>report</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
@@ -236,7 +301,7 @@ export function renderReportHtml(r: RunReport): string {
 <title>${esc(title)}</title><style>${STYLE}</style></head>
 <body>
 ${header(r)}
-${r.jobs.length > 0 && !r.evaluation ? "" : evaluation(r.evaluation)}
+${r.jobs.length > 0 && !r.evaluation ? "" : evaluation(r.evaluation, r.seeds)}
 ${variants(r.variants, r.config.out && typeof r.config.out === "object" && "dir" in r.config.out ? String((r.config.out as { dir: unknown }).dir) : "")}
 ${rounds(r.rounds, r.evaluation)}
 ${jobs(r.jobs)}

@@ -18,6 +18,7 @@ import { writeFileAtomic } from "../io/atomic-file.ts";
 import type { SchedulerStats } from "../scheduler/scheduler.ts";
 import type { PairAudit } from "../../demo/world/index.ts";
 import { renderReportHtml } from "./report-html.ts";
+import { pairedRows, seedEvaluation, seedMean, type SeedSummary } from "./seeds.ts";
 
 export const REPORT_FORMAT = "clipflow-run-report";
 export const REPORT_JSON = "report.json";
@@ -194,6 +195,10 @@ export interface VariantReport {
   name: string;
   /** Its overrides on top of the pipeline file and the command line. */
   set: string[];
+  /** The seed it ran with (pipelines with `seeds:`); absent without seeds. */
+  seed?: number;
+  /** That seed's overrides, applied before `set`. */
+  seedSet?: string[];
   status: RunStatus;
   error: string | null;
   /** Its own output folder, with its own report. */
@@ -204,6 +209,23 @@ export interface VariantReport {
   pairAudit: PairAudit | null;
   steps: number;
   totalMs: number;
+}
+
+/** A comparison run with `seeds:` (src/pipeline/seeds.ts): each seed's table and their combination. */
+export interface SeedsReport {
+  /** The seeds run, in order; each seed's runs are in `out.dir/seed-<s>/`. */
+  seeds: number[];
+  /** seed → the overrides that made its runs (every stage's `seed` option). */
+  overrides: Record<string, string[]>;
+  /**
+   * Per row and rate: per-seed values with their CIs over scenes, the mean over seeds with a t 95%
+   * interval, paired differences (vs the start row, vs the seed's random-pairs row) per seed and
+   * their mean; null when the evaluation did not complete. Each seed's own table is
+   * `seedEvaluation(evaluation, seed)`.
+   */
+  summary: SeedSummary | null;
+  /** Why there is no summary although the evaluation completed. */
+  summaryError?: string;
 }
 
 /** One on-policy round (src/pipeline/rounds.ts). */
@@ -278,6 +300,8 @@ export interface RunReport {
   jobs: JobReport[];
   /** Variants run (pipelines with a `variants` section). */
   variants: VariantReport[];
+  /** Seeds of a comparison (`seeds:`): the evaluation's rows are per (variant, seed); absent without seeds. */
+  seeds?: SeedsReport;
   /** On-policy rounds run (`rounds:`), in order; absent without rounds. */
   rounds?: RoundReport[];
   /** Files the run wrote (absolute paths). */
@@ -462,6 +486,63 @@ export function evaluationTables(e: EvalReport): string {
     out.push(`${g.name} over seeds ${g.seeds.join(", ")} (mean [t 95% interval; wide with few seeds]):`);
     for (const [d, rates] of Object.entries(g.rates))
       out.push(`  ${d}: ${TABLE_RATES.slice(0, 4).map(([k, h]) => `${h} ${formatCi(rates[k])} (per seed ${(rates[k]?.perSeed ?? []).map((v) => (100 * v).toFixed(1)).join(" / ")})`).join("; ")}`);
+  }
+  return out.join("\n");
+}
+
+/**
+ * The tables of a comparison run with seeds, as plain text for the CLI: each seed's tables (the
+ * shared start row and that seed's rows; evaluationTables of seedEvaluation), then the combined
+ * table per decoding — every row's mean over seeds [t 95% interval over seeds] — the per-seed
+ * values behind it, and each DPO row's paired differences per seed [95% CI over scenes] with
+ * their mean over seeds.
+ * @example
+ * if (report.seeds && report.evaluation) process.stdout.write(seedTables(report.evaluation, report.seeds) + "\n");
+ */
+export function seedTables(e: EvalReport, seeds: SeedsReport): string {
+  const out: string[] = [];
+  const start = e.rows.find((r) => !/ \(seed \d+\)$/.test(r.name))?.name;
+  for (const seed of seeds.seeds) {
+    let one: EvalReport;
+    try {
+      one = seedEvaluation(e, seed);
+    } catch {
+      continue;
+    }
+    out.push(`── seed ${seed} (${(seeds.overrides[String(seed)] ?? []).join(" ")})${start ? `; "${start}" evaluated once, shared by every seed` : ""}`);
+    out.push(evaluationTables(one));
+  }
+  const s = seeds.summary;
+  if (!s) {
+    if (seeds.summaryError) out.push(`no combined table over seeds: ${seeds.summaryError}`);
+    return out.join("\n");
+  }
+  const n = s.seeds.length;
+  const keys = TABLE_RATES.slice(0, 5);
+  for (const d of s.decodings) {
+    out.push(`── combined over ${n} seed${n === 1 ? "" : "s"} (${s.seeds.join(", ")}), ${d} decoding: mean${n > 1 ? " [t 95% interval over seeds]" : " (one seed: no interval over seeds)"}:`);
+    out.push(padTable([["policy", ...keys.map(([, h]) => h)], ...s.rows.map((r) => [r, ...keys.map(([k]) => seedMean(s.rates[d]![r]![k]!, false, s.shared.includes(r)))])]));
+    out.push(`  per seed (${s.seeds.join(" / ")}):`);
+    out.push(padTable([["  policy", ...keys.map(([, h]) => h)], ...s.rows.filter((r) => !s.shared.includes(r)).map((r) => [`  ${r}`, ...keys.map(([k]) => s.rates[d]![r]![k]!.perSeed.map((v) => (100 * v).toFixed(1)).join(" / "))])]));
+    const paired = pairedRows(s, d);
+    if (paired.length > 0) {
+      out.push(`  paired differences (${d}): mean over seeds${n > 1 ? " [t 95%]" : ""}; per seed value [95% CI over scenes]:`);
+      const diff = (xs: readonly CiValue[] | undefined, m: { value: number; lo: number; hi: number } | undefined): string =>
+        m && xs && xs.length > 0 ? `${seedMean({ mean: m, perSeed: xs }, true)}; ${xs.map((x) => formatCi(x, 1, true)).join(" / ")}` : "-";
+      out.push(padTable([
+        ["  policy", "ΔCHAIR_i vs start", "Δco-occ. vs start", "ΔCover vs start", "ΔCHAIR_i vs random"],
+        ...paired.map((r) => {
+          const st = s.vsStart[d]![r]!, rn = s.vsRandom[d]![r]!, ms = s.vsStartMean[d]![r], mr = s.vsRandomMean[d]![r];
+          return [`  ${r}`, diff(st.chairI, ms?.chairI), diff(st.addition, ms?.addition), diff(st.cover, ms?.cover), diff(rn.chairI, mr?.chairI)];
+        }),
+      ]));
+    }
+  }
+  const probed = s.rows.filter((r) => s.probes[r] && Object.keys(s.probes[r]!).length > 0);
+  if (probed.length > 0) {
+    const pk = Object.keys(s.probes[probed[0]!]!);
+    out.push(`── probes combined over seeds: mean${n > 1 ? " [t 95%]" : ""}:`);
+    out.push(padTable([["policy", ...pk.map((k) => `${k} %`)], ...probed.map((r) => [r, ...pk.map((k) => (s.probes[r]![k] ? seedMean(s.probes[r]![k]!, false, s.shared.includes(r)) : "-"))])]));
   }
   return out.join("\n");
 }

@@ -1,7 +1,9 @@
 /**
  * The two pipeline shapes that are not a single dataflow: a list of job stages (e.g. the
  * pretraining recipes), run in order; and a comparison (`variants:`), where each variant runs as
- * its own pipeline and every trained policy is evaluated on the same scenes into one table.
+ * its own pipeline and every trained policy is evaluated on the same scenes into one table;
+ * with `seeds:`, every variant runs once per seed and the table is given per seed and combined
+ * (src/pipeline/seeds.ts).
  *
  * @example
  * // inside runPipeline:
@@ -17,6 +19,7 @@ import type { RunReport } from "./report.ts";
 import { PipelineResources } from "./resources.ts";
 import { RUN_FILES } from "./run-files.ts";
 import { flowNames } from "./run-outcome.ts";
+import { parseSeedRowName, seedEvaluation, seedOverrides, seedRowName, seedSummary, seedValues } from "./seeds.ts";
 import { evaluateAndSettle, markInterrupted, settleError, startSubject, trainedSubject, type RunPipelineOptions, type RunResult, type RunState } from "./run.ts";
 import type { ResolvedPipeline } from "./loader.ts";
 
@@ -65,40 +68,87 @@ function completedEarlier(outDir: string): RunReport | undefined {
   return r.status === "completed" ? r : undefined;
 }
 
+/** One run of a variant: with seeds, one per (seed, variant). */
+interface VariantRun {
+  seed: number | null;
+  /** Overrides after the command line's: the seed's, then the variant's own. */
+  set: string[];
+  outDir: string;
+  /** Its row in the evaluation: the variant's name, with " (seed s)" under seeds. */
+  row: string;
+}
+
+/** The runs of a comparison in order: seed by seed, variant by variant (module doc). */
+export function variantRuns(p: ResolvedPipeline): { name: string; set: readonly string[]; run: VariantRun }[] {
+  const seeds = p.seeds ? seedValues(p.seeds) : [null];
+  return seeds.flatMap((seed) =>
+    p.variants.map((v) => {
+      const base = seed === null ? p.out.dir : join(p.out.dir, `seed-${seed}`);
+      // A variant's own overrides come last: it may pin a seed the seed's overrides set.
+      const set = [...(seed === null ? [] : seedOverrides(p, seed)), ...v.set];
+      return { name: v.name, set: v.set, run: { seed, set, outDir: join(base, variantSlug(v.name)), row: seed === null ? v.name : seedRowName(v.name, seed) } };
+    }),
+  );
+}
+
 /**
  * A comparison: each variant runs as its own pipeline (the file with the command line's and the
  * variant's overrides, evaluation off) into `out.dir/<slug>/`, in order; then the starting
  * policy and every variant's trained policy are evaluated on the same scenes into one table.
- * With --resume, a variant whose folder holds a completed report and policy is not run again.
+ * With `seeds:`, each variant runs once per seed s (the seed's overrides before the variant's)
+ * into `out.dir/seed-<s>/<slug>/`, the starting policy is evaluated once and shared, and the
+ * report gets each seed's table and the combination over seeds (`report.seeds`).
+ * With --resume, a run whose folder holds a completed report and policy is not run again.
  */
 export async function runVariants(s: RunState, run: (p: ResolvedPipeline, o: RunPipelineOptions) => Promise<RunResult>): Promise<RunResult> {
   const { p, report, opts } = s;
   const resources = (opts.resources ?? ((q) => new PipelineResources(q)))(p);
   const trained: EvalSubject[] = [];
   const t0 = performance.now();
+  const runs = variantRuns(p);
   try {
-    for (const [i, v] of p.variants.entries()) {
-      const outDir = join(p.out.dir, variantSlug(v.name));
+    for (const [i, { name, set, run: vrun }] of runs.entries()) {
+      const { outDir } = vrun;
       const policyDir = join(outDir, RUN_FILES.policy);
+      const what = `${vrun.seed === null ? "variant" : "run"} ${i + 1}/${runs.length} "${vrun.row}"`;
       let vr = opts.resume ? completedEarlier(outDir) : undefined;
-      if (vr) s.log(`variant ${i + 1}/${p.variants.length} "${v.name}": completed earlier, kept (${outDir})`);
+      if (vr) s.log(`${what}: completed earlier, kept (${outDir})`);
       else {
-        s.log(`variant ${i + 1}/${p.variants.length} "${v.name}" → ${outDir}`);
-        const vp = loadPipeline(p.file, { overrides: [...p.overrides, ...v.set, "eval=null"], outDir, asVariant: true });
+        s.log(`${what} → ${outDir}`);
+        const vp = loadPipeline(p.file, { overrides: [...p.overrides, ...vrun.set, "eval=null"], outDir, asVariant: true });
         vr = (await run(vp, { ...opts, log: s.log })).report;
       }
-      report.variants.push({ name: v.name, set: [...v.set], status: vr.status, error: vr.error, outDir, pairs: vr.training?.pairs ?? null, pairAudit: vr.pairAudit ?? null, steps: vr.training?.steps.length ?? 0, totalMs: vr.timings.totalMs });
+      report.variants.push({ name, set: [...set], ...(vrun.seed === null ? {} : { seed: vrun.seed, seedSet: vrun.set.slice(0, vrun.set.length - set.length) }), status: vr.status, error: vr.error, outDir, pairs: vr.training?.pairs ?? null, pairAudit: vr.pairAudit ?? null, steps: vr.training?.steps.length ?? 0, totalMs: vr.timings.totalMs });
       report.outputs.push(join(outDir, "report.html"));
       if (vr.status !== "completed") {
         report.status = vr.status;
-        report.error = vr.error === null ? null : `variant "${v.name}": ${vr.error}`;
+        report.error = vr.error === null ? null : `variant "${vrun.row}": ${vr.error}`;
         if (vr.status === "interrupted") report.resumeCommand = opts.resumeCommand;
         return s.finish();
       }
-      if (existsSync(join(policyDir, "config.json"))) trained.push(trainedSubject(p, v.name, policyDir, vr.training?.pairs ?? null, vr.pairAudit ?? null));
+      if (existsSync(join(policyDir, "config.json"))) trained.push(trainedSubject(p, vrun.row, policyDir, vr.training?.pairs ?? null, vr.pairAudit ?? null));
     }
     report.timings.flowMs = performance.now() - t0;
+    // The starting policy depends on no training seed: one row, shared by every seed's table.
     await evaluateAndSettle(s, () => [startSubject(p, resources), ...trained]);
+    if (p.seeds) {
+      const seeds = seedValues(p.seeds);
+      report.seeds = {
+        seeds,
+        overrides: Object.fromEntries(seeds.map((seed) => [String(seed), seedOverrides(p, seed)])),
+        summary: null,
+      };
+      if (report.evaluation && report.status === "completed") {
+        try {
+          const shared = report.evaluation.rows.filter((r) => parseSeedRowName(r.name) === undefined).map((r) => r.name);
+          report.seeds.summary = seedSummary(seeds.map((seed) => seedEvaluation(report.evaluation!, seed)), seeds, shared);
+        } catch (e) {
+          // Every run completed, so the rows are there; a mismatch is reported, not fatal to the table.
+          report.seeds.summaryError = errorMessage(e);
+          s.log(`seeds: no combined table: ${errorMessage(e)}`);
+        }
+      }
+    }
     return s.finish();
   } catch (e) {
     return settleError(s, e);

@@ -189,5 +189,23 @@ export type VariantConfig = z.output<typeof variantSchema>;
 /** `variants:` — absent or null: a single run. */
 export const variantsSchema = z.array(variantSchema).min(1).nullable().default(null);
 
+/**
+ * `seeds: { count: 3 }` (with `variants:`) runs every variant once per seed `first`, `first + 1`,
+ * … (`count` seeds; `first` defaults to 1) into `out.dir/seed-<s>/<variant>/`. Seed s sets the
+ * `seed` option of every stage that has one (compare.yaml: source, generate, pairs, dpoTrain);
+ * the evaluation's scenes (`eval.seed`) stay the same. Null or absent: one run per variant.
+ * src/pipeline/seeds.ts, docs/evaluation.md "Seeds".
+ */
+export const seedsSchema = z
+  .strictObject({
+    /** Seeds to run, ≥ 1 (`--set seeds.count=1` for a quick run). */
+    count: positiveInt(),
+    /** The first seed; the others follow it by 1. */
+    first: nonNegativeInt().default(1),
+  })
+  .nullable()
+  .default(null);
+export type SeedsSection = NonNullable<z.output<typeof seedsSchema>>;
+
 /** Top-level sections and whether each is required. */
-export const topLevelKeys = ["description", "models", "scheduler", "flow", "stages", "eval", "out", "variants", "cluster", "rounds"] as const;
+export const topLevelKeys = ["description", "models", "scheduler", "flow", "stages", "eval", "out", "variants", "seeds", "cluster", "rounds"] as const;

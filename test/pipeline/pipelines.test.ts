@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { loadPipeline, pipelineToData } from "../../src/pipeline/loader.ts";
+import { seedOverrides } from "../../src/pipeline/seeds.ts";
 import { root, tinyOverrides } from "./pipelines-cases.ts";
 
 const files = readdirSync(join(root, "pipelines")).filter((f) => f.endsWith(".yaml") || f.endsWith(".yml")).sort();
@@ -25,10 +26,14 @@ describe("pipelines/", () => {
     });
   }
 
-  test("compare.yaml = clip-dpo.yaml + variants: random, CLIP-DPO, oracle", () => {
+  test("compare.yaml = clip-dpo.yaml + variants: random, CLIP-DPO, oracle, over 3 seeds", () => {
     const base = pipelineToData(loadPipeline("pipelines/clip-dpo.yaml", { cwd: root, outDir: "x" }));
     const cmp = loadPipeline("pipelines/compare.yaml", { cwd: root, outDir: "x" });
-    const { variants, description: _d, ...rest } = pipelineToData(cmp);
+    const { variants, seeds, description: _d, ...rest } = pipelineToData(cmp);
+    expect(seeds).toEqual({ count: 3, first: 1 });
+    // Seed s sets exactly the four seeds of the issue: world, sampling, random pairs, data order.
+    expect(seedOverrides(cmp, 2)).toEqual(["source.seed=2", "generate.seed=2", "pairs.seed=2", "dpoTrain.seed=2"]);
+    expect(loadPipeline("pipelines/compare.yaml", { cwd: root, outDir: "x", overrides: ["seeds.count=1"] }).seeds).toEqual({ count: 1, first: 1 });
     const { description: _e, ...baseRest } = base;
     expect(rest).toEqual(baseRest);
     expect(variants).toEqual([
