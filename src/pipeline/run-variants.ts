@@ -106,27 +106,59 @@ export async function runVariants(s: RunState, run: (p: ResolvedPipeline, o: Run
   const trained: EvalSubject[] = [];
   const t0 = performance.now();
   const runs = variantRuns(p);
+  const parallel = p.seeds ? Math.min(p.seeds.parallel, p.seeds.count) : 1;
+  const done: (RunReport | undefined)[] = runs.map(() => undefined);
+  let stopped = false;
+  /** Runs `indices` (one seed's variants) in order; stops before the next run once any run did not complete. */
+  const chain = async (indices: readonly number[]): Promise<void> => {
+    for (const i of indices) {
+      if (stopped) return;
+      const { run: vrun } = runs[i]!;
+      const what = `${vrun.seed === null ? "variant" : "run"} ${i + 1}/${runs.length} "${vrun.row}"`;
+      let vr = opts.resume ? completedEarlier(vrun.outDir) : undefined;
+      if (vr) s.log(`${what}: completed earlier, kept (${vrun.outDir})`);
+      else {
+        s.log(`${what} → ${vrun.outDir}`);
+        const vp = loadPipeline(p.file, { overrides: [...p.overrides, ...vrun.set, "eval=null"], outDir: vrun.outDir, asVariant: true });
+        // Side by side, one live display cannot show several runs: their log lines say which seed they are.
+        const o: RunPipelineOptions = parallel > 1 ? { ...opts, progress: undefined, log: (line) => s.log(`seed ${vrun.seed}: ${line}`) } : { ...opts, log: s.log };
+        vr = (await run(vp, o)).report;
+      }
+      done[i] = vr;
+      if (vr.status !== "completed") stopped = true;
+    }
+  };
   try {
+    // Seeds side by side (`seeds.parallel`), each seed's variants in order; without seeds one chain.
+    const chains = [...new Set(runs.map((r) => r.run.seed))].map((seed) => runs.flatMap((r, i) => (r.run.seed === seed ? [i] : [])));
+    const queue = [...chains];
+    const settled = await Promise.allSettled(Array.from({ length: parallel }, async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        await chain(next).catch((e: unknown) => {
+          stopped = true; // an error (not a failed run) stops the other seeds too
+          throw e;
+        });
+      }
+    }));
+    const thrown = settled.find((x): x is PromiseRejectedResult => x.status === "rejected");
+    if (thrown) throw thrown.reason;
+    // Every run that ran is in the report, in run order; the first that did not complete decides the status.
+    let failed: { row: string; report: RunReport } | undefined;
     for (const [i, { name, set, run: vrun }] of runs.entries()) {
+      const vr = done[i];
+      if (!vr) continue; // not started: a run of another seed stopped the comparison
       const { outDir } = vrun;
       const policyDir = join(outDir, RUN_FILES.policy);
-      const what = `${vrun.seed === null ? "variant" : "run"} ${i + 1}/${runs.length} "${vrun.row}"`;
-      let vr = opts.resume ? completedEarlier(outDir) : undefined;
-      if (vr) s.log(`${what}: completed earlier, kept (${outDir})`);
-      else {
-        s.log(`${what} → ${outDir}`);
-        const vp = loadPipeline(p.file, { overrides: [...p.overrides, ...vrun.set, "eval=null"], outDir, asVariant: true });
-        vr = (await run(vp, { ...opts, log: s.log })).report;
-      }
       report.variants.push({ name, set: [...set], ...(vrun.seed === null ? {} : { seed: vrun.seed, seedSet: vrun.set.slice(0, vrun.set.length - set.length) }), status: vr.status, error: vr.error, outDir, pairs: vr.training?.pairs ?? null, pairAudit: vr.pairAudit ?? null, steps: vr.training?.steps.length ?? 0, totalMs: vr.timings.totalMs });
       report.outputs.push(join(outDir, "report.html"));
-      if (vr.status !== "completed") {
-        report.status = vr.status;
-        report.error = vr.error === null ? null : `variant "${vrun.row}": ${vr.error}`;
-        if (vr.status === "interrupted") report.resumeCommand = opts.resumeCommand;
-        return s.finish();
-      }
-      if (existsSync(join(policyDir, "config.json"))) trained.push(trainedSubject(p, vrun.row, policyDir, vr.training?.pairs ?? null, vr.pairAudit ?? null));
+      if (vr.status !== "completed") failed ??= { row: vrun.row, report: vr };
+      else if (existsSync(join(policyDir, "config.json"))) trained.push(trainedSubject(p, vrun.row, policyDir, vr.training?.pairs ?? null, vr.pairAudit ?? null));
+    }
+    if (failed) {
+      report.status = failed.report.status;
+      report.error = failed.report.error === null ? null : `variant "${failed.row}": ${failed.report.error}`;
+      if (failed.report.status === "interrupted") report.resumeCommand = opts.resumeCommand;
+      return s.finish();
     }
     report.timings.flowMs = performance.now() - t0;
     // The starting policy depends on no training seed: one row, shared by every seed's table.

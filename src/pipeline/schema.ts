@@ -191,7 +191,8 @@ export const variantsSchema = z.array(variantSchema).min(1).nullable().default(n
 
 /**
  * `seeds: { count: 3 }` (with `variants:`) runs every variant once per seed `first`, `first + 1`,
- * … (`count` seeds; `first` defaults to 1) into `out.dir/seed-<s>/<variant>/`. Seed s sets the
+ * … (`count` seeds; `first` defaults to 1; `parallel` of them side by side, default 1) into
+ * `out.dir/seed-<s>/<variant>/`. Seed s sets the
  * `seed` option of every stage that has one (compare.yaml: source, generate, pairs, dpoTrain);
  * the evaluation's scenes (`eval.seed`) stay the same. Null or absent: one run per variant.
  * src/pipeline/seeds.ts, docs/evaluation.md "Seeds".
@@ -202,6 +203,11 @@ export const seedsSchema = z
     count: positiveInt(),
     /** The first seed; the others follow it by 1. */
     first: nonNegativeInt().default(1),
+    /**
+     * Seeds whose runs go side by side (each seed's variants still run in order). One run of
+     * the shapes pipelines keeps about one core busy, so 2 cores fit about 2–3 seeds at once.
+     */
+    parallel: positiveInt().default(1),
   })
   .nullable()
   .default(null);

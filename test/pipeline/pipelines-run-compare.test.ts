@@ -1,7 +1,8 @@
 /**
  * pipelines/compare.yaml on a tiny configuration: four rows, random pairs matching CLIP-DPO's
  * count, one folder per seed and variant; with two seeds, two per-seed tables and a combined
- * table whose means are the means of the per-seed values, and a resume that keeps every run.
+ * table whose means are the means of the per-seed values, a resume that keeps every run, and the
+ * same table whether the seeds run side by side or one after the other.
  */
 import { expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
@@ -101,4 +102,13 @@ test("two seeds: two per-seed tables, a combined table of their means, the SFT r
   expect([again.code, again.report.status]).toEqual([0, "completed"]);
   expect(again.stderr.match(/completed earlier, kept/g)?.length).toBe(4);
   expect(again.report.seeds!.summary!.rates).toEqual(s.rates);
+
+  // compare.yaml runs its seeds side by side (seeds.parallel); one after the other gives the same table.
+  // Side by side: seed 2's first run starts before seed 1's second.
+  expect(r.stderr.indexOf(`run 3/4 "DPO on random pairs (seed 2)"`)).toBeLessThan(r.stderr.indexOf(`run 2/4 "CLIP-DPO (seed 1)"`));
+  expect(r.stderr.indexOf(`run 3/4`)).toBeGreaterThan(-1);
+  const one = await runCompare(["seeds.count=2", "seeds.parallel=1", variants], tmp());
+  expect([one.code, one.report.status]).toEqual([0, "completed"]);
+  expect(one.report.variants.map((v) => v.pairs)).toEqual(r.report.variants.map((v) => v.pairs));
+  expect(one.report.evaluation!.rows.map((x) => x.decodings)).toEqual(e.rows.map((x) => x.decodings));
 }, 600_000);

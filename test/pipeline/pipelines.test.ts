@@ -30,10 +30,10 @@ describe("pipelines/", () => {
     const base = pipelineToData(loadPipeline("pipelines/clip-dpo.yaml", { cwd: root, outDir: "x" }));
     const cmp = loadPipeline("pipelines/compare.yaml", { cwd: root, outDir: "x" });
     const { variants, seeds, description: _d, ...rest } = pipelineToData(cmp);
-    expect(seeds).toEqual({ count: 3, first: 1 });
+    expect(seeds).toEqual({ count: 3, first: 1, parallel: 2 });
     // Seed s sets exactly the four seeds of the issue: world, sampling, random pairs, data order.
     expect(seedOverrides(cmp, 2)).toEqual(["source.seed=2", "generate.seed=2", "pairs.seed=2", "dpoTrain.seed=2"]);
-    expect(loadPipeline("pipelines/compare.yaml", { cwd: root, outDir: "x", overrides: ["seeds.count=1"] }).seeds).toEqual({ count: 1, first: 1 });
+    expect(loadPipeline("pipelines/compare.yaml", { cwd: root, outDir: "x", overrides: ["seeds.count=1"] }).seeds).toEqual({ count: 1, first: 1, parallel: 2 });
     const { description: _e, ...baseRest } = base;
     expect(rest).toEqual(baseRest);
     expect(variants).toEqual([

@@ -40,18 +40,18 @@ function problems(text: string, overrides: string[] = []): string[] {
 describe("the seeds section", () => {
   test("count and first; seeds first, first + 1, …; --set seeds.count=1 works", () => {
     const p = parsePipeline(`${BASE}${VARIANTS}seeds: { count: 3 }\n`, "p.yaml", { cwd: "/tmp", checkFiles: false });
-    expect(p.seeds).toEqual({ count: 3, first: 1 });
+    expect(p.seeds).toEqual({ count: 3, first: 1, parallel: 1 });
     expect(seedValues(p.seeds!)).toEqual([1, 2, 3]);
-    expect(seedValues({ count: 2, first: 7 })).toEqual([7, 8]);
+    expect(seedValues({ count: 2, first: 7, parallel: 1 })).toEqual([7, 8]);
     const q = parsePipeline(`${BASE}${VARIANTS}seeds: { count: 3 }\n`, "p.yaml", { cwd: "/tmp", checkFiles: false, overrides: ["seeds.count=1"] });
-    expect(q.seeds).toEqual({ count: 1, first: 1 });
+    expect(q.seeds).toEqual({ count: 1, first: 1, parallel: 1 });
     expect(parsePipeline(`${BASE}${VARIANTS}`, "p.yaml", { cwd: "/tmp", checkFiles: false }).seeds).toBeNull();
     // A variant's own pipeline ignores the section (it is one seed's run).
     expect(parsePipeline(`${BASE}seeds: { count: 2 }\n`, "p.yaml", { cwd: "/tmp", checkFiles: false, asVariant: true }).seeds).toBeNull();
   });
 
   test("bad sections are one line each with file, line and key", () => {
-    expect(problems(`${BASE}${VARIANTS}seeds: { count: 3, cnt: 2 }\n`)).toEqual([`p.yaml:9:20: seeds.cnt: unknown key; known keys: count, first`]);
+    expect(problems(`${BASE}${VARIANTS}seeds: { count: 3, cnt: 2 }\n`)).toEqual([`p.yaml:9:20: seeds.cnt: unknown key; known keys: count, first, parallel`]);
     expect(problems(`${BASE}${VARIANTS}seeds: { count: 0 }\n`)).toEqual([`p.yaml:9:17: seeds.count: expected a number > 0, got number 0`]);
     expect(problems(`${BASE}seeds: { count: 2 }\n`)).toEqual([`p.yaml:6:8: seeds: seeds needs a variants section: every variant runs once per seed`]);
     expect(problems(`${BASE}${VARIANTS}seeds: { count: 2 }\nrounds: { count: 2 }\n`)).toEqual([`p.yaml:9:8: seeds: seeds cannot be combined with rounds; use one of them per pipeline file`]);
@@ -60,6 +60,7 @@ describe("the seeds section", () => {
       `p.yaml:8:22: variants[1].set[0]: a variant cannot change the seeds section (every variant runs with every seed)`,
     ]);
     expect(problems(`${BASE}${VARIANTS}`, ["seeds.count=two"])).toEqual([`--set seeds.count=two: seeds.count: expected number, got string "two"`]);
+    expect(problems(`${BASE}${VARIANTS}seeds: { count: 2 }\n`, ["seeds.parallel=0"])).toEqual([`--set seeds.parallel=0: seeds.parallel: expected a number > 0, got number 0`]);
   });
 
   test("seed s sets every stage's seed option: by name, or by position when the name repeats", () => {
@@ -195,5 +196,39 @@ describe("one seed's table and the combination over seeds", () => {
     });
     for (const id of ["seed-1", "seed-3", "evaluation-sampled-seed-2", "paired-greedy-seed-3", "seeds-greedy", "seeds-sampled", "seeds-paired-sampled"]) expect(html).toContain(`id="${id}"`);
     expect(html).toContain(`<tr data-row="CLIP-DPO"><td>CLIP-DPO</td><td data-metric="chairI">13.0 [`);
+  });
+});
+
+describe("seeds side by side", () => {
+  test("a failed run stops the comparison: the other seed starts no further run; the first failure in run order is the report's", async () => {
+    const { runVariants } = await import("../../src/pipeline/run-variants.ts");
+    const { emptyReport } = await import("../../src/pipeline/report.ts");
+    const dir = mkdtempSync(join(tmpdir(), "clipflow-seeds-par-"));
+    const file = join(dir, "c.yaml");
+    writeFileSync(file, `${BASE}variants:\n  - { name: a }\n  - { name: b }\n  - { name: c }\nseeds: { count: 2, parallel: 2 }\n`);
+    const p = loadPipeline(file, { outDir: join(dir, "out") });
+    const started: string[] = [];
+    const report = emptyReport({ file, command: "c", config: {} });
+    const result = await runVariants(
+      {
+        p, report, signal: new AbortController().signal, log: () => {},
+        opts: { command: "c", resumeCommand: "r", resources: () => ({ close: async () => {} }) as never },
+        finish: () => ({ report, paths: { json: "", html: "" } }),
+      },
+      async (vp) => {
+        const seed = (vp.stages[0]!.options as { seed: number }).seed;
+        const name = vp.out.dir.split("/").pop()!;
+        started.push(`${name}${seed}`);
+        // Seed 2's runs are slow; seed 1's second run fails while seed 2's first is still running.
+        await Bun.sleep(seed === 2 ? 60 : 10);
+        const r = emptyReport({ file, command: "c", config: {} });
+        r.status = name === "b" && seed === 1 ? "failed" : "completed";
+        r.error = r.status === "failed" ? "boom" : null;
+        return { report: r, paths: { json: "", html: "" } };
+      },
+    );
+    expect(started).toEqual(["a1", "a2", "b1"]);
+    expect([result.report.status, result.report.error]).toEqual(["failed", `variant "b (seed 1)": boom`]);
+    expect(result.report.variants.map((v) => [v.name, v.seed, v.status])).toEqual([["a", 1, "completed"], ["b", 1, "failed"], ["a", 2, "completed"]]);
   });
 });
