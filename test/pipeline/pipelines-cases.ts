@@ -24,7 +24,7 @@ const tinyTrain = ["dpoTrain.batchSize=4", "dpoTrain.epochs=1", "dpoTrain.checkp
 /** Overrides per file (name in pipelines/). */
 export const tinyOverrides: Record<string, string[]> = {
   "clip-dpo.yaml": [...tinyFlow, ...tinyTrain],
-  "compare.yaml": [...tinyFlow, ...tinyTrain],
+  "compare.yaml": [...tinyFlow, ...tinyTrain, "seeds.count=1"],
   "build-pairs.yaml": tinyFlow,
   "hf-clip-example.yaml": tinyFlow,
   "score-candidates.yaml": ["scheduler.workers=1"], // the example is already tiny (13 rows)
