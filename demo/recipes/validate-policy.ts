@@ -16,7 +16,8 @@
 import { parseArgs } from "node:util";
 import { basename } from "node:path";
 import { loadLvlm } from "../../src/models/index.ts";
-import { answerScenesK, rateCis, sceneCounts } from "../../src/pipeline/eval.ts";
+import { answerScenesK, pairedRateCis, rateCis, sceneCounts } from "../../src/pipeline/eval.ts";
+import type { AnswerCounts } from "../world/index.ts";
 import { bootstrapPlan } from "../../src/util/bootstrap.ts";
 import { RATE_DEFINITIONS, generateScenes, renderScene } from "../world/index.ts";
 
@@ -28,12 +29,14 @@ export async function validatePolicy(dir: string, o: { scenes: number; start: nu
   const scenes = generateScenes("sft", o.scenes, { seed: o.worldSeed, start: o.start });
   const pngs = await Promise.all(scenes.map((s) => renderScene(s, { size: policy.cfg.vision.imageSize })));
   const plan = bootstrapPlan(scenes.length, { resamples: 2000, seed: 0 });
-  const out: Record<string, ReturnType<typeof rateCis>> = {};
+  const rates: Record<string, ReturnType<typeof rateCis>> = {};
+  const counts: Record<string, AnswerCounts[]> = {};
   for (const [name, d] of [["greedy", { temperature: 0, topP: 1, samples: 1 }], ["sampled", { temperature: 1, topP: 0.95, samples: 4 }]] as const) {
     const answers = await answerScenesK(policy, pngs, { ...d, seed: o.seed, maxNewTokens: 48 }, "Describe the image.");
-    out[name] = rateCis(plan, sceneCounts(answers, scenes));
+    counts[name] = sceneCounts(answers, scenes);
+    rates[name] = rateCis(plan, counts[name]);
   }
-  return out;
+  return { rates, counts, plan };
 }
 
 if (import.meta.main) {
@@ -57,11 +60,25 @@ if (import.meta.main) {
   const labels = SHOWN.map((k) => RATE_DEFINITIONS.find((r) => r.key === k)!.label);
   console.log(`validation: sft split, world seed ${o.worldSeed}, scenes ${o.start}..${o.start + o.scenes - 1}, "Describe the image.", % with 95% bootstrap CIs over scenes\n`);
   console.log(`| policy | decoding | ${labels.join(" | ")} |\n|---|---|${labels.map(() => "---").join("|")}|`);
+  const pct = (c: { value: number; lo: number; hi: number }, sign = false) => {
+    const f = (x: number) => `${sign && x >= 0 ? "+" : ""}${(100 * x).toFixed(1)}`;
+    return `${f(c.value)} [${f(c.lo)}, ${f(c.hi)}]`;
+  };
+  const all: { dir: string; r: Awaited<ReturnType<typeof validatePolicy>> }[] = [];
   for (const dir of positionals) {
     const r = await validatePolicy(dir, o);
-    for (const [d, rates] of Object.entries(r)) {
-      const cells = SHOWN.map((k) => { const c = rates[k]!; return `${(100 * c.value).toFixed(1)} [${(100 * c.lo).toFixed(1)}, ${(100 * c.hi).toFixed(1)}]`; });
-      console.log(`| ${basename(dir)} | ${d} | ${cells.join(" | ")} |`);
+    all.push({ dir, r });
+    for (const [d, rates] of Object.entries(r.rates)) console.log(`| ${basename(dir)} | ${d} | ${SHOWN.map((k) => pct(rates[k]!)).join(" | ")} |`);
+  }
+  // Same scenes, same sampling seeds, same resamples: paired differences to the first policy.
+  if (all.length > 1) {
+    console.log(`\npaired differences to ${basename(all[0]!.dir)} (same scenes and seeds; a CI excluding 0 is the claim):\n`);
+    console.log(`| policy | decoding | ${labels.map((l) => `Δ ${l}`).join(" | ")} |\n|---|---|${labels.map(() => "---").join("|")}|`);
+    for (const { dir, r } of all.slice(1)) {
+      for (const d of Object.keys(r.counts)) {
+        const diff = pairedRateCis(r.plan, r.counts[d]!, all[0]!.r.counts[d]!);
+        console.log(`| ${basename(dir)} | ${d} | ${SHOWN.map((k) => pct(diff[k]!, true)).join(" | ")} |`);
+      }
     }
   }
 }

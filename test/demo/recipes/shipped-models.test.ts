@@ -25,15 +25,18 @@ describe("shipped shapes models", () => {
     expect(m.replacedKindPreference).toBeGreaterThanOrEqual(0.8);
   });
 
-  test("shapes-lvlm loads with shapes-clip's vision tower (frozen) and captions held-out scenes fluently", async () => {
+  test("shapes-lvlm loads with shapes-clip's vision blocks (fine-tuned from them) and captions held-out scenes fluently", async () => {
     const policy = await loadLvlm(join(models, "shapes-lvlm"));
     const clip = await loadClipModel(join(models, "shapes-clip"));
     expect(policy.imageTokens).toBe(64);
     expect(policy.cfg.vision).toEqual(clip.cfg.vision);
+    // The recipe (trainVision) fine-tunes the blocks the policy reads: same names and shapes as
+    // the CLIP's, different values, and saved as trained.
     const vision = policy.store.names().filter((n) => n.startsWith("vision."));
     expect(vision.length).toBeGreaterThan(0);
-    for (const n of vision) expect(policy.store.require(n).data).toEqual(clip.store.require(n).data);
-    expect(policy.store.trainableNames().some((n) => n.startsWith("vision."))).toBe(false);
+    for (const n of vision) expect(policy.store.require(n).shape).toEqual(clip.store.require(n).shape);
+    expect(vision.filter((n) => !Bun.deepEquals(policy.store.require(n).data, clip.store.require(n).data)).length).toBeGreaterThan(vision.length / 2);
+    expect(policy.store.trainableNames().filter((n) => n.startsWith("vision.")).sort()).toEqual([...vision].sort());
     const scenes = generateScenes("heldout", 3);
     const r = await renderAll(scenes, 64);
     for (let i = 0; i < scenes.length; i++) {
