@@ -18,7 +18,8 @@ import { ByteBuffer } from "flatbuffers";
 // schema or record-batch message makes it loop 2^31 times building fields and exhausts memory
 // (a process abort, found by test/fuzz). A flatbuffer vector can never extend past its buffer, so
 // reject such a length where it is read. Valid files are unaffected; this is Arrow's own
-// flatbuffers instance (apache-arrow imports the same module).
+// flatbuffers instance (apache-arrow imports the same module). It stays a plain Error: it knows no
+// file, and every reader below catches it and rethrows an InputError naming the file.
 const vectorLen = ByteBuffer.prototype.__vector_len;
 if (!(vectorLen as { clipflowChecked?: boolean }).clipflowChecked) {
   const checked = function (this: ByteBuffer, offset: number): number {
@@ -31,17 +32,24 @@ if (!(vectorLen as { clipflowChecked?: boolean }).clipflowChecked) {
   ByteBuffer.prototype.__vector_len = checked;
 }
 import { conformImages, failOnBadRow, rechunk, type ReaderOptions } from "./image-rows.ts";
+import { ClipflowError, InputError, RuntimeError, boundMessage } from "../util/errors.ts";
+
+/** A file that is not (or no longer) readable Arrow IPC: `file: not a readable … (first line of the cause)`. */
+function unreadable(file: string, e: unknown, what = "not a readable Arrow IPC file or stream"): ClipflowError {
+  if (e instanceof ClipflowError) return e.withWhere({ file });
+  const msg = boundMessage(String((e as Error)?.message ?? e).split("\n")[0]!, 200);
+  return new InputError(`${what} (${msg})`, { code: "unreadable arrow", where: { file }, cause: e });
+}
 
 async function* batchesOf(reader: AsyncIterable<RecordBatch>, where: string): AsyncGenerator<RecordBatch> {
   let index = 0;
   try {
     for await (const b of reader) {
-      checkArrowBatch(b, `${where}: record batch ${index++}`);
+      checkArrowBatch(b, `record batch ${index++}`, where);
       yield b;
     }
   } catch (e) {
-    const msg = (e as Error).message.split("\n")[0]!.slice(0, 500);
-    throw new Error(msg.startsWith(`${where}: `) ? msg : `${where}: not a readable Arrow IPC file or stream (${msg})`);
+    throw unreadable(where, e);
   }
 }
 
@@ -59,28 +67,29 @@ async function checkFileBlocks(fh: FileHandle, footer: FooterLike | null, path: 
   const size = (await fh.stat()).size;
   const blocks = [...[...footer.dictionaryBatches()].map((b) => ({ b, kind: "dictionary" })), ...[...footer.recordBatches()].map((b) => ({ b, kind: "record" }))];
   for (const [i, { b, kind }] of blocks.entries()) {
-    const where = `${path}: block ${i}`;
+    const where = `block ${i}`;
+    const corrupt = (detail: string) => new InputError(detail, { code: "corrupt arrow", where: { file: path } });
     const offset = Number(b.offset), meta = Number(b.metaDataLength), body = Number(b.bodyLength);
     if (![offset, meta, body].every((v) => Number.isSafeInteger(v) && v >= 0) || offset + meta + body > size) {
-      throw new Error(`${where} (offset ${offset}, metadata ${meta}, body ${body} bytes) lies outside the ${size}-byte file`);
+      throw corrupt(`${where} (offset ${offset}, metadata ${meta}, body ${body} bytes) lies outside the ${size}-byte file`);
     }
-    if (meta < 8) throw new Error(`${where}: metadata of ${meta} bytes is too short`);
+    if (meta < 8) throw corrupt(`${where}: metadata of ${meta} bytes is too short`);
     const buf = new Uint8Array(meta);
     await fh.read(buf, 0, meta, offset);
     const dv = new DataView(buf.buffer);
     // framing: 0xFFFFFFFF continuation + int32 length, or (pre-1.0) the length alone
     const skip = dv.getInt32(0, true) === -1 ? 8 : 4;
     const len = dv.getInt32(skip - 4, true);
-    if (len < 0 || skip + len > meta) throw new Error(`${where}: message metadata of ${len} bytes does not fit the block's ${meta}`);
+    if (len < 0 || skip + len > meta) throw corrupt(`${where}: message metadata of ${len} bytes does not fit the block's ${meta}`);
     const msg = Message.decode(buf.subarray(skip, skip + len));
     // Arrow's reader skips a block holding another message kind and re-reads it forever
-    if (kind === "record" ? !msg.isRecordBatch() : !msg.isDictionaryBatch()) throw new Error(`${where}: holds a ${MessageHeader[msg.headerType] ?? msg.headerType} message, the footer says a ${kind} batch`);
-    if (!(msg.bodyLength >= 0) || msg.bodyLength > body) throw new Error(`${where}: message body of ${msg.bodyLength} bytes, the block holds ${body}`);
+    if (kind === "record" ? !msg.isRecordBatch() : !msg.isDictionaryBatch()) throw corrupt(`${where}: holds a ${MessageHeader[msg.headerType] ?? msg.headerType} message, the footer says a ${kind} batch`);
+    if (!(msg.bodyLength >= 0) || msg.bodyLength > body) throw corrupt(`${where}: message body of ${msg.bodyLength} bytes, the block holds ${body}`);
     const header = msg.isRecordBatch() ? msg.header() : msg.isDictionaryBatch() ? msg.header().data : null;
     if (header) {
       for (const r of header.buffers) {
         if (!(r.offset >= 0 && r.length >= 0 && r.offset + r.length <= msg.bodyLength)) {
-          throw new Error(`${where}: a buffer at ${r.offset} of ${r.length} bytes lies outside the ${msg.bodyLength}-byte body`);
+          throw corrupt(`${where}: a buffer at ${r.offset} of ${r.length} bytes lies outside the ${msg.bodyLength}-byte body`);
         }
       }
     }
@@ -94,15 +103,21 @@ async function checkFileBlocks(fh: FileHandle, footer: FooterLike | null, path: 
  * endless loop (found by test/fuzz). O(columns + offsets), no copy.
  *
  * @example
- * checkArrowBatch(batch, "data/images.arrow: record batch 3") // throws naming the column
+ * checkArrowBatch(batch, "record batch 3", "data/images.arrow")
+ * // throws InputError (code "corrupt arrow", where.file the path): `data/images.arrow: record batch 3: column 's': …`
  */
-export function checkArrowBatch(batch: RecordBatch, where: string): void {
-  batch.schema.fields.forEach((f, i) => {
-    const col = batch.getChildAt(i);
-    if (!col) throw new Error(`${where}: column '${f.name}' is missing`);
-    if (col.length !== batch.numRows) throw new Error(`${where}: column '${f.name}' has ${col.length} rows, the batch ${batch.numRows}`);
-    for (const d of col.data) checkData(d as unknown as DataLike, `${where}: column '${f.name}'`);
-  });
+export function checkArrowBatch(batch: RecordBatch, where: string, file?: string): void {
+  try {
+    batch.schema.fields.forEach((f, i) => {
+      const col = batch.getChildAt(i);
+      if (!col) throw new Error(`column '${f.name}' is missing`);
+      if (col.length !== batch.numRows) throw new Error(`column '${f.name}' has ${col.length} rows, the batch ${batch.numRows}`);
+      for (const d of col.data) checkData(d as unknown as DataLike, `column '${f.name}'`);
+    });
+  } catch (e) {
+    // checkData's plain Errors carry the column path; this is where the file and batch are known.
+    throw new InputError(`${where}: ${(e as Error).message}`, { code: "corrupt arrow", ...(file !== undefined ? { where: { file } } : {}) });
+  }
 }
 
 interface DataLike {
@@ -117,6 +132,7 @@ interface DataLike {
   children: DataLike[];
 }
 
+// Throws plain Errors naming the column; checkArrowBatch turns them into one InputError.
 function checkData(d: DataLike, where: string): void {
   const end = d.offset + d.length;
   if (!Number.isSafeInteger(d.length) || d.length < 0 || !Number.isSafeInteger(end)) throw new Error(`${where}: invalid length ${d.length}`);
@@ -166,7 +182,7 @@ export async function* readArrowImages(path: string, opts: ReaderOptions = {}): 
   try {
     fh = await open(path, "r");
   } catch (e) {
-    throw new Error(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new InputError(`cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { code: "cannot open", where: { file: path }, cause: e });
   }
   try {
     let reader;
@@ -175,8 +191,7 @@ export async function* readArrowImages(path: string, opts: ReaderOptions = {}): 
       await reader.open();
       if (reader.isFile()) await checkFileBlocks(fh, reader.footer, path);
     } catch (e) {
-      const msg = (e as Error).message.split("\n")[0]!.slice(0, 500);
-      throw new Error(msg.startsWith(`${path}: `) ? msg : `${path}: not a readable Arrow IPC file or stream (${msg})`);
+      throw unreadable(path, e);
     }
     yield* rechunk(conformAll(batchesOf(reader as AsyncIterable<RecordBatch>, path), path, opts.onBadRow), opts.batchSize ?? 32, opts.count);
   } finally {
@@ -195,7 +210,7 @@ export async function* readArrowStream(
     reader = await RecordBatchReader.from(input as AsyncIterable<Uint8Array>);
     await reader.open();
   } catch (e) {
-    throw new Error(`${where}: not an Arrow IPC stream (${(e as Error).message.split("\n")[0]})`);
+    throw unreadable(where, e, "not an Arrow IPC stream");
   }
   yield* rechunk(conformAll(batchesOf(reader as AsyncIterable<RecordBatch>, where), where, opts.onBadRow), opts.batchSize ?? 1024, opts.count);
 }
@@ -237,6 +252,7 @@ export class ArrowIpcWriter implements BatchWriter {
 
   /** `schema` lets an empty output still be a valid Arrow file (otherwise the first batch's schema is used). */
   constructor(private readonly opts: { path?: string; fd?: number; format: "file" | "stream"; schema?: Schema }) {
+    // internal invariant: clipflow's own callers pass one of them
     if ((opts.path === undefined) === (opts.fd === undefined)) throw new Error("ArrowIpcWriter: give exactly one of path and fd");
     this.file = opts.path !== undefined ? new AtomicFile(opts.path) : null;
     this.fd = opts.fd ?? null;
@@ -254,6 +270,7 @@ export class ArrowIpcWriter implements BatchWriter {
   }
 
   write(batch: RecordBatch): void {
+    // internal invariant: a writer is written only before its commit/abort
     if (this.done) throw new Error(`${this.opts.path ?? `fd ${this.fd}`}: write after close`);
     this.writer ??= this.start(this.opts.schema ?? batch.schema);
     this.writer.write(batch);
@@ -264,7 +281,9 @@ export class ArrowIpcWriter implements BatchWriter {
     if (this.done) return;
     this.done = true;
     if (!this.writer) {
-      if (!this.opts.schema) throw new Error(`${this.opts.path ?? `fd ${this.fd}`}: nothing written and no schema for an empty Arrow file`);
+      if (!this.opts.schema) {
+        throw new RuntimeError("nothing written and no schema for an empty Arrow file", { code: "empty output", where: { file: this.opts.path ?? `fd ${this.fd}` } });
+      }
       this.start(this.opts.schema);
     }
     this.writer!.close();

@@ -41,6 +41,7 @@ import type { ImageProcessorConfig } from "../models/preprocessor-config.ts";
 import { failOnBadRow, readImageFile, type BadRowHandler } from "./image-rows.ts";
 import type { ImageStore } from "./image-store.ts";
 import { readLines } from "./jsonl.ts";
+import { ConfigError, InputError } from "../util/errors.ts";
 import { openParquet, parquetImage, readParquetRows } from "./parquet.ts";
 
 /**
@@ -93,7 +94,7 @@ export function candidatesFormat(path: string): "jsonl" | "parquet" {
   const ext = extname(path).toLowerCase();
   if (ext === ".parquet") return "parquet";
   if (ext === ".jsonl" || ext === ".json" || ext === ".ndjson") return "jsonl";
-  throw new Error(`${path}: cannot tell the candidates format from '${ext || "(no extension)"}'; set format: jsonl or parquet`);
+  throw new ConfigError(`cannot tell the candidates format from '${ext || "(no extension)"}'; set format: jsonl or parquet`, { code: "unknown format", where: { file: path } });
 }
 
 const dec = new TextDecoder();
@@ -191,7 +192,9 @@ async function* jsonlGroups(path: string, root: string, onBad: BadRowHandler): A
 async function* parquetGroups(path: string, root: string, onBad: BadRowHandler): AsyncGenerator<CandidateGroup> {
   const { meta } = await openParquet(path);
   const names = new Set(meta.schema.slice(1).map((s) => s.name));
-  for (const c of ["id", "image", "prompt", "responses"]) if (!names.has(c)) throw new Error(`${path}: missing column '${c}' (has ${[...names].join(", ")})`);
+  for (const c of ["id", "image", "prompt", "responses"]) {
+    if (!names.has(c)) throw new InputError(`missing column '${c}' (has ${[...names].join(", ")})`, { code: "missing column", where: { file: path } });
+  }
   const columns = ["id", "image", "prompt", "responses", ...["logps", "n_tokens", "image_id"].filter((c) => names.has(c))];
   let start = 0;
   for (const g of meta.row_groups) {
@@ -224,7 +227,9 @@ async function* parquetGroups(path: string, root: string, onBad: BadRowHandler):
 export async function* readCandidateGroups(path: string, opts: Omit<CandidatesReadOptions, "batchSize"> = {}): AsyncGenerator<CandidateGroup> {
   const onBad = opts.onBadRow ?? failOnBadRow;
   const format = opts.format ?? candidatesFormat(path);
-  if (format !== "jsonl" && format !== "parquet") throw new Error(`${path}: unknown candidates format '${String(format)}' (jsonl or parquet)`);
+  if (format !== "jsonl" && format !== "parquet") {
+    throw new ConfigError(`unknown candidates format '${String(format)}' (jsonl or parquet)`, { code: "unknown format", where: { file: path } });
+  }
   const root = opts.images ?? dirname(path);
   let left = opts.count ?? Infinity;
   const seen = new Map<string, string>();
@@ -259,7 +264,7 @@ export interface CandidatesOptions extends CandidatesReadOptions {
  */
 export async function* readCandidates(path: string, opts: CandidatesOptions): AsyncGenerator<RecordBatch> {
   const batchSize = opts.batchSize ?? 16;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`${path}: batchSize must be a positive integer, got ${batchSize}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new ConfigError(`batchSize must be a positive integer, got ${batchSize}`, { code: "bad option", where: { file: path } });
   const onBad = opts.onBadRow ?? failOnBadRow;
   let pending: CandidateGroup[] = [];
   const flush = async (): Promise<RecordBatch | null> => {

@@ -9,6 +9,7 @@ import { DataType, type RecordBatch, type Vector } from "apache-arrow";
 import { batchFromColumns, type ColumnInput } from "../arrow/build.ts";
 import { imagesSchema } from "../arrow/schemas.ts";
 import { concatBatches, takeRows } from "../arrow/take.ts";
+import { ConfigError, InputError } from "../util/errors.ts";
 
 /**
  * Called for a row a reader cannot use (missing image file, bad JSON line, null image).
@@ -17,8 +18,12 @@ import { concatBatches, takeRows } from "../arrow/take.ts";
  */
 export type BadRowHandler = (id: string, reason: string) => void;
 
+/**
+ * The default hook: stop with an InputError (code "bad row", `where.rowId` the row's id).
+ * @example failOnBadRow("i7", "data/x.arrow row 3: image is null") // throws `row i7: data/x.arrow row 3: image is null`
+ */
 export const failOnBadRow: BadRowHandler = (id, reason) => {
-  throw new Error(`${id}: ${reason}`);
+  throw new InputError(reason, { code: "bad row", where: { rowId: id } });
 };
 
 export interface ReaderOptions {
@@ -57,6 +62,8 @@ export async function readImageFile(root: string, ref: string): Promise<Uint8Arr
  * View a batch read from a file as an `images` batch: columns are matched by name and type
  * (Utf8 id/prompt, Binary image; reference/meta optional Utf8), extra columns are ignored,
  * rows with a null id, image or prompt go to `onBadRow`. Columns are passed through, not copied.
+ * A missing or mistyped column is an InputError whose detail starts with `where` (not `where.file`):
+ * the source stage's wrapper puts a file before the stage, and `path: column …` must stay one phrase.
  */
 export function conformImages(batch: RecordBatch, where: string, firstRow: number, onBadRow: BadRowHandler): RecordBatch {
   const cols: Record<string, ColumnInput> = {};
@@ -64,11 +71,11 @@ export function conformImages(batch: RecordBatch, where: string, firstRow: numbe
     const v = batch.getChild(f.name);
     if (!v) {
       if (f.nullable) continue;
-      throw new Error(`${where}: missing column '${f.name}' (has ${batch.schema.fields.map((x) => x.name).join(", ")})`);
+      throw new InputError(`${where}: missing column '${f.name}' (has ${batch.schema.fields.map((x) => x.name).join(", ")})`, { code: "missing column" });
     }
     const t = v.type as DataType;
     const ok = DataType.isBinary(f.type) ? DataType.isBinary(t) : DataType.isUtf8(t);
-    if (!ok) throw new Error(`${where}: column '${f.name}' is ${t}, expected ${f.type}`);
+    if (!ok) throw new InputError(`${where}: column '${f.name}' is ${t}, expected ${f.type}`, { code: "bad column type" });
     cols[f.name] = v.data.length === 1 ? v : (v.toArray() as unknown as Vector);
   }
   const bad: number[] = [];
@@ -97,7 +104,7 @@ export function conformImages(batch: RecordBatch, where: string, firstRow: numbe
  * rows straddling two input batches are copied once.
  */
 export async function* rechunk(batches: AsyncIterable<RecordBatch>, batchSize: number, count: number | null | undefined): AsyncGenerator<RecordBatch> {
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new ConfigError(`batchSize must be a positive integer, got ${batchSize}`, { code: "bad option" });
   let left = count ?? Infinity;
   let pending: RecordBatch[] = [];
   let pendingRows = 0;

@@ -17,6 +17,7 @@ import type { ImageRow } from "../arrow/schemas.ts";
 import type { BatchWriter } from "./arrow-ipc.ts";
 import { AtomicFile } from "./atomic-file.ts";
 import { failOnBadRow, readImageFile, rechunk, type ReaderOptions } from "./image-rows.ts";
+import { ConfigError, InputError } from "../util/errors.ts";
 
 const asString = (v: unknown): string | null => (typeof v === "string" ? v : v instanceof Uint8Array ? new TextDecoder().decode(v) : null);
 
@@ -79,7 +80,11 @@ export async function readParquetRows(path: string, columns: string[], start: nu
   try {
     return await decoder.read({ path, columns, start, end }, timeoutMs);
   } catch (e) {
-    throw new Error(`${path}: rows ${start}-${end - 1} cannot be decoded, the file is corrupt (${String((e as Error).message).split("\n")[0]!.slice(0, 200)})`);
+    throw new InputError(`rows ${start}-${end - 1} cannot be decoded, the file is corrupt (${String((e as Error).message).split("\n")[0]!.slice(0, 200)})`, {
+      code: "corrupt parquet",
+      where: { file: path },
+      cause: e,
+    });
   }
 }
 
@@ -89,7 +94,7 @@ export async function openParquet(path: string): Promise<{ file: AsyncBuffer; me
     const file = await asyncBufferFromFile(path);
     return { file, meta: await parquetMetadataAsync(file) };
   } catch (e) {
-    throw new Error(`${path}: not a readable Parquet file (${String((e as Error).message).split("\n")[0]!.slice(0, 200)})`);
+    throw new InputError(`not a readable Parquet file (${String((e as Error).message).split("\n")[0]!.slice(0, 200)})`, { code: "unreadable parquet", where: { file: path }, cause: e });
   }
 }
 
@@ -122,7 +127,9 @@ export async function* readParquetImages(path: string, opts: ReaderOptions = {})
   const { meta } = await openParquet(path);
   const folder = dirname(path);
   const names = new Set(meta.schema.slice(1).map((s) => s.name));
-  for (const c of ["id", "image", "prompt"]) if (!names.has(c)) throw new Error(`${path}: missing column '${c}' (has ${[...names].join(", ")})`);
+  for (const c of ["id", "image", "prompt"]) {
+    if (!names.has(c)) throw new InputError(`missing column '${c}' (has ${[...names].join(", ")})`, { code: "missing column", where: { file: path } });
+  }
   const columns = ["id", "image", "prompt", ...["reference", "meta"].filter((c) => names.has(c))];
   const total = Math.min(Number(meta.num_rows), opts.count ?? Infinity);
   // Read a row group at a time (each column chunk is fetched and decompressed once), then cut
@@ -170,7 +177,7 @@ export function plainParquetSchema(schema: Schema): SchemaElement[] {
         { name: "list", repetition_type: "REPEATED", num_children: 1 },
         { name: "element", repetition_type: "REQUIRED", type: "FLOAT" },
       );
-    } else throw new Error(`parquet: column '${f.name}' of type ${t} is not supported by the plain layout`);
+    } else throw new ConfigError(`parquet: column '${f.name}' of type ${t} is not supported by the plain layout`, { code: "unsupported column type" }); // the output format cannot hold this batch
   }
   return out;
 }
@@ -255,9 +262,11 @@ export class ParquetBatchWriter implements BatchWriter {
 
   /** Append `rows` rows given as column arrays named like the schema's top level. */
   writeColumns(cols: Record<string, readonly unknown[]>, rows: number): void {
+    // internal invariant: a writer is written only before its commit/abort
     if (!this.file.open) throw new Error(`${this.path}: write after close`);
     for (const n of this.names) {
       const c = cols[n];
+      // internal invariant: the columns come from clipflow's own converters (plainColumns)
       if (!c || c.length !== rows) throw new Error(`${this.path}: column '${n}' missing or of the wrong length`);
       for (const v of c) this.buf[n]!.push(v);
     }
