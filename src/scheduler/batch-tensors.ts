@@ -7,6 +7,7 @@
  * axis 1 copies `rows` blocks of `seq*dim` elements.
  */
 import type { TensorDType, TensorData, TensorValue } from "../graph/runtime.ts";
+import { RuntimeError, type ClipflowErrorOptions } from "../util/errors.ts";
 
 /** How one model input batches: which axis (≥ 1) varies in length between items, and its pad. */
 export interface InputBatching {
@@ -21,8 +22,16 @@ export interface OutputBatching {
   variableAxis: number;
 }
 
-export class BatchShapeError extends Error {
+/**
+ * A tensor whose shape cannot be batched or split (a caller's feed, or a model's output):
+ * a RuntimeError with code "bad shape".
+ * @example throw new BatchShapeError("input 'x': nothing to stack") // e.code === "bad shape"
+ */
+export class BatchShapeError extends RuntimeError {
   override name = "BatchShapeError";
+  constructor(detail: string, opts: ClipflowErrorOptions = {}) {
+    super(detail, { code: "bad shape", ...opts });
+  }
 }
 
 /**

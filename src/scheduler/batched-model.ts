@@ -10,6 +10,7 @@ import { FairQueue, type QueueItem } from "./fair-queue.ts";
 import { ModelMetrics, type ModelStats } from "./metrics.ts";
 import type { SessionInfo } from "./model-host.ts";
 import { deferred, type Deferred } from "./deferred.ts";
+import { ClipflowError, ConfigError, RuntimeError, type ClipflowErrorOptions } from "../util/errors.ts";
 
 export type Tensors = Record<string, TensorValue>;
 
@@ -61,8 +62,23 @@ export interface Ticket {
 
 export type ResolvedBatchOptions = Required<BatchOptions>;
 
-export class SchedulerError extends Error {
+/**
+ * A scheduler call that cannot be served: feeds that do not fit the model (code "bad input"), a
+ * model that failed to load or run (the host's code, e.g. "model load failed"), a closed
+ * scheduler ("scheduler closed"). Bad batching options are ConfigErrors ("bad option") instead:
+ * they come from a pipeline file and are refused at registration, before any work.
+ * @example await m.run({}).catch((e) => e instanceof SchedulerError && e.code === "bad input");
+ */
+export class SchedulerError extends RuntimeError {
   override name = "SchedulerError";
+  constructor(detail: string, opts: ClipflowErrorOptions = {}) {
+    super(detail, { code: "scheduler", ...opts });
+  }
+}
+
+/** The code a wrapped failure keeps (a host's "model run failed", a shape's "bad shape"). */
+function codeOf(e: unknown, fallback: string): string {
+  return e instanceof ClipflowError ? e.code : fallback;
 }
 
 /**
@@ -123,7 +139,7 @@ export function resolveOptions(name: string, o: BatchOptions, defaultDevice: Dev
     intraOpThreads: o.intraOpThreads ?? 1,
     device: o.device ?? defaultDevice,
   };
-  const bad = (what: string) => new SchedulerError(`model '${name}': ${what}`);
+  const bad = (what: string) => new ConfigError(`model '${name}': ${what}`, { code: "bad option" });
   if (!Number.isInteger(r.maxBatch) || r.maxBatch < 1) throw bad(`maxBatch must be an integer >= 1 (got ${r.maxBatch})`);
   if (!(r.maxDelayMs >= 0)) throw bad(`maxDelayMs must be >= 0 (got ${r.maxDelayMs})`);
   if (!Number.isInteger(r.maxQueue) || r.maxQueue < r.maxBatch) throw bad(`maxQueue must be an integer >= maxBatch (got ${r.maxQueue})`);
@@ -162,7 +178,7 @@ export class BatchedModel implements WorkSource {
     this.ready = this.readyD.promise;
     for (const [k, b] of Object.entries(spec.inputs ?? {})) {
       if (!Number.isInteger(b.variableAxis) || b.variableAxis < 1) {
-        throw new SchedulerError(`model '${name}': input '${k}' variableAxis must be an integer >= 1 (got ${b.variableAxis})`);
+        throw new ConfigError(`model '${name}': input '${k}' variableAxis must be an integer >= 1 (got ${b.variableAxis})`, { code: "bad option" });
       }
     }
   }
@@ -182,7 +198,7 @@ export class BatchedModel implements WorkSource {
       (infos) => this.readyD.resolve(infos[0]!),
       (e: unknown) => {
         const err = e instanceof Error ? e : new Error(String(e));
-        this.failure = new SchedulerError(`model '${this.name}': ${err.message}`);
+        this.failure = new SchedulerError(`model '${this.name}': ${err.message}`, { code: codeOf(e, "model load failed"), cause: e });
         this.readyD.reject(this.failure);
         this.dropAll(this.failure);
       },
@@ -205,7 +221,7 @@ export class BatchedModel implements WorkSource {
    */
   enqueue(inputs: Tensors, opts: RunOptions = {}): Promise<Ticket> {
     const stream = opts.stream ?? "default";
-    if (this.closed) return Promise.reject(new SchedulerError(`model '${this.name}': scheduler is closed`));
+    if (this.closed) return Promise.reject(new SchedulerError(`model '${this.name}': scheduler is closed`, { code: "scheduler closed" }));
     if (this.failure) return Promise.reject(this.failure);
     if (opts.signal?.aborted) return Promise.reject(abortError(`model '${this.name}': stream '${stream}' aborted before submitting`));
     let rows: number;
@@ -317,7 +333,7 @@ export class BatchedModel implements WorkSource {
       const err = e instanceof Error ? e : new Error(String(e));
       for (const c of chunks) {
         if (!c.req.settled) this.metrics.onFailed(c.rows);
-        this.settleFailed(c.req, err.message.includes(`'${this.name}'`) ? err : new SchedulerError(`model '${this.name}': ${err.message}`));
+        this.settleFailed(c.req, err.message.includes(`'${this.name}'`) ? err : new SchedulerError(`model '${this.name}': ${err.message}`, { code: codeOf(e, "model run failed"), cause: e }));
       }
     }
   }
@@ -332,11 +348,12 @@ export class BatchedModel implements WorkSource {
   /** Rows, variable length and a shape key (items of different keys never share a batch). */
   private describe(inputs: Tensors): { rows: number; length: number; shapeKey: string } {
     const names = Object.keys(inputs).sort();
-    if (names.length === 0) throw new SchedulerError(`model '${this.name}': run() needs at least one input`);
+    const bad = (detail: string) => new SchedulerError(`model '${this.name}': ${detail}`, { code: "bad input" });
+    if (names.length === 0) throw bad("run() needs at least one input");
     if (this.info) {
       const want = [...this.info.inputNames].sort();
       if (want.join(",") !== names.join(",")) {
-        throw new SchedulerError(`model '${this.name}': inputs {${names.join(", ")}} do not match the model's {${want.join(", ")}}`);
+        throw bad(`inputs {${names.join(", ")}} do not match the model's {${want.join(", ")}}`);
       }
     }
     let rows = -1;
@@ -345,18 +362,18 @@ export class BatchedModel implements WorkSource {
     for (const k of names) {
       const t = inputs[k]!;
       const r = rowsOf(t, `model '${this.name}' input '${k}'`);
-      if (rows >= 0 && r !== rows) throw new SchedulerError(`model '${this.name}': input '${k}' has ${r} rows, others ${rows}`);
-      if (r < 1) throw new SchedulerError(`model '${this.name}': input '${k}' has no rows`);
+      if (rows >= 0 && r !== rows) throw bad(`input '${k}' has ${r} rows, others ${rows}`);
+      if (r < 1) throw bad(`input '${k}' has no rows`);
       rows = r;
       const b = this.spec.inputs?.[k];
       const dims = t.dims.slice(1).map(String);
       if (b) {
         if (b.variableAxis >= t.dims.length) {
-          throw new SchedulerError(`model '${this.name}': input '${k}' variableAxis ${b.variableAxis} out of range for dims [${t.dims.join(",")}]`);
+          throw bad(`input '${k}' variableAxis ${b.variableAxis} out of range for dims [${t.dims.join(",")}]`);
         }
         const len = t.dims[b.variableAxis]!;
         if (length >= 0 && len !== length) {
-          throw new SchedulerError(`model '${this.name}': variable inputs disagree on length (${k} has ${len}, another ${length})`);
+          throw bad(`variable inputs disagree on length (${k} has ${len}, another ${length})`);
         }
         length = len;
         dims[b.variableAxis - 1] = "*";

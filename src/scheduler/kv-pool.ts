@@ -16,10 +16,20 @@
  * - a sequence leaves: the last running row moves into its row (`move`: H runs of that
  *   sequence's length·Dh per layer and K/V), so the rows stay dense. A row that is already last
  *   just shrinks B. So each departure costs at most one sequence's live K/V, never the batch's.
+ *
+ * Errors: a decoder graph whose present K/V outputs are missing or mis-shaped is a bad model
+ * (ModelFileError, code "bad model output"); the RangeErrors and the row-count check are internal
+ * invariants (the decoder hands out rows and slots) and stay plain errors.
  */
 import type { TensorValue } from "../graph/runtime.ts";
+import { ModelFileError } from "../util/errors.ts";
 import type { PolicyKv } from "../models/lvlm-policy.ts";
 import { LVLM_IO } from "../models/lvlm.ts";
+
+/** A decoder graph that does not return the K/V this pool needs: the model, not clipflow, is wrong. */
+function badOutput(detail: string): ModelFileError {
+  return new ModelFileError(detail, { code: "bad model output" });
+}
 
 /** One lane's KV cache as the decoder manipulates it (rows dense in [0, B)). */
 export interface KvLane extends PolicyKv {
@@ -98,7 +108,7 @@ export class KvPool implements KvLane {
     const run = length * Dh;
     const put = (dst: Float32Array, name: string) => {
       const src = present[name]?.data;
-      if (!(src instanceof Float32Array)) throw new Error(`KvPool.load: prefill output '${name}' missing`);
+      if (!(src instanceof Float32Array)) throw badOutput(`KvPool.load: prefill output '${name}' missing`);
       for (let h = 0; h < H; h++) {
         const s = ((srcRow * H + h) * srcSlots) * Dh;
         dst.set(src.subarray(s, s + run), (row * H + h) * T * Dh);
@@ -137,7 +147,7 @@ export class KvPool implements KvLane {
     const put = (dst: Float32Array, name: string) => {
       const v = out[name];
       if (!v || !(v.data instanceof Float32Array) || v.data.length !== B * H * Dh) {
-        throw new Error(`KvPool.append: output '${name}' missing or not [${B}, ${H}, 1, ${Dh}]`);
+        throw badOutput(`KvPool.append: output '${name}' missing or not [${B}, ${H}, 1, ${Dh}]`);
       }
       const src = v.data;
       for (let b = 0; b < B; b++) {
@@ -243,7 +253,7 @@ export class PastKvLane implements KvLane {
     const want = [B, H, this.T + 1, Dh].join();
     const grab = (name: string) => {
       const v = out[name];
-      if (!v || !(v.data instanceof Float32Array) || v.dims.join() !== want) throw new Error(`PastKvLane.append: output '${name}' missing or not [${want}]`);
+      if (!v || !(v.data instanceof Float32Array) || v.dims.join() !== want) throw badOutput(`PastKvLane.append: output '${name}' missing or not [${want}]`);
       return v.data;
     };
     const keys: Float32Array[] = [], values: Float32Array[] = [];
@@ -280,7 +290,7 @@ export class PastKvLane implements KvLane {
             const d = ((r * H + h) * T + (T - n)) * Dh;
             if (src.kind === "prefill") {
               const data = src.present[name]?.data;
-              if (!(data instanceof Float32Array)) throw new Error(`PastKvLane: prefill output '${name}' missing`);
+              if (!(data instanceof Float32Array)) throw badOutput(`PastKvLane: prefill output '${name}' missing`);
               const s = (src.srcRow * H + h) * src.srcSlots * Dh;
               dst.set(data.subarray(s, s + n * Dh), d);
             } else {

@@ -5,6 +5,7 @@
  */
 import type { Device, SessionOptions, TensorValue } from "../graph/runtime.ts";
 import { transferList, type HostReply, type HostRequest, type SessionInfo } from "./protocol.ts";
+import { RuntimeError, type ClipflowErrorOptions } from "../util/errors.ts";
 
 export type { SessionInfo } from "./protocol.ts";
 
@@ -26,14 +27,25 @@ export interface ModelHost {
   terminate(): Promise<void>;
 }
 
-export class HostError extends Error {
+/**
+ * A model host call that failed: the session could not be loaded ("model load failed"), a run
+ * failed ("model run failed"), or the host crashed or was terminated ("host crashed",
+ * "host terminated"). A RuntimeError: ORT's own reason is in the message, a worker host sends
+ * only that text, so a corrupt model and a missing GPU provider cannot be told apart here.
+ * @example await host.run("m", feeds).catch((e) => e instanceof HostError && e.code === "model run failed");
+ */
+export class HostError extends RuntimeError {
   override name = "HostError";
+  constructor(detail: string, opts: ClipflowErrorOptions = {}) {
+    super(detail, { code: "host failed", ...opts });
+  }
 }
 
 interface Pending {
   resolve: (r: HostReply & { ok: true }) => void;
   reject: (e: Error) => void;
   what: string;
+  code: string;
 }
 
 /**
@@ -60,7 +72,7 @@ export class WorkerHost implements ModelHost {
     this.worker = new Worker(new URL("./worker.ts", import.meta.url).href);
     this.worker.onmessage = (e: MessageEvent<HostReply>) => this.onReply(e.data);
     this.worker.onerror = (e: ErrorEvent) => {
-      this.fail(new HostError(`${this.label} crashed: ${e.message}`));
+      this.fail(new HostError(`${this.label} crashed: ${e.message}`, { code: "host crashed" }));
       this.gone();
     };
     this.worker.addEventListener("close", () => this.gone());
@@ -80,26 +92,27 @@ export class WorkerHost implements ModelHost {
     if (!p) return;
     this.pending.delete(r.id);
     if (r.ok) p.resolve(r);
-    else p.reject(new HostError(`${p.what}: ${r.error}`));
+    else p.reject(new HostError(`${p.what}: ${r.error}`, { code: p.code }));
   }
 
   private fail(err: Error): void {
     this.dead ??= err;
-    for (const p of this.pending.values()) p.reject(new HostError(`${p.what}: ${err.message}`));
+    for (const p of this.pending.values()) p.reject(new HostError(`${p.what}: ${err.message}`, { code: codeOf(err), cause: err }));
     this.pending.clear();
   }
 
   private call(req: HostRequest, what: string, transfer: ArrayBuffer[] = []): Promise<HostReply & { ok: true }> {
     const dead = this.dead ?? this.closing;
-    if (dead) return Promise.reject(new HostError(`${what}: ${dead.message}`));
+    if (dead) return Promise.reject(new HostError(`${what}: ${dead.message}`, { code: codeOf(dead), cause: dead }));
+    const code = req.op === "load" ? "model load failed" : req.op === "run" ? "model run failed" : "host failed";
     return new Promise((resolve, reject) => {
-      this.pending.set(req.id, { resolve, reject, what });
+      this.pending.set(req.id, { resolve, reject, what, code });
       try {
         this.worker.postMessage(req, transfer);
         this.inWorker.add(req.id);
       } catch (e) {
         this.pending.delete(req.id);
-        reject(new HostError(`${what}: cannot send to ${this.label}: ${(e as Error).message}`));
+        reject(new HostError(`${what}: cannot send to ${this.label}: ${(e as Error).message}`, { code, cause: e }));
       }
     });
   }
@@ -108,7 +121,7 @@ export class WorkerHost implements ModelHost {
     // Model bytes are copied (structured clone of one Uint8Array = one memcpy), not transferred:
     // the caller may load the same bytes into several replicas.
     const r = await this.call({ op: "load", id: this.nextId++, name, model, opts: { ...opts, device: this.device } }, `load model '${name}' on ${this.device}`);
-    if (!r.info) throw new HostError(`load model '${name}': worker sent no session info`);
+    if (!r.info) throw new HostError(`load model '${name}': worker sent no session info`, { code: "model load failed" });
     return r.info;
   }
 
@@ -116,7 +129,7 @@ export class WorkerHost implements ModelHost {
     const req: HostRequest = { op: "run", id: this.nextId++, name, feeds };
     if (outputs) req.outputs = outputs;
     const r = await this.call(req, `model '${name}' run failed`, transferList(Object.values(feeds)));
-    if (!r.outputs) throw new HostError(`model '${name}': worker sent no outputs`);
+    if (!r.outputs) throw new HostError(`model '${name}': worker sent no outputs`, { code: "model run failed" });
     return r.outputs;
   }
 
@@ -133,7 +146,7 @@ export class WorkerHost implements ModelHost {
    */
   terminate(): Promise<void> {
     this.terminating ??= (async () => {
-      this.closing = new HostError(`${this.label} terminated`);
+      this.closing = new HostError(`${this.label} terminated`, { code: "host terminated" });
       if (!this.exited) {
         if (this.inWorker.size > 0) await new Promise<void>((r) => (this.idle = r));
         this.idle = undefined;
@@ -154,4 +167,9 @@ export class WorkerHost implements ModelHost {
     })();
     return this.terminating;
   }
+}
+
+/** A host failure's code (crashed, terminated) carries over to the calls it fails. */
+function codeOf(e: Error): string {
+  return e instanceof HostError ? e.code : "host failed";
 }

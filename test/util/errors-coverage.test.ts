@@ -8,10 +8,15 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Binary, Table, Utf8, tableToIPC, vectorFromArray } from "apache-arrow";
-import { ClipflowError, ConfigError, InputError, type ErrorWhere } from "../../src/util/errors.ts";
+import { ClipflowError, ConfigError, InputError, RuntimeError, type ErrorWhere } from "../../src/util/errors.ts";
 import { readArrowImages } from "../../src/io/arrow-ipc.ts";
 import { readParquetImages } from "../../src/io/parquet.ts";
 import { candidatesFormat } from "../../src/io/candidates.ts";
+import { Scheduler, SchedulerError } from "../../src/scheduler/scheduler.ts";
+import { HostError, WorkerHost } from "../../src/scheduler/model-host.ts";
+import { BatchShapeError } from "../../src/scheduler/batch-tensors.ts";
+import { VirtualClock } from "../scheduler/fixtures/virtual-clock.ts";
+import { VirtualHost, type HostCall } from "../scheduler/fixtures/virtual-host.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "clipflow-errors-coverage-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,18 +35,20 @@ async function drain(it: AsyncIterable<unknown>): Promise<void> {
   for await (const _ of it) void _;
 }
 
+type ErrorClass = abstract new (...a: never[]) => ClipflowError;
+
 /**
- * `e` is a `C` with `code` and `where`, and so is its JSON round trip (what a worker thread or a
- * cluster message carries); returns it for message checks.
+ * `e` is a `C` with `code` and `where`, and its JSON round trip (what a worker thread or a
+ * cluster message carries) is a `wire` (C's kind: a named subclass comes back as its kind's
+ * class, keeping its name) with the same kind, code, where, message and name.
  */
-function expectError(e: unknown, C: abstract new (...a: never[]) => ClipflowError, code: string, where: ErrorWhere): ClipflowError {
+function expectError(e: unknown, C: ErrorClass, code: string, where: ErrorWhere, wire: ErrorClass = C): ClipflowError {
   expect(e).toBeInstanceOf(C);
   const c = e as ClipflowError;
   expect([c.code, c.where]).toEqual([code, where]);
   expect(c.message).not.toContain("\n");
   const back = ClipflowError.fromJSON(JSON.parse(JSON.stringify(c)));
-  expect(back).toBeInstanceOf(C);
-  expect(back).toBeInstanceOf(ClipflowError);
+  expect(back).toBeInstanceOf(wire);
   const b = back as ClipflowError;
   expect([b.kind, b.code, b.where, b.message, b.name]).toEqual([c.kind, code, where, c.message, c.name]);
   return c;
@@ -75,5 +82,41 @@ describe("io: bad input files", () => {
     expect(e.message).toStartWith(`${junk}: not a readable Parquet file (`);
     const c = expectError(await thrown(() => candidatesFormat("a.csv")), ConfigError, "unknown format", { file: "a.csv" });
     expect(c.exitCode).toBe(2);
+  });
+});
+
+describe("scheduler: bad options, bad feeds, a model that does not load", () => {
+  test("options are ConfigErrors, feeds SchedulerErrors (bad input), shapes BatchShapeErrors; all RuntimeErrors but options", async () => {
+    const clock = new VirtualClock();
+    const calls: HostCall[] = [];
+    const s = new Scheduler({ scheduler: clock.scheduler, createHost: (device, index) => new VirtualHost(device, index, clock, calls, 10) });
+    try {
+      const reg = (name: string, o: object) => s.register(name, { model: new Uint8Array(0) }, o);
+      const o = expectError(await thrown(() => reg("n", { maxBatch: 0 })), ConfigError, "bad option", {});
+      expect(o.message).toBe("model 'n': maxBatch must be an integer >= 1 (got 0)");
+      const m = reg("m", { maxBatch: 4 });
+      await m.ready;
+      const x = (rows: number) => ({ dtype: "float32" as const, dims: [rows, 2], data: new Float32Array(rows * 2) });
+      const f = expectError(await thrown(() => m.run({ x: x(1), y: x(2) })), SchedulerError, "bad input", {}, RuntimeError);
+      expect(f.message).toContain("model 'm': input");
+      expect(f.name).toBe("SchedulerError");
+      const bad = { x: { dtype: "float32" as const, dims: [2, 2], data: new Float32Array(3) } };
+      const b = expectError(await thrown(() => m.run(bad)), BatchShapeError, "bad shape", {}, RuntimeError);
+      expect(b.message).toBe("model 'm' input 'x': data has 3 elements but dims [2,2] need 4");
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("a model the worker cannot load is a HostError (model load failed) naming the model", async () => {
+    const host = new WorkerHost("cpu");
+    try {
+      const e = expectError(await thrown(() => host.load("junk", Uint8Array.of(1, 2, 3))), HostError, "model load failed", {}, RuntimeError);
+      expect(e.message).toStartWith("load model 'junk' on cpu: ");
+    } finally {
+      await host.terminate();
+    }
+    const late = expectError(await thrown(() => host.run("junk", {})), HostError, "host terminated", {}, RuntimeError);
+    expect(late.message).toBe("model 'junk' run failed: worker(cpu) terminated");
   });
 });
