@@ -4,17 +4,20 @@
  * known, and they cross a worker boundary (JSON) with class, code and where intact.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Binary, Table, Utf8, tableToIPC, vectorFromArray } from "apache-arrow";
-import { ClipflowError, ConfigError, InputError, RuntimeError, type ErrorWhere } from "../../src/util/errors.ts";
+import { ClipflowError, ConfigError, InputError, ModelFileError, RuntimeError, type ErrorWhere } from "../../src/util/errors.ts";
 import { readArrowImages } from "../../src/io/arrow-ipc.ts";
 import { readParquetImages } from "../../src/io/parquet.ts";
 import { candidatesFormat } from "../../src/io/candidates.ts";
 import { Scheduler, SchedulerError } from "../../src/scheduler/scheduler.ts";
 import { HostError, WorkerHost } from "../../src/scheduler/model-host.ts";
 import { BatchShapeError } from "../../src/scheduler/batch-tensors.ts";
+import { HfVlmError, loadHfVlm } from "../../src/models/hf-vlm/policy.ts";
+import { clipflowChatTemplate } from "../../src/models/hf-vlm/export.ts";
+import { writeTinyVlm } from "../models/hf-vlm/fixture.ts";
 import { VirtualClock } from "../scheduler/fixtures/virtual-clock.ts";
 import { VirtualHost, type HostCall } from "../scheduler/fixtures/virtual-host.ts";
 
@@ -118,5 +121,40 @@ describe("scheduler: bad options, bad feeds, a model that does not load", () => 
     }
     const late = expectError(await thrown(() => host.run("junk", {})), HostError, "host terminated", {}, RuntimeError);
     expect(late.message).toBe("model 'junk' run failed: worker(cpu) terminated");
+  });
+});
+
+describe("hf-vlm: a model folder that cannot be set up", () => {
+  test("missing folder, unsupported variant, missing file are ModelFileErrors (HfVlmError) naming the folder or file; a prompt writing the image token is an InputError", async () => {
+    const nope = join(dir, "no-model");
+    const m = expectError(await thrown(() => loadHfVlm(nope)), HfVlmError, "missing model file", { file: nope }, ModelFileError);
+    expect(m.message).toBe(`${nope}: no such folder`);
+    expect(m.name).toBe("HfVlmError");
+
+    const t = await writeTinyVlm({ seed: 7, chatTemplate: clipflowChatTemplate() });
+    try {
+      const variant = (name: string, edit: (d: string) => void): string => {
+        const d = join(dir, name);
+        cpSync(t.dir, d, { recursive: true });
+        edit(d);
+        return d;
+      };
+      const enc = variant("enc-dec", (d) => {
+        const c = JSON.parse(readFileSync(join(d, "config.json"), "utf8")) as Record<string, unknown>;
+        writeFileSync(join(d, "config.json"), JSON.stringify({ ...c, model_type: "florence2", is_encoder_decoder: true }));
+      });
+      const u = expectError(await thrown(() => loadHfVlm(enc)), HfVlmError, "unsupported model", { file: `${enc}/config.json` }, ModelFileError);
+      expect(u.message).toStartWith(`${enc}/config.json: encoder-decoder models (model_type florence2`);
+
+      const noDecoder = variant("no-decoder", (d) => rmSync(join(d, "onnx/decoder_model_merged.onnx")));
+      const f = expectError(await thrown(() => loadHfVlm(noDecoder)), HfVlmError, "missing model file", { file: noDecoder }, ModelFileError);
+      expect(f.message).toBe(`${noDecoder}: missing onnx/decoder_model_merged.onnx`);
+
+      const policy = await loadHfVlm(t.dir);
+      const p = expectError(await thrown(() => policy.promptIds("two <image> please")), InputError, "bad prompt", { file: t.dir });
+      expect(p.message).toContain("the rendered prompt has 2 image tokens '<image>'");
+    } finally {
+      rmSync(t.dir, { recursive: true, force: true });
+    }
   });
 });

@@ -31,11 +31,26 @@ import type { PolicyKv, PolicyModel, PolicyPrefill, PolicyScoredText, SessionRun
 import { parsePreprocessorConfig, type ImageProcessorConfig } from "../preprocessor-config.ts";
 import { HF_VLM_FILES } from "./export.ts";
 import { HF_VLM_IO, hfLogpsHeadGraph } from "./graphs.ts";
+import { InputError, ModelFileError, type ClipflowErrorOptions } from "../../util/errors.ts";
 
-/** A folder that is not a supported HF VLM export: the message names the file or key. */
-export class HfVlmError extends Error {
+/**
+ * A folder that is not a supported HF VLM export: a ModelFileError whose `where.file` is the
+ * folder or file and whose code says why: "missing model file", "bad model file" (unreadable
+ * JSON, an ONNX graph without the layout's inputs), "bad model config" (a missing key),
+ * "unsupported model" (a variant refused at load: encoder-decoder, image splitting, another
+ * model_type), "bad chat template", "bad model output" (a graph returning the wrong shape).
+ * @example
+ * await loadHfVlm("models/x").catch((e) => e instanceof HfVlmError && e.code === "unsupported model");
+ */
+export class HfVlmError extends ModelFileError {
   override name = "HfVlmError";
+  constructor(detail: string, opts: ClipflowErrorOptions = {}) {
+    super(detail, { code: "bad model folder", ...opts });
+  }
 }
+
+/** An HfVlmError at `file` (the folder, or a file in it). */
+const bad = (file: string, code: string, detail: string, cause?: unknown) => new HfVlmError(detail, { code, where: { file }, ...(cause !== undefined ? { cause } : {}) });
 
 type Json = Record<string, unknown>;
 
@@ -52,15 +67,15 @@ async function readJson(dir: string, rel: string, required: false): Promise<Json
 async function readJson(dir: string, rel: string, required: boolean): Promise<Json | undefined> {
   const path = join(dir, rel);
   if (!existsSync(path)) {
-    if (required) throw new HfVlmError(`${dir}: missing ${rel}`);
+    if (required) throw bad(dir, "missing model file", `missing ${rel}`);
     return undefined;
   }
   try {
     const v = JSON.parse(await Bun.file(path).text()) as unknown;
-    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not a JSON object");
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not a JSON object"); // caught just below
     return v as Json;
   } catch (e) {
-    throw new HfVlmError(`${path}: ${(e as Error).message.split("\n")[0]}`);
+    throw bad(path, "bad model file", (e as Error).message.split("\n")[0]!, e);
   }
 }
 
@@ -80,26 +95,26 @@ const num = (o: Json | undefined, ...keys: string[]): number | undefined => {
  */
 export async function loadHfVlm(dir: string): Promise<HfVlm> {
   const root = resolve(dir);
-  if (!existsSync(root)) throw new HfVlmError(`${dir}: no such folder`);
+  if (!existsSync(root)) throw bad(dir, "missing model file", "no such folder");
   const config = await readJson(root, HF_VLM_FILES.config, true);
   const where = `${dir}/${HF_VLM_FILES.config}`;
   const type = String(config.model_type ?? "");
   if (config.is_encoder_decoder === true || type === "florence2") {
-    throw new HfVlmError(`${where}: encoder-decoder models (model_type ${type || "?"}, is_encoder_decoder) are not supported; only decoder-only LLaVA-style exports`);
+    throw bad(where, "unsupported model", `encoder-decoder models (model_type ${type || "?"}, is_encoder_decoder) are not supported; only decoder-only LLaVA-style exports`);
   }
   if (config.image_grid_pinpoints !== undefined || type === "llava_next" || type === "llava_onevision") {
-    throw new HfVlmError(`${where}: image splitting (image_grid_pinpoints, model_type ${type}) is not supported; one image = one fixed grid of features`);
+    throw bad(where, "unsupported model", `image splitting (image_grid_pinpoints, model_type ${type}) is not supported; one image = one fixed grid of features`);
   }
-  if (!SUPPORTED.includes(type)) throw new HfVlmError(`${where}: model_type '${type}' is not supported (${SUPPORTED.join(", ")})`);
+  if (!SUPPORTED.includes(type)) throw bad(where, "unsupported model", `model_type '${type}' is not supported (${SUPPORTED.join(", ")})`);
   const imageId = num(config, "image_token_index", "image_token_id");
-  if (imageId === undefined) throw new HfVlmError(`${where}: missing image_token_index`);
+  if (imageId === undefined) throw bad(where, "bad model config", "missing image_token_index");
   const text = (config.text_config ?? config.phi_config) as Json | undefined;
-  if (!text || typeof text !== "object") throw new HfVlmError(`${where}: missing text_config`);
+  if (!text || typeof text !== "object") throw bad(where, "bad model config", "missing text_config");
   const vision = config.vision_config as Json | undefined;
-  if (!vision || typeof vision !== "object") throw new HfVlmError(`${where}: missing vision_config`);
+  if (!vision || typeof vision !== "object") throw bad(where, "bad model config", "missing vision_config");
   const need = (o: Json, what: string, ...keys: string[]): number => {
     const v = num(o, ...keys);
-    if (v === undefined) throw new HfVlmError(`${where}: missing ${what}.${keys[0]}`);
+    if (v === undefined) throw bad(where, "bad model config", `missing ${what}.${keys[0]}`);
     return v;
   };
   const layers = need(text, "text_config", "num_hidden_layers", "n_layer");
@@ -113,27 +128,28 @@ export async function loadHfVlm(dir: string): Promise<HfVlm> {
   const patch = need(vision, "vision_config", "patch_size");
   const strategy = String(config.vision_feature_select_strategy ?? "default");
   const np = (imageSize / patch) ** 2 + (strategy === "full" ? 1 : 0);
-  if (!Number.isInteger(np)) throw new HfVlmError(`${where}: vision_config.image_size ${imageSize} is not a multiple of patch_size ${patch}`);
+  if (!Number.isInteger(np)) throw bad(where, "bad model config", `vision_config.image_size ${imageSize} is not a multiple of patch_size ${patch}`);
 
   for (const rel of [HF_VLM_FILES.visionEncoder, HF_VLM_FILES.embedTokens, HF_VLM_FILES.decoder]) {
     if (!existsSync(join(root, rel))) {
       const merged = rel === HF_VLM_FILES.decoder && existsSync(join(root, "onnx/decoder_model.onnx"));
-      throw new HfVlmError(`${dir}: missing ${rel}${merged ? " (decoder_model.onnx without past inputs is not supported: export the merged decoder)" : ""}`);
+      if (merged) throw bad(dir, "unsupported model", `missing ${rel} (decoder_model.onnx without past inputs is not supported: export the merged decoder)`);
+      throw bad(dir, "missing model file", `missing ${rel}`);
     }
   }
   const gen = await readJson(root, HF_VLM_FILES.generationConfig, false);
   const eosRaw = gen?.eos_token_id ?? config.eos_token_id ?? text.eos_token_id;
   const eos = (Array.isArray(eosRaw) ? eosRaw : [eosRaw]).filter((x): x is number => typeof x === "number");
-  if (eos.length === 0) throw new HfVlmError(`${dir}: missing ${HF_VLM_FILES.generationConfig} eos_token_id (nor in config.json)`);
+  if (eos.length === 0) throw bad(dir, "bad model config", `missing ${HF_VLM_FILES.generationConfig} eos_token_id (nor in config.json)`);
   const pad = num(gen, "pad_token_id") ?? num(config, "pad_token_id") ?? num(text, "pad_token_id") ?? eos[0]!;
 
   const tokJson = await readJson(root, HF_VLM_FILES.tokenizer, true);
   const tokConfig = await readJson(root, HF_VLM_FILES.tokenizerConfig, true);
   const chatTemplate = typeof tokConfig.chat_template === "string" ? tokConfig.chat_template : undefined;
-  if (!chatTemplate) throw new HfVlmError(`${dir}: missing ${HF_VLM_FILES.tokenizerConfig} chat_template`);
+  if (!chatTemplate) throw bad(dir, "bad chat template", `missing ${HF_VLM_FILES.tokenizerConfig} chat_template`);
   const tokenizer = HfTokenizer.fromJSON(tokJson, tokConfig);
   const imageToken = tokenizer.idToToken(imageId);
-  if (imageToken === undefined) throw new HfVlmError(`${where}: image_token_index ${imageId} is not a token of ${HF_VLM_FILES.tokenizer}`);
+  if (imageToken === undefined) throw bad(where, "bad model config", `image_token_index ${imageId} is not a token of ${HF_VLM_FILES.tokenizer}`);
   const pre = await readJson(root, HF_VLM_FILES.preprocessor, true);
   const preprocess = parsePreprocessorConfig(pre, `${dir}/${HF_VLM_FILES.preprocessor}`);
 
@@ -234,7 +250,7 @@ export class HfVlm implements PolicyModel {
     try {
       return this.template.render({ messages, add_generation_prompt: answer === undefined, ...this.specials });
     } catch (e) {
-      throw new HfVlmError(`${this.dir}/${HF_VLM_FILES.tokenizerConfig}: chat_template failed: ${(e as Error).message.split("\n")[0]}`);
+      throw bad(`${this.dir}/${HF_VLM_FILES.tokenizerConfig}`, "bad chat template", `chat_template failed: ${(e as Error).message.split("\n")[0]}`, e);
     }
   }
 
@@ -244,27 +260,30 @@ export class HfVlm implements PolicyModel {
    * in LlavaProcessor, which repeats it in the text before tokenizing); special tokens come from
    * the chat template, none are added.
    */
-  private idsWithImage(text: string): number[] {
+  private idsWithImage(text: string, userText: string): number[] {
     const ids = this.tokenizer.encode(text, { addSpecialTokens: false, maxLength: 1 << 30 }).ids;
     const at = ids.flatMap((t, i) => (t === this.imageTokenId ? [i] : []));
     if (at.length !== 1) {
-      throw new HfVlmError(`${this.dir}: the rendered prompt has ${at.length} image tokens '${this.imageToken}'; exactly one image per prompt is supported`);
+      const detail = `the rendered prompt has ${at.length} image tokens '${this.imageToken}'; exactly one image per prompt is supported`;
+      // The user's own text naming the image token is a bad row; otherwise the template is at fault.
+      if (userText.includes(this.imageToken)) throw new InputError(`${detail} (the prompt or response writes '${this.imageToken}')`, { code: "bad prompt", where: { file: this.dir } });
+      throw bad(this.dir, "bad chat template", detail);
     }
     const i = at[0]!;
     return [...ids.slice(0, i), ...new Array<number>(this.imageTokenCount).fill(this.imageTokenId), ...ids.slice(i + 1)];
   }
 
   promptIds(prompt: string): number[] {
-    return this.idsWithImage(this.renderPrompt(prompt));
+    return this.idsWithImage(this.renderPrompt(prompt), prompt);
   }
 
   /** Prompt ‖ response as the chat template writes a finished turn; 1 on the response's tokens. */
   scoredText(prompt: string, answer: string): HfScoredText {
     const p = this.promptIds(prompt);
-    const full = this.idsWithImage(this.renderPrompt(prompt, answer));
+    const full = this.idsWithImage(this.renderPrompt(prompt, answer), prompt + answer);
     let common = 0;
     while (common < p.length && common < full.length && p[common] === full[common]) common++;
-    if (common === full.length) throw new HfVlmError(`${this.dir}: chat_template renders no tokens for the response '${answer.slice(0, 40)}'`);
+    if (common === full.length) throw bad(this.dir, "bad chat template", `chat_template renders no tokens for the response '${answer.slice(0, 40)}'`);
     return { ids: full, answerMask: full.map((_, i) => (i >= common ? 1 : 0)) };
   }
 
@@ -303,7 +322,7 @@ export class HfVlm implements PolicyModel {
       const missOut = outputs.filter((n) => !info.outputNames.includes(n));
       if (missIn.length + missOut.length > 0) {
         const what = [...missIn.map((n) => `input ${n}`), ...missOut.map((n) => `output ${n}`)].join(", ");
-        throw new HfVlmError(`${this.dir}/${file}: missing ${what} (have inputs ${info.inputNames.join(", ")})`);
+        throw bad(`${this.dir}/${file}`, "bad model file", `missing ${what} (have inputs ${info.inputNames.join(", ")})`);
       }
     };
     const past: string[] = [];
@@ -345,7 +364,7 @@ export class HfVlm implements PolicyModel {
     const T = Math.max(...ids.map((x) => x.length));
     const D = this.featureDims[1];
     const np = this.imageTokenCount;
-    if (features.length !== R * np * D) throw new HfVlmError(`${this.dir}: ${features.length} feature floats for ${R} prompts, expected [${R}, ${np}, ${D}]`);
+    if (features.length !== R * np * D) throw bad(this.dir, "bad model output", `${features.length} feature floats for ${R} prompts, expected [${R}, ${np}, ${D}]`);
     const idData = new BigInt64Array(R * T).fill(BigInt(this.padTokenId));
     const mask = new BigInt64Array(R * T);
     const pos = new BigInt64Array(R * T).fill(1n); // pads: 1, as transformers.js's cumsum_masked_fill
@@ -358,17 +377,18 @@ export class HfVlm implements PolicyModel {
     });
     const e = await run(HF_VLM_SESSIONS.embed, { [HF_VLM_IO.inputIds]: { dtype: "int64", dims: [R, T], data: idData } });
     const embeds = e[HF_VLM_IO.inputsEmbeds]!.data as Float32Array; // [R, T, D]
-    if (embeds.length !== R * T * D) throw new HfVlmError(`${this.dir}: embed_tokens returned ${embeds.length} floats, expected [${R}, ${T}, ${D}]`);
+    if (embeds.length !== R * T * D) throw bad(this.dir, "bad model output", `embed_tokens returned ${embeds.length} floats, expected [${R}, ${T}, ${D}]`);
     // the image features replace the embeddings at the image tokens, in order (one image per row)
     ids.forEach((row, r) => {
       let k = 0;
       row.forEach((t, i) => {
         if (t !== this.imageTokenId) return;
-        if (k >= np) throw new HfVlmError(`${this.dir}: prompt ${r} has more than ${np} image tokens`);
+        // internal invariant: ids come from promptIds/scoredText, which expand exactly one image
+        if (k >= np) throw new Error(`${this.dir}: prompt ${r} has more than ${np} image tokens`);
         embeds.set(features.subarray((r * np + k) * D, (r * np + k + 1) * D), (r * T + i) * D);
         k++;
       });
-      if (k !== np) throw new HfVlmError(`${this.dir}: prompt ${r} has ${k} image tokens, the image has ${np} features`);
+      if (k !== np) throw new Error(`${this.dir}: prompt ${r} has ${k} image tokens, the image has ${np} features`); // internal invariant, as above
     });
     const out = await run(HF_VLM_SESSIONS.decoder, {
       [HF_VLM_IO.inputsEmbeds]: { dtype: "float32", dims: [R, T, D], data: embeds },
@@ -384,7 +404,7 @@ export class HfVlm implements PolicyModel {
     const { out, T } = await this.forward(run, features, ids);
     const V = this.vocabSize;
     const all = out[HF_VLM_IO.logits]!;
-    if (all.data.length !== ids.length * T * V) throw new HfVlmError(`${this.dir}: decoder logits are [${all.dims}], expected [${ids.length}, ${T}, ${V}]`);
+    if (all.data.length !== ids.length * T * V) throw bad(this.dir, "bad model output", `decoder logits are [${all.dims}], expected [${ids.length}, ${T}, ${V}]`);
     const logits = new Float32Array(ids.length * V);
     ids.forEach((row, r) => logits.set((all.data as Float32Array).subarray((r * T + row.length - 1) * V, (r * T + row.length) * V), r * V));
     // keep only the K/V: prefilled samples may wait for a row, the full logits need not wait with them
@@ -396,7 +416,8 @@ export class HfVlm implements PolicyModel {
   async step(run: SessionRun, tokens: readonly number[], positions: readonly number[], kv: PolicyKv): Promise<Float32Array> {
     const B = tokens.length;
     const D = this.featureDims[1];
-    if (!kv.holes || kv.pastSlots === undefined) throw new HfVlmError(`${this.dir}: the decoder gave a KV lane without the past layout`);
+    // internal invariant: clipflow's Decoder builds the lane from this policy's own kv layout
+    if (!kv.holes || kv.pastSlots === undefined) throw new Error(`${this.dir}: the decoder gave a KV lane without the past layout`);
     const past = kv.feeds(B);
     const holes = kv.holes(B);
     const T = kv.pastSlots;
