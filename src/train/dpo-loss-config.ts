@@ -12,6 +12,7 @@
  *
  * Each pairwise term is averaged over the batch; the loss is Σ weightₖ·termₖ.
  */
+import { ConfigError } from "../util/errors.ts";
 
 export type DpoLossType = "sigmoid" | "ipo" | "hinge" | "robust" | "sft";
 
@@ -65,26 +66,26 @@ const CONFIG_KEYS = new Set(["beta", "terms", "labelSmoothing", "ipoLengthNormal
  */
 export function resolveDpoLossConfig(config: DpoLossConfig): ResolvedDpoLossConfig {
   for (const k of Object.keys(config)) {
-    if (!CONFIG_KEYS.has(k)) throw new Error(`dpo loss config: unknown key '${k}'`);
+    if (!CONFIG_KEYS.has(k)) throw new ConfigError(`dpo loss config: unknown key '${k}'`, { code: "bad option" });
   }
   const { beta } = config;
-  if (!(typeof beta === "number" && Number.isFinite(beta) && beta > 0)) throw new Error(`dpo loss config: beta must be a finite number > 0, got ${beta}`);
+  if (!(typeof beta === "number" && Number.isFinite(beta) && beta > 0)) throw new ConfigError(`dpo loss config: beta must be a finite number > 0, got ${beta}`, { code: "bad option" });
   const eps = config.labelSmoothing ?? 0;
-  if (!(typeof eps === "number" && eps >= 0 && eps < 0.5)) throw new Error(`dpo loss config: labelSmoothing must be in [0, 0.5), got ${eps}`);
+  if (!(typeof eps === "number" && eps >= 0 && eps < 0.5)) throw new ConfigError(`dpo loss config: labelSmoothing must be in [0, 0.5), got ${eps}`, { code: "bad option" });
   const raw = config.terms ?? [{ type: "sigmoid" }];
-  if (raw.length === 0) throw new Error("dpo loss config: terms is empty");
+  if (raw.length === 0) throw new ConfigError("dpo loss config: terms is empty", { code: "bad option" });
   const seen = new Set<string>();
   const terms = raw.map((t, i) => {
     for (const k of Object.keys(t)) {
-      if (k !== "type" && k !== "weight") throw new Error(`dpo loss config: terms[${i}] has unknown key '${k}'`);
+      if (k !== "type" && k !== "weight") throw new ConfigError(`dpo loss config: terms[${i}] has unknown key '${k}'`, { code: "bad option" });
     }
     if (!DPO_LOSS_TYPES.includes(t.type)) {
-      throw new Error(`dpo loss config: terms[${i}].type ${JSON.stringify(t.type)} is not one of ${DPO_LOSS_TYPES.join(", ")}`);
+      throw new ConfigError(`dpo loss config: terms[${i}].type ${JSON.stringify(t.type)} is not one of ${DPO_LOSS_TYPES.join(", ")}`, { code: "bad option" });
     }
-    if (seen.has(t.type)) throw new Error(`dpo loss config: loss type '${t.type}' listed twice`);
+    if (seen.has(t.type)) throw new ConfigError(`dpo loss config: loss type '${t.type}' listed twice`, { code: "bad option" });
     seen.add(t.type);
     const weight = t.weight ?? 1;
-    if (!(Number.isFinite(weight) && weight > 0)) throw new Error(`dpo loss config: terms[${i}] (${t.type}) weight must be a finite number > 0, got ${weight}`);
+    if (!(Number.isFinite(weight) && weight > 0)) throw new ConfigError(`dpo loss config: terms[${i}] (${t.type}) weight must be a finite number > 0, got ${weight}`, { code: "bad option" });
     return { type: t.type, weight };
   });
   const ipoLengthNormalise = config.ipoLengthNormalise ?? true;

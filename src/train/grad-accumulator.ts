@@ -3,6 +3,9 @@
  *
  * With mean-reduced micro-batch losses, weight each micro-batch by its size (pairs or
  * tokens) and the result equals the gradient of the mean loss over the whole batch.
+ *
+ * Errors here are internal invariants (the DPO engine feeds the gradients its own graph
+ * computed, with micro-batch sizes as weights; no user input reaches them): plain Error.
  */
 import type { TensorValue } from "../graph/runtime.ts";
 

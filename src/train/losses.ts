@@ -84,6 +84,8 @@ export function sftLoss(g: Graph, policyChosen: Tensor, chosenTokens: Tensor): T
   return g.neg(g.div(g.sum(policyChosen), g.sum(chosenTokens)));
 }
 
+// internal invariant: dpoStepGraph builds these inputs (a bad loss *config* is refused earlier, as a
+// ConfigError, by resolveDpoLossConfig), so a failure here is a clipflow bug: plain Error.
 function checkInputs(x: DpoLossInputs, needsTokens: boolean): void {
   const named = Object.entries(x).filter(([, t]) => t !== undefined) as [string, Tensor][];
   const first = x.policyChosen;

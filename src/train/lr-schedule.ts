@@ -5,7 +5,10 @@
  * Decay then runs over steps W..T−1 with progress p = (s−W+1)/(T−W), so the last step T−1
  * lands exactly on `minLr`; steps past T stay at `minLr`.
  *   cosine: minLr + (lr − minLr)·½(1 + cos πp)      linear: minLr + (lr − minLr)·(1 − p)
+ *
+ * A bad schedule (from a pipeline's dpoTrain options) is a ConfigError, code "bad option".
  */
+import { ConfigError } from "../util/errors.ts";
 
 export type LrScheduleConfig =
   | { kind: "constant"; lr: number; warmupSteps?: number }
@@ -26,15 +29,16 @@ const KEYS: Record<LrScheduleConfig["kind"], readonly string[]> = {
  */
 export function lrSchedule(config: LrScheduleConfig): (step: number) => number {
   const allowed = KEYS[config.kind];
-  if (!allowed) throw new Error(`lr schedule: unknown kind ${JSON.stringify((config as { kind: unknown }).kind)} (constant, cosine, linear)`);
+  if (!allowed) throw new ConfigError(`lr schedule: unknown kind ${JSON.stringify((config as { kind: unknown }).kind)} (constant, cosine, linear)`, { code: "bad option" });
   for (const k of Object.keys(config)) {
-    if (!allowed.includes(k)) throw new Error(`lr schedule '${config.kind}': unknown key '${k}'`);
+    if (!allowed.includes(k)) throw new ConfigError(`lr schedule '${config.kind}': unknown key '${k}'`, { code: "bad option" });
   }
   const { lr } = config;
   const warmup = config.warmupSteps ?? 0;
-  if (!(Number.isFinite(lr) && lr >= 0)) throw new Error(`lr schedule: lr must be a finite number >= 0, got ${lr}`);
-  if (!(Number.isSafeInteger(warmup) && warmup >= 0)) throw new Error(`lr schedule: warmupSteps must be an integer >= 0, got ${warmup}`);
+  if (!(Number.isFinite(lr) && lr >= 0)) throw new ConfigError(`lr schedule: lr must be a finite number >= 0, got ${lr}`, { code: "bad option" });
+  if (!(Number.isSafeInteger(warmup) && warmup >= 0)) throw new ConfigError(`lr schedule: warmupSteps must be an integer >= 0, got ${warmup}`, { code: "bad option" });
   const ramp = (s: number): number | undefined => {
+    // internal invariant: the trainer counts steps from 0
     if (!(Number.isSafeInteger(s) && s >= 0)) throw new Error(`lr schedule: step must be an integer >= 0, got ${s}`);
     return s < warmup ? (lr * (s + 1)) / warmup : undefined;
   };
@@ -42,9 +46,9 @@ export function lrSchedule(config: LrScheduleConfig): (step: number) => number {
   const total = config.totalSteps;
   const minLr = config.minLr ?? 0;
   if (!(Number.isSafeInteger(total) && total > warmup)) {
-    throw new Error(`lr schedule '${config.kind}': totalSteps must be an integer > warmupSteps (${warmup}), got ${total}`);
+    throw new ConfigError(`lr schedule '${config.kind}': totalSteps must be an integer > warmupSteps (${warmup}), got ${total}`, { code: "bad option" });
   }
-  if (!(minLr >= 0 && minLr <= lr)) throw new Error(`lr schedule '${config.kind}': minLr must be in [0, lr], got ${minLr}`);
+  if (!(minLr >= 0 && minLr <= lr)) throw new ConfigError(`lr schedule '${config.kind}': minLr must be in [0, lr], got ${minLr}`, { code: "bad option" });
   const shape = config.kind === "cosine" ? (p: number) => 0.5 * (1 + Math.cos(Math.PI * p)) : (p: number) => 1 - p;
   return (s) => {
     const w = ramp(s);

@@ -7,6 +7,7 @@ import { dirname } from "node:path";
 import type { RecordBatch } from "apache-arrow";
 import { buildMetrics } from "../arrow/build.ts";
 import { DPO_METRICS, type DpoMetricName } from "./dpo-loss-config.ts";
+import { InputError } from "../util/errors.ts";
 
 /** One logged step (TRL names). */
 export type MetricsLine = { step: number; epoch: number; loss: number; grad_norm: number; learning_rate: number } & Record<DpoMetricName, number>;
@@ -87,9 +88,11 @@ export async function readMetricsLog(path: string, opts: { onTornTail?: (message
         opts.onTornTail(`${path}:${i + 1}: dropped a torn last line (${l.length} bytes, not valid JSON; the run was killed while writing it)`);
         break;
       }
-      throw new Error(`${path}:${i + 1}: not valid JSON`);
+      throw new InputError("not valid JSON", { code: "bad metrics line", where: { file: path, line: i + 1 } });
     }
-    if (typeof v !== "object" || v === null || typeof (v as { step?: unknown }).step !== "number") throw new Error(`${path}:${i + 1}: not a metrics line`);
+    if (typeof v !== "object" || v === null || typeof (v as { step?: unknown }).step !== "number") {
+      throw new InputError("not a metrics line", { code: "bad metrics line", where: { file: path, line: i + 1 } });
+    }
     out.push(v as MetricsLine);
   }
   return out;

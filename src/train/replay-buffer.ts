@@ -7,6 +7,8 @@
 import { loadSafetensors, saveSafetensors, tensorToFloat32 } from "../graph/safetensors.ts";
 import type { PairRecord } from "./dpo-batch.ts";
 import type { PixelLookup } from "./pixel-lookup.ts";
+import { CheckpointError } from "./checkpoint.ts";
+import { ConfigError, RuntimeError } from "../util/errors.ts";
 
 export const DATA_FILE = "data.safetensors";
 
@@ -34,7 +36,7 @@ export class ReplayBuffer {
     /** Pixel floats per image (3·S·S). */
     readonly imageFloats: number,
   ) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new Error(`replay buffer capacity must be an integer >= 1, got ${capacity}`);
+    if (!Number.isInteger(capacity) || capacity < 1) throw new ConfigError(`replay buffer capacity must be an integer >= 1, got ${capacity}`, { code: "bad option" });
   }
 
   get pinnedImages(): number {
@@ -48,8 +50,10 @@ export class ReplayBuffer {
       return;
     }
     const px = lookup?.get(id);
-    if (!px) throw new Error(`image '${id}' is not in the pixel cache (never decoded, or evicted: raise the cache size)`);
-    if (px.length !== this.imageFloats) throw new Error(`image '${id}' has ${px.length} pixel values, the policy wants ${this.imageFloats}`);
+    if (!px) throw new RuntimeError(`image '${id}' is not in the pixel cache (never decoded, or evicted: raise the cache size)`, { code: "image not cached", where: { rowId: id } });
+    if (px.length !== this.imageFloats) {
+      throw new RuntimeError(`image '${id}' has ${px.length} pixel values, the policy wants ${this.imageFloats}`, { code: "image size mismatch", where: { rowId: id } });
+    }
     this.images.set(id, { px: px.slice(), refs: 1 });
   }
 
@@ -61,7 +65,7 @@ export class ReplayBuffer {
   /** Pixels of a pinned image. */
   pixels(id: string): Float32Array {
     const e = this.images.get(id);
-    if (!e) throw new Error(`replay buffer: image '${id}' is not pinned`);
+    if (!e) throw new Error(`replay buffer: image '${id}' is not pinned`); // internal invariant: only admitted pairs are read
     return e.px;
   }
 
@@ -110,9 +114,11 @@ export class ReplayBuffer {
     } catch {
       ids = null;
     }
-    if (!Array.isArray(ids)) throw new Error(`${pixelsPath}: metadata 'ids' is not a JSON list`);
+    if (!Array.isArray(ids)) throw new CheckpointError("metadata 'ids' is not a JSON list", { code: "bad checkpoint", where: { file: pixelsPath } });
     const all = tensorToFloat32(f, "pixels");
-    if (all.length !== ids.length * this.imageFloats) throw new Error(`${pixelsPath}: ${all.length} pixel values for ${ids.length} images of ${this.imageFloats}`);
+    if (all.length !== ids.length * this.imageFloats) {
+      throw new CheckpointError(`${all.length} pixel values for ${ids.length} images of ${this.imageFloats}`, { code: "bad checkpoint", where: { file: pixelsPath } });
+    }
     const byId = new Map<string, Float32Array>();
     ids.forEach((id, i) => byId.set(String(id), all.slice(i * this.imageFloats, (i + 1) * this.imageFloats)));
     const lookup: PixelLookup = { get: (id) => byId.get(id) };

@@ -18,6 +18,10 @@ import { BatchShapeError } from "../../src/scheduler/batch-tensors.ts";
 import { HfVlmError, loadHfVlm } from "../../src/models/hf-vlm/policy.ts";
 import { clipflowChatTemplate } from "../../src/models/hf-vlm/export.ts";
 import { writeTinyVlm } from "../models/hf-vlm/fixture.ts";
+import { lrSchedule } from "../../src/train/lr-schedule.ts";
+import { resolveDpoLossConfig } from "../../src/train/dpo-loss-config.ts";
+import { readMetricsLog } from "../../src/train/metrics-log.ts";
+import { ReplayBuffer } from "../../src/train/replay-buffer.ts";
 import { VirtualClock } from "../scheduler/fixtures/virtual-clock.ts";
 import { VirtualHost, type HostCall } from "../scheduler/fixtures/virtual-host.ts";
 
@@ -156,5 +160,21 @@ describe("hf-vlm: a model folder that cannot be set up", () => {
     } finally {
       rmSync(t.dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("train: options and files", () => {
+  test("a bad lr schedule, loss config or replay capacity is a ConfigError (bad option); a corrupt metrics log an InputError at file:line", async () => {
+    const lr = expectError(await thrown(() => lrSchedule({ kind: "cosine", lr: 1, warmupSteps: 5, totalSteps: 5 })), ConfigError, "bad option", {});
+    expect(lr.message).toBe("lr schedule 'cosine': totalSteps must be an integer > warmupSteps (5), got 5");
+    expect(lr.exitCode).toBe(2);
+    const loss = expectError(await thrown(() => resolveDpoLossConfig({ beta: 0.1, terms: [{ type: "kto" as never }] })), ConfigError, "bad option", {});
+    expect(loss.message).toStartWith('dpo loss config: terms[0].type "kto" is not one of');
+    expectError(await thrown(() => new ReplayBuffer(0, 12)), ConfigError, "bad option", {});
+
+    const log = join(dir, "metrics.jsonl");
+    writeFileSync(log, '{"step":0}\n{"step":1\n{"step":2}\n');
+    const m = expectError(await thrown(() => readMetricsLog(log)), InputError, "bad metrics line", { file: log, line: 2 });
+    expect(m.message).toBe(`${log}:2: not valid JSON`);
   });
 });
