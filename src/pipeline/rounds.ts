@@ -35,6 +35,7 @@ import { RUN_FILES } from "./run-files.ts";
 import { runPipeline, startSubject, trainedRowName, trainedSubject, type RunPipelineOptions, type RunResult } from "./run.ts";
 import { pipelineToData } from "./loader.ts";
 import { ROUND_REFERENCES } from "./schema.ts";
+import { ConfigError, RuntimeError } from "../util/errors.ts";
 
 export { ROUND_REFERENCES };
 export type RoundReference = (typeof ROUND_REFERENCES)[number];
@@ -49,6 +50,11 @@ export interface RoundsConfig {
 /** Seed stride between rounds: far from the small seeds users pick for `source.seed` variants. */
 export const ROUND_SEED_STRIDE = 1000;
 
+/** A pipeline file that cannot run in rounds: a ConfigError naming the file (exit code 2, nothing ran). */
+function badPipeline(p: ResolvedPipeline, detail: string): ConfigError {
+  return new ConfigError(`rounds: ${detail}`, { code: "bad rounds pipeline", where: { file: p.file } });
+}
+
 /** The `--set` overrides that turn the pipeline file into round `r` (1-based). */
 export function roundOverrides(p: ResolvedPipeline, r: number, previousPolicy: string | null, reference: RoundReference): string[] {
   const src = p.stages[0];
@@ -56,17 +62,17 @@ export function roundOverrides(p: ResolvedPipeline, r: number, previousPolicy: s
   const trainer = p.stages.find((s) => s.name === "dpoTrain");
   const ref = p.stages.find((s) => s.name === "refLogps");
   if (!src || src.name !== "source" || !("seed" in src.options) || src.options.kind !== "shapes-world")
-    throw new Error(`rounds: ${p.file}: the first stage must be a shapes-world source (fresh scenes per round)`);
-  if (!trainer || !("model" in trainer.options)) throw new Error(`rounds: ${p.file}: no dpoTrain stage to train in each round`);
-  if (!ref) throw new Error(`rounds: ${p.file}: no refLogps stage (the reference of each round)`);
+    throw badPipeline(p, "the first stage must be a shapes-world source (fresh scenes per round)");
+  if (!trainer || !("model" in trainer.options)) throw badPipeline(p, "no dpoTrain stage to train in each round");
+  if (!ref) throw badPipeline(p, "no refLogps stage (the reference of each round)");
   const step = ROUND_SEED_STRIDE * (r - 1);
   const out = [`source.seed=${Number(src.options.seed) + step}`];
   if (gen && "seed" in gen.options) out.push(`generate.seed=${Number(gen.options.seed) + step}`);
   if (r === 1) return out;
-  if (!previousPolicy) throw new Error(`rounds: round ${r} needs round ${r - 1}'s policy`);
+  if (!previousPolicy) throw new Error(`rounds: round ${r} needs round ${r - 1}'s policy`); // internal invariant: runRounds passes it
   const name = String(trainer.options.model);
   const entry = p.models[name];
-  if (!entry) throw new Error(`rounds: ${p.file}: dpoTrain.model "${name}" is not a models entry`);
+  if (!entry) throw badPipeline(p, `dpoTrain.model "${name}" is not a models entry`);
   out.push(`models.${name}.path=${resolve(previousPolicy)}`);
   if (reference === "sft") {
     if ("builtin" in entry) out.push(`models.sftref.builtin=${entry.builtin}`);
@@ -83,8 +89,12 @@ export function roundOverrides(p: ResolvedPipeline, r: number, previousPolicy: s
 export async function runRounds(p: ResolvedPipeline, cfg: RoundsConfig, opts: RunPipelineOptions): Promise<RunResult> {
   const t0 = performance.now();
   const reference = cfg.reference ?? "previous";
-  if (!Number.isInteger(cfg.rounds) || cfg.rounds < 1) throw new Error(`rounds: rounds must be a positive integer, got ${cfg.rounds}`);
-  if (!(ROUND_REFERENCES as readonly string[]).includes(reference)) throw new Error(`rounds: reference must be one of ${ROUND_REFERENCES.join(", ")}, got "${reference}"`);
+  if (!Number.isInteger(cfg.rounds) || cfg.rounds < 1) {
+    throw new ConfigError(`rounds: rounds must be a positive integer, got ${cfg.rounds}`, { code: "bad option", where: { file: p.file } });
+  }
+  if (!(ROUND_REFERENCES as readonly string[]).includes(reference)) {
+    throw new ConfigError(`rounds: reference must be one of ${ROUND_REFERENCES.join(", ")}, got "${reference}"`, { code: "bad option", where: { file: p.file } });
+  }
   const report: RunReport = emptyReport({ file: p.file, description: p.description, command: opts.command, config: { ...pipelineToData(p), rounds: { rounds: cfg.rounds, reference } }, overrides: p.overrides });
   report.rounds = [];
   const signal = opts.signal ?? new AbortController().signal;
@@ -130,7 +140,7 @@ export async function runRounds(p: ResolvedPipeline, cfg: RoundsConfig, opts: Ru
         if (rr.status === "interrupted") report.resumeCommand = opts.resumeCommand;
         return finish();
       }
-      if (!existsSync(join(policyDir, "config.json"))) throw new Error(`round ${r}: no trained policy in ${policyDir}`);
+      if (!existsSync(join(policyDir, "config.json"))) throw new RuntimeError(`round ${r}: no trained policy in ${policyDir}`, { code: "no trained policy" });
       subjects.push({ ...trainedSubject(p, `${rowName} round ${r}`, policyDir, round.pairs, round.pairAudit), ...(r > 1 ? { previous: r - 1 } : {}) });
       previous = policyDir;
     }

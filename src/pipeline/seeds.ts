@@ -26,6 +26,7 @@ import { meanCi, type Ci } from "../util/bootstrap.ts";
 import type { ResolvedPipeline } from "./loader.ts";
 import type { CiValue, EvalReport } from "./report.ts";
 import type { SeedsSection } from "./schema.ts";
+import { InputError } from "../util/errors.ts";
 
 /** The seeds a `seeds:` section runs: `first`, `first + 1`, …, `count` of them. */
 export function seedValues(s: SeedsSection): number[] {
@@ -74,7 +75,7 @@ export function seedEvaluation(e: EvalReport, seed: number): EvalReport {
     const s = parseSeedRowName(r.name);
     if (s === undefined || s.seed === seed) keep.push(i);
   });
-  if (!e.rows.some((r) => parseSeedRowName(r.name)?.seed === seed)) throw new Error(`seeds: the evaluation has no row of seed ${seed}`);
+  if (!e.rows.some((r) => parseSeedRowName(r.name)?.seed === seed)) throw new InputError(`seeds: the evaluation has no row of seed ${seed}`, { code: "no seed rows" });
   const strip = (name: string): string => parseSeedRowName(name)?.name ?? name;
   return {
     ...e,
@@ -141,15 +142,18 @@ function cell(cis: readonly CiValue[]): SeedCell {
  * @throws when there is no evaluation, or they do not have the same rows and decodings.
  */
 export function seedSummary(evals: readonly EvalReport[], seeds?: readonly number[], shared: readonly string[] = []): SeedSummary {
-  if (evals.length === 0) throw new Error("seeds: no evaluations to combine");
+  // Reports that do not line up (e.g. report.json files of different runs) are bad input.
+  const mismatch = (detail: string) => new InputError(`seeds: ${detail}`, { code: "mismatched reports" });
+  if (evals.length === 0) throw new InputError("seeds: no evaluations to combine", { code: "no reports" });
+  // internal invariant: callers derive the labels from the same list as the evaluations
   if (seeds !== undefined && seeds.length !== evals.length) throw new Error(`seeds: ${seeds.length} seed labels for ${evals.length} evaluations`);
   const rows = evals[0]!.rows.map((r) => r.name);
   const decodings = (evals[0]!.decodings ?? []).map((d) => d.name);
   evals.forEach((e, i) => {
-    if (e.rows.map((r) => r.name).join("|") !== rows.join("|")) throw new Error(`seeds: report ${i + 1} has rows ${e.rows.map((r) => r.name).join(", ")}, report 1 ${rows.join(", ")}`);
-    if ((e.decodings ?? []).map((d) => d.name).join("|") !== decodings.join("|")) throw new Error(`seeds: report ${i + 1} has other decodings than report 1`);
+    if (e.rows.map((r) => r.name).join("|") !== rows.join("|")) throw mismatch(`report ${i + 1} has rows ${e.rows.map((r) => r.name).join(", ")}, report 1 ${rows.join(", ")}`);
+    if ((e.decodings ?? []).map((d) => d.name).join("|") !== decodings.join("|")) throw mismatch(`report ${i + 1} has other decodings than report 1`);
     e.rows.forEach((r) => {
-      if ((r.decodings ?? []).length !== decodings.length) throw new Error(`seeds: report ${i + 1}, row "${r.name}": ${(r.decodings ?? []).length} decodings, expected ${decodings.length}`);
+      if ((r.decodings ?? []).length !== decodings.length) throw mismatch(`report ${i + 1}, row "${r.name}": ${(r.decodings ?? []).length} decodings, expected ${decodings.length}`);
     });
   });
   const s: SeedSummary = {

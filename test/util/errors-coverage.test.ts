@@ -22,6 +22,10 @@ import { lrSchedule } from "../../src/train/lr-schedule.ts";
 import { resolveDpoLossConfig } from "../../src/train/dpo-loss-config.ts";
 import { readMetricsLog } from "../../src/train/metrics-log.ts";
 import { ReplayBuffer } from "../../src/train/replay-buffer.ts";
+import { loadPipeline } from "../../src/pipeline/loader.ts";
+import { roundOverrides } from "../../src/pipeline/rounds.ts";
+import { seedSummary } from "../../src/pipeline/seeds.ts";
+import type { EvalReport } from "../../src/pipeline/report.ts";
 import { VirtualClock } from "../scheduler/fixtures/virtual-clock.ts";
 import { VirtualHost, type HostCall } from "../scheduler/fixtures/virtual-host.ts";
 
@@ -176,5 +180,20 @@ describe("train: options and files", () => {
     writeFileSync(log, '{"step":0}\n{"step":1\n{"step":2}\n');
     const m = expectError(await thrown(() => readMetricsLog(log)), InputError, "bad metrics line", { file: log, line: 2 });
     expect(m.message).toBe(`${log}:2: not valid JSON`);
+  });
+});
+
+describe("pipeline shapes: rounds and seeds", () => {
+  test("a pipeline without refLogps cannot run rounds (ConfigError naming the file); reports with other rows do not combine (InputError)", async () => {
+    const file = join(import.meta.dir, "../../pipelines/clip-dpo.yaml");
+    const p = loadPipeline(file, { outDir: join(dir, "out") });
+    const noRef = { ...p, stages: p.stages.filter((st) => st.name !== "refLogps") };
+    const r = expectError(await thrown(() => roundOverrides(noRef, 1, null, "previous")), ConfigError, "bad rounds pipeline", { file: p.file });
+    expect(r.message).toBe(`${p.file}: rounds: no refLogps stage (the reference of each round)`);
+
+    const report = (...rows: string[]) => ({ rows: rows.map((name) => ({ name, decodings: [] })), decodings: [] }) as unknown as EvalReport;
+    const m = expectError(await thrown(() => seedSummary([report("a", "b"), report("a")])), InputError, "mismatched reports", {});
+    expect(m.message).toBe("seeds: report 2 has rows a, report 1 a, b");
+    expectError(await thrown(() => seedSummary([])), InputError, "no reports", {});
   });
 });
