@@ -28,7 +28,7 @@ import { connect, headers as natsHeaders, type NatsConnection, type Subscription
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { operate, type FlowOperator } from "../flow/index.ts";
-import { ConfigError, RuntimeError } from "../util/errors.ts";
+import { ConfigError, InputError, RuntimeError } from "../util/errors.ts";
 import { pipelineToYaml, type ResolvedPipeline } from "../pipeline/loader.ts";
 import { deletePolicies, publishPolicy } from "./policy.ts";
 import {
@@ -139,7 +139,7 @@ class Sizes {
  */
 export function batchIdOf(batch: RecordBatch, policyVersion = 0): string {
   const ids = batch.getChild("id") ?? batch.getChild("image_id");
-  if (!ids) throw new Error("cluster: a work batch needs an 'id' column");
+  if (!ids) throw new InputError("cluster: a work batch needs an 'id' column", { code: "missing column" });
   const h = createHash("sha256");
   h.update(`policy ${policyVersion}\n`);
   for (let i = 0; i < batch.numRows; i++) h.update(`${String(ids.get(i))}\n`);
@@ -183,6 +183,7 @@ export class ClusterCoordinator {
   /** Connects, creates streams and the run's consumer, announces the run and listens for results. */
   static async start(opts: CoordinatorOptions): Promise<ClusterCoordinator> {
     const run = checkRunId(opts.run);
+    // internal invariant: run-cluster derives the stage indices from this pipeline
     for (const i of opts.stages) if (!opts.pipeline.stages[i]) throw new Error(`cluster: stage index ${i} is not in the pipeline`);
     const nc = await connect({ servers: opts.servers, name: `clipflow-coordinator-${run}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 }).catch((e: unknown) => {
       throw new RuntimeError(`cluster: cannot connect to ${String(opts.servers)} (${(e as Error).message.split("\n")[0]})`, { code: "cluster unreachable" });
@@ -342,7 +343,7 @@ export class ClusterCoordinator {
   async submit(batch: RecordBatch, signal?: AbortSignal): Promise<{ head: ResultHead; batches: RecordBatch[] }> {
     const version = this.policyVersion;
     const id = batchIdOf(batch, version);
-    if (this.pending.has(id)) throw new Error(`cluster: batch ${id} is already in flight (two batches with the same row ids)`);
+    if (this.pending.has(id)) throw new InputError(`cluster: batch ${id} is already in flight (two batches with the same row ids)`, { code: "duplicate batch" });
     this.answered.delete(id);
     const done = new Promise<{ head: ResultHead; batches: RecordBatch[] }>((resolve, reject) => this.pending.set(id, { resolve, reject, since: performance.now() }));
     // A resumed run: the result may be in the stream already.
@@ -404,7 +405,10 @@ export class ClusterCoordinator {
             const h = r.head;
             const D = h.dead.length;
             if (n + h.expanded !== h.rowsOut + h.filtered + D || h.rowsIn !== n)
-              throw new Error(`batch ${h.batch} from worker ${h.worker}: counts do not reconcile (in ${h.rowsIn}/${n} + expanded ${h.expanded} != out ${h.rowsOut} + filtered ${h.filtered} + dead ${D})`);
+              throw new RuntimeError(`batch ${h.batch} from worker ${h.worker}: counts do not reconcile (in ${h.rowsIn}/${n} + expanded ${h.expanded} != out ${h.rowsOut} + filtered ${h.filtered} + dead ${D})`, {
+                code: "counts do not reconcile",
+                where: { stage: name },
+              });
             for (const d of h.dead) ctx.deadLetter.add(d.id, d.stage, d.reason, d.code);
             scope.filtered(h.filtered);
             // operate() adds (in - filtered - out) = D - E to `filtered` if positive, else E - D
@@ -474,7 +478,7 @@ export class ClusterCoordinator {
     this.heartbeat = null;
     this.watchdog = null;
     for (const s of this.subs.splice(0)) s.unsubscribe();
-    for (const p of this.pending.values()) p.reject(new Error("cluster: coordinator closed"));
+    for (const p of this.pending.values()) p.reject(new RuntimeError("cluster: coordinator closed", { code: "interrupted" }));
     this.pending.clear();
     await this.nc.drain().catch(() => {});
   }

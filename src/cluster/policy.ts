@@ -17,6 +17,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { Objm } from "@nats-io/obj";
 import type { ResolvedPipeline } from "../pipeline/loader.ts";
 import { policyBucket } from "./protocol.ts";
+import { ConfigError, ModelFileError, RuntimeError } from "../util/errors.ts";
 
 const DONE = ".complete";
 
@@ -35,8 +36,8 @@ function filesUnder(dir: string): string[] {
 
 /** Uploads the policy folder `dir` as version `version` (≥ 1) of run `run`. Returns the bytes stored. */
 export async function publishPolicy(nc: NatsConnection, run: string, version: number, dir: string): Promise<number> {
-  if (!Number.isInteger(version) || version < 1) throw new Error(`cluster: policy version must be an integer ≥ 1, got ${version}`);
-  if (!existsSync(join(dir, "config.json"))) throw new Error(`cluster: ${dir} is not a policy folder (no config.json)`);
+  if (!Number.isInteger(version) || version < 1) throw new ConfigError(`cluster: policy version must be an integer ≥ 1, got ${version}`, { code: "bad option" });
+  if (!existsSync(join(dir, "config.json"))) throw new ModelFileError("cluster: not a policy folder (no config.json)", { code: "missing model file", where: { file: dir } });
   const os = await new Objm(nc).create(policyBucket(run));
   let bytes = 0;
   for (const f of filesUnder(dir)) {
@@ -56,13 +57,13 @@ export async function fetchPolicy(nc: NatsConnection, run: string, version: numb
   const prefix = `v${version}/`;
   const names: string[] = [];
   for (const info of await os.list()) if (info.name.startsWith(prefix) && !info.deleted) names.push(info.name.slice(prefix.length));
-  if (!names.includes(DONE)) throw new Error(`cluster: policy version ${version} of run ${run} is not (completely) published`);
+  if (!names.includes(DONE)) throw new RuntimeError(`cluster: policy version ${version} of run ${run} is not (completely) published`, { code: "policy unavailable" });
   const tmp = `${dir}.part-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   for (const f of names) {
     if (f === DONE) continue;
     const data = await os.getBlob(prefix + f);
-    if (!data) throw new Error(`cluster: policy version ${version} of run ${run}: ${f} vanished while downloading`);
+    if (!data) throw new RuntimeError(`cluster: policy version ${version} of run ${run}: ${f} vanished while downloading`, { code: "policy unavailable" });
     mkdirSync(dirname(join(tmp, f)), { recursive: true });
     writeFileSync(join(tmp, f), data);
   }
@@ -102,6 +103,6 @@ export async function publishPathPolicy(c: { currentPolicyVersion: number; publi
 /** `p` with the policy entry pointing at the downloaded folder `dir` (clipflow format). */
 export function withPolicy(p: ResolvedPipeline, dir: string): ResolvedPipeline {
   const name = policyModelName(p);
-  if (name === null) throw new Error("cluster: a policy version was requested but the run has no generate stage");
+  if (name === null) throw new ConfigError("cluster: a policy version was requested but the run has no generate stage", { code: "no generate stage" });
   return { ...p, models: { ...p.models, [name]: { path: dir, format: "clipflow" } } };
 }

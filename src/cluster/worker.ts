@@ -37,6 +37,7 @@ import { fetchPolicy, withPolicy } from "./policy.ts";
 import { H, RUNS_BUCKET, WORK_STREAM, encodeResult, ipcToBatches, resultSubject, workConsumer, type ResultHead, type RunSpec } from "./protocol.ts";
 import { ensureStreams } from "./streams.ts";
 import { HEARTBEAT_MS } from "./coordinator.ts";
+import { ConfigError, RuntimeError } from "../util/errors.ts";
 
 export interface WorkerOptions {
   /** NATS server URL(s), e.g. nats://host:4222. */
@@ -89,7 +90,8 @@ export async function buildWorkerStages(p: ResolvedPipeline, spec: Pick<RunSpec,
   const ops: FlowOperator[] = [];
   for (const i of spec.stages) {
     const s = p.stages[i];
-    if (!s) throw new Error(`cluster: run spec names stage index ${i}, the pipeline has ${p.stages.length} stages`);
+    // The run spec comes from the server: a coordinator of another pipeline (or version) misbehaves.
+    if (!s) throw new RuntimeError(`cluster: run spec names stage index ${i}, the pipeline has ${p.stages.length} stages`, { code: "bad run spec" });
     const def = stageRegistry[s.name] as StageDefinition<z.ZodType>;
     const context: StageContext = {
       pipeline: p,
@@ -97,7 +99,7 @@ export async function buildWorkerStages(p: ResolvedPipeline, spec: Pick<RunSpec,
       name: names[s.index]!,
       resources,
       flow: () => {
-        throw new Error(`stage ${names[s.index]}: a worker stage has no run-wide flow context`);
+        throw new ConfigError("a worker stage has no run-wide flow context; run this stage on the coordinator", { code: "stage not distributable", where: { stage: names[s.index]! } });
       },
       resume: false,
       allowConfigChange: false,
@@ -105,7 +107,9 @@ export async function buildWorkerStages(p: ResolvedPipeline, spec: Pick<RunSpec,
       log,
     };
     const inst = await def.create!(s.options, context);
-    if (typeof inst !== "function") throw new Error(`cluster: stage ${s.name} is a source; workers run operators only`);
+    if (typeof inst !== "function") {
+      throw new ConfigError(`cluster: stage ${s.name} is a source; workers run operators only`, { code: "stage not distributable", where: { stage: names[s.index]! } });
+    }
     ops.push(inst);
   }
   return ops;
@@ -135,7 +139,7 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
   const signal = opts.signal ?? new AbortController().signal;
   const stats: WorkerStats = { id, runs: 0, batches: 0, rowsIn: 0, rowsOut: 0, redelivered: 0, failed: 0, retried: 0, busyMs: 0, policyVersion: 0 };
   const nc = await connect({ servers: opts.servers, name: `clipflow-worker-${id}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 }).catch((e: unknown) => {
-    throw new Error(`cannot connect to ${String(opts.servers)} (${(e as Error).message.split("\n")[0]})`);
+    throw new RuntimeError(`cannot connect to ${String(opts.servers)} (${(e as Error).message.split("\n")[0]})`, { code: "cluster unreachable", cause: e });
   });
   log(`connected to ${nc.getServer()} (pid ${process.pid})`);
   try {
@@ -258,7 +262,7 @@ async function serveRun(nc: NatsConnection, kv: KV, spec: RunSpec, opts: WorkerO
       let out: RecordBatch[] = [];
       try {
         const batches = ipcToBatches(m.data, `work ${run}/${batchId}`);
-        if (batches.length !== 1) throw new Error(`work ${run}/${batchId}: expected one record batch, got ${batches.length}`);
+        if (batches.length !== 1) throw new RuntimeError(`work ${run}/${batchId}: expected one record batch, got ${batches.length}`, { code: "bad work message" });
         const input = batches[0]!;
         if (opts.beforeBatch) {
           const ids = input.getChild("id");

@@ -26,6 +26,9 @@ import { loadPipeline } from "../../src/pipeline/loader.ts";
 import { roundOverrides } from "../../src/pipeline/rounds.ts";
 import { seedSummary } from "../../src/pipeline/seeds.ts";
 import type { EvalReport } from "../../src/pipeline/report.ts";
+import { batchIdOf } from "../../src/cluster/coordinator.ts";
+import { publishPolicy, withPolicy } from "../../src/cluster/policy.ts";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { VirtualClock } from "../scheduler/fixtures/virtual-clock.ts";
 import { VirtualHost, type HostCall } from "../scheduler/fixtures/virtual-host.ts";
 
@@ -195,5 +198,21 @@ describe("pipeline shapes: rounds and seeds", () => {
     const m = expectError(await thrown(() => seedSummary([report("a", "b"), report("a")])), InputError, "mismatched reports", {});
     expect(m.message).toBe("seeds: report 2 has rows a, report 1 a, b");
     expectError(await thrown(() => seedSummary([])), InputError, "no reports", {});
+  });
+});
+
+describe("cluster: what a user can get wrong before any server is involved", () => {
+  test("a work batch without ids is an InputError; a folder that is not a policy a ModelFileError; no generate stage a ConfigError", async () => {
+    const noIds = new Table({ prompt: vectorFromArray(["p"], new Utf8()) }).batches[0]!;
+    const b = expectError(await thrown(() => batchIdOf(noIds)), InputError, "missing column", {});
+    expect(b.message).toBe("cluster: a work batch needs an 'id' column");
+    // both checks run before the connection is used
+    const nc = {} as NatsConnection;
+    const f = expectError(await thrown(() => publishPolicy(nc, "r1", 1, dir)), ModelFileError, "missing model file", { file: dir });
+    expect(f.message).toBe(`${dir}: cluster: not a policy folder (no config.json)`);
+    expectError(await thrown(() => publishPolicy(nc, "r1", 0, dir)), ConfigError, "bad option", {});
+    const p = loadPipeline(join(import.meta.dir, "../../pipelines/clip-dpo.yaml"), { outDir: join(dir, "out") });
+    const noGen = { ...p, stages: p.stages.filter((st) => st.name !== "generate") };
+    expectError(await thrown(() => withPolicy(noGen, dir)), ConfigError, "no generate stage", {});
   });
 });
