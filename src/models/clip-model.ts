@@ -7,6 +7,7 @@ import { cachedSession, type CompiledGraph, type OnnxModel, type TensorValue } f
 import { ParamStore } from "../graph/params.ts";
 import { createSession, runSession, type InferenceSession } from "../graph/runtime.ts";
 import { Rng } from "../util/rng.ts";
+import { InputError, ModelFileError } from "../util/errors.ts";
 import { clipConfig, type ClipConfig, type ClipConfigInput } from "./clip-config.ts";
 import { CLIP_IO, clipLossGraph, clipTextGraph, clipVisionGraph } from "./clip.ts";
 import { clipImageConfig, type ImageProcessorConfig } from "./preprocessor-config.ts";
@@ -34,12 +35,12 @@ export interface ClipEncoder {
 
 function checkPixels(pixels: Float32Array, n: number, s: number): void {
   if (!Number.isInteger(n) || n < 1 || pixels.length !== n * 3 * s * s) {
-    throw new Error(`encodeImages: ${pixels.length} floats is not [${n}, 3, ${s}, ${s}]`);
+    throw new InputError(`encodeImages: ${pixels.length} floats is not [${n}, 3, ${s}, ${s}]`, { code: "bad image size" });
   }
 }
 
 function f32(v: TensorValue | undefined, what: string): Float32Array {
-  if (!v || !(v.data instanceof Float32Array)) throw new Error(`CLIP: output '${what}' missing or not float32`);
+  if (!v || !(v.data instanceof Float32Array)) throw new ModelFileError(`CLIP: output '${what}' missing or not float32`, { code: "bad model output" });
   return v.data;
 }
 
@@ -68,7 +69,7 @@ export class ClipModel implements ClipEncoder {
     this.cfg = clipConfig(cfg);
     this.preprocess = preprocess ?? clipImageConfig(this.cfg.vision.imageSize);
     if (tokenizer.vocabSize > this.cfg.text.vocabSize) {
-      throw new Error(`ClipModel: tokenizer has ${tokenizer.vocabSize} tokens, text tower only ${this.cfg.text.vocabSize}`);
+      throw new ModelFileError(`ClipModel: tokenizer has ${tokenizer.vocabSize} tokens, text tower only ${this.cfg.text.vocabSize}`, { code: "mismatched model" });
     }
   }
 
@@ -105,7 +106,7 @@ export class ClipModel implements ClipEncoder {
 
   async encodeIds(seqs: readonly (readonly number[])[]): Promise<Float32Array> {
     const b = padIds(seqs, this.cfg.text.padTokenId);
-    if (b.ids.dims[1]! > this.contextLength) throw new Error(`encodeIds: ${b.ids.dims[1]} tokens exceed the context of ${this.contextLength}`);
+    if (b.ids.dims[1]! > this.contextLength) throw new InputError(`encodeIds: ${b.ids.dims[1]} tokens exceed the context of ${this.contextLength}`, { code: "text too long" });
     this.text ??= (() => {
       const { graph, outputs } = clipTextGraph(this.cfg);
       return graph.compile({ outputs, params: this.store, threads: this.threads });
@@ -177,12 +178,15 @@ export class OnnxClip implements ClipEncoder {
     const need = (s: InferenceSession, names: string[], what: string) => {
       for (const n of names) {
         if (!s.inputNames.includes(n) && !s.outputNames.includes(n)) {
-          throw new Error(`${what}: expected '${n}' (has inputs ${s.inputNames.join(", ")}; outputs ${s.outputNames.join(", ")})`);
+          throw modelErr(what, "bad model file", `expected '${n}' (has inputs ${s.inputNames.join(", ")}; outputs ${s.outputNames.join(", ")})`);
         }
       }
     };
     const vName = typeof opts.vision === "string" ? opts.vision : "vision model";
     const tName = typeof opts.text === "string" ? opts.text : "text model";
+    // A path is the `where` of the error; bytes have only a name, kept in the message.
+    const modelErr = (name: string, code: string, detail: string) =>
+      name === opts.vision || name === opts.text ? new ModelFileError(detail, { code, where: { file: name } }) : new ModelFileError(`${name}: ${detail}`, { code });
     need(v, [CLIP_IO.pixelValues, CLIP_IO.imageEmbeds], vName);
     need(t, [CLIP_IO.inputIds, CLIP_IO.textEmbeds], tName);
     // Declared input types/shapes: fp16 exports and image-size mismatches fail here, clearly;
@@ -192,11 +196,11 @@ export class OnnxClip implements ClipEncoder {
       return m && m.isTensor ? m : undefined;
     };
     const pv = meta(v, CLIP_IO.pixelValues);
-    if (pv && pv.type !== "float32") throw new Error(`${vName}: pixel_values is ${pv.type}; use the float32 export`);
+    if (pv && pv.type !== "float32") throw modelErr(vName, "unsupported model", `pixel_values is ${pv.type}; use the float32 export`);
     const side = pv?.shape[3];
-    if (typeof side === "number" && side !== opts.imageSize) throw new Error(`${vName}: pixel_values is ${side}px wide, config says ${opts.imageSize}`);
+    if (typeof side === "number" && side !== opts.imageSize) throw modelErr(vName, "mismatched model", `pixel_values is ${side}px wide, config says ${opts.imageSize}`);
     const ii = meta(t, CLIP_IO.inputIds);
-    if (ii && ii.type !== "int64" && ii.type !== "int32") throw new Error(`${tName}: input_ids is ${ii.type}, expected int64 or int32`);
+    if (ii && ii.type !== "int64" && ii.type !== "int32") throw modelErr(tName, "unsupported model", `input_ids is ${ii.type}, expected int64 or int32`);
     const fixed = ii?.shape[1];
     return new OnnxClip(
       v, t, opts.embedDim, opts.imageSize,
@@ -221,7 +225,7 @@ export class OnnxClip implements ClipEncoder {
 
   async encodeIds(seqs: readonly (readonly number[])[]): Promise<Float32Array> {
     const b = padIds(seqs, this.padId, this.padToContext ? this.contextLength : undefined);
-    if (b.ids.dims[1]! > this.contextLength) throw new Error(`encodeIds: ${b.ids.dims[1]} tokens exceed the context of ${this.contextLength}`);
+    if (b.ids.dims[1]! > this.contextLength) throw new InputError(`encodeIds: ${b.ids.dims[1]} tokens exceed the context of ${this.contextLength}`, { code: "text too long" });
     const as = (x: TensorValue): TensorValue =>
       this.idsType === "int64" ? x : { dtype: "int32", dims: x.dims, data: Int32Array.from(x.data as BigInt64Array, Number) };
     const feeds: Record<string, TensorValue> = { [CLIP_IO.inputIds]: as(b.ids) };

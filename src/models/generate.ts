@@ -6,6 +6,7 @@
  */
 import type { LvlmModel } from "./lvlm-model.ts";
 import { sampleRng, sampleToken, tokenLogProb, type SamplingOptions } from "./sampling.ts";
+import { ConfigError, InputError } from "../util/errors.ts";
 
 export interface GenerateOptions extends SamplingOptions {
   /** Most tokens generated per sample (the stop token counts). */
@@ -58,20 +59,20 @@ export async function generate(model: LvlmModel, pixels: Float32Array, prompt: s
  */
 export async function generateMany(model: LvlmModel, requests: readonly GenerateRequest[], opts: GenerateOptions): Promise<Sample[][]> {
   if (requests.length === 0) return [];
-  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) throw new Error(`generate: maxNewTokens must be a positive integer, got ${opts.maxNewTokens}`);
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) throw new ConfigError(`generate: maxNewTokens must be a positive integer, got ${opts.maxNewTokens}`, { code: "bad option" });
   const st = opts.stopToken === undefined ? model.cfg.eosTokenId : opts.stopToken;
   const stop: readonly number[] = st === null ? [] : typeof st === "number" ? [st] : st;
   const V = model.cfg.lm.vocabSize;
   const img = 3 * model.cfg.vision.imageSize ** 2;
   const pixels = new Float32Array(requests.length * img);
   requests.forEach((r, i) => {
-    if (r.pixels.length !== img) throw new Error(`generate: request ${i} has ${r.pixels.length} pixel floats, expected ${img}`);
+    if (r.pixels.length !== img) throw new InputError(`generate: request ${i} has ${r.pixels.length} pixel floats, expected ${img}`, { code: "bad image size" });
     pixels.set(r.pixels, i * img);
   });
   const prompts = requests.map((r) => (typeof r.prompt === "string" ? model.promptIds(r.prompt) : [...r.prompt]));
   const ns = requests.map((r, i) => {
     const n = r.n ?? opts.n ?? 1;
-    if (!Number.isInteger(n) || n < 1) throw new Error(`generate: request ${i}: n must be a positive integer, got ${n}`);
+    if (!Number.isInteger(n) || n < 1) throw new ConfigError(`generate: request ${i}: n must be a positive integer, got ${n}`, { code: "bad option" });
     return n;
   });
 

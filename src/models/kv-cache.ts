@@ -7,9 +7,14 @@
  * new ones (`concat`), fan one prefill out to n samples (`repeat`) and make room (`withCapacity`)
  * between steps. All of these are block copies (TypedArray.set of contiguous [Tcap·Dh] runs),
  * never per-element math.
+ *
+ * Errors: a graph whose present K/V outputs are missing or mis-shaped is a bad model
+ * (ModelFileError, "bad model output"); every other check (lengths, rows, capacity, concat of
+ * different models) is an internal invariant of the in-process generator and stays a plain Error.
  */
 import type { TensorValue } from "../graph/index.ts";
 import { LVLM_IO } from "./lvlm.ts";
+import { ModelFileError } from "../util/errors.ts";
 
 /**
  * @example
@@ -42,13 +47,13 @@ export class KvCache {
    */
   static fromOutputs(out: Record<string, TensorValue>, layers: number, lengths: readonly number[]): KvCache {
     const k0 = out[LVLM_IO.presentKey(0)];
-    if (!k0) throw new Error("KvCache: outputs have no present.0.key");
+    if (!k0) throw new ModelFileError("KvCache: outputs have no present.0.key", { code: "bad model output" });
     const [B, H, T, Dh] = k0.dims as [number, number, number, number];
     if (lengths.length !== B) throw new Error(`KvCache: ${lengths.length} lengths for a batch of ${B}`);
     for (const n of lengths) if (!(n >= 0 && n <= T)) throw new Error(`KvCache: length ${n} outside capacity ${T}`);
     const grab = (name: string): Float32Array => {
       const v = out[name];
-      if (!v || !(v.data instanceof Float32Array) || v.dims.join() !== k0.dims.join()) throw new Error(`KvCache: output '${name}' missing or not [${k0.dims}]`);
+      if (!v || !(v.data instanceof Float32Array) || v.dims.join() !== k0.dims.join()) throw new ModelFileError(`KvCache: output '${name}' missing or not [${k0.dims}]`, { code: "bad model output" });
       return v.data;
     };
     const keys: Float32Array[] = [], values: Float32Array[] = [];
@@ -69,7 +74,7 @@ export class KvCache {
     const put = (dst: Float32Array, name: string) => {
       const v = out[name];
       if (!v || !(v.data instanceof Float32Array) || v.dims.join() !== [this.batch, H, 1, Dh].join()) {
-        throw new Error(`KvCache.append: output '${name}' missing or not [${this.batch}, ${H}, 1, ${Dh}]`);
+        throw new ModelFileError(`KvCache.append: output '${name}' missing or not [${this.batch}, ${H}, 1, ${Dh}]`, { code: "bad model output" });
       }
       const src = v.data;
       for (let b = 0; b < this.batch; b++) {

@@ -6,6 +6,7 @@
 import type { CompiledGraph, OnnxModel, TensorValue } from "../graph/index.ts";
 import { ParamStore } from "../graph/params.ts";
 import { Rng } from "../util/rng.ts";
+import { InputError, ModelFileError, RuntimeError } from "../util/errors.ts";
 import { KvCache } from "./kv-cache.ts";
 import { imageTokens, lvlmConfig, maxTextTokens, type LvlmConfig, type LvlmConfigInput } from "./lvlm-config.ts";
 import { LVLM_IO, lvlmDecodeGraph, lvlmLogitsGraph, lvlmLogpsGraph, lvlmPrefillGraph, lvlmSftGraph } from "./lvlm.ts";
@@ -45,7 +46,9 @@ export class LvlmModel {
   ) {
     this.cfg = lvlmConfig(cfg);
     this.preprocess = preprocess ?? clipImageConfig(this.cfg.vision.imageSize);
-    if (tokenizer.vocabSize > this.cfg.lm.vocabSize) throw new Error(`LvlmModel: tokenizer has ${tokenizer.vocabSize} tokens, LM only ${this.cfg.lm.vocabSize}`);
+    if (tokenizer.vocabSize > this.cfg.lm.vocabSize) {
+      throw new ModelFileError(`LvlmModel: tokenizer has ${tokenizer.vocabSize} tokens, LM only ${this.cfg.lm.vocabSize}`, { code: "mismatched model" });
+    }
   }
 
   /** Fresh weights from `seed`; trainable flags from `cfg.trainable` (default projector + LM). */
@@ -67,8 +70,8 @@ export class LvlmModel {
     for (const n of names) {
       const src = clip.get(n);
       const dst = this.store.require(n);
-      if (!src) throw new Error(`adoptVision: CLIP has no weight '${n}' (vision configs differ?)`);
-      if (src.shape.join() !== dst.shape.join()) throw new Error(`adoptVision: '${n}' is [${src.shape}] in the CLIP, [${dst.shape}] here`);
+      if (!src) throw new ModelFileError(`adoptVision: CLIP has no weight '${n}' (vision configs differ?)`, { code: "mismatched model" });
+      if (src.shape.join() !== dst.shape.join()) throw new ModelFileError(`adoptVision: '${n}' is [${src.shape}] in the CLIP, [${dst.shape}] here`, { code: "mismatched model" });
       dst.data.set(src.data);
     }
     return names;
@@ -111,7 +114,7 @@ export class LvlmModel {
 
   private pixelFeed(pixels: Float32Array, n: number): TensorValue {
     const s = this.cfg.vision.imageSize;
-    if (pixels.length !== n * 3 * s * s) throw new Error(`LvlmModel: ${pixels.length} pixel floats is not [${n}, 3, ${s}, ${s}]`);
+    if (pixels.length !== n * 3 * s * s) throw new InputError(`LvlmModel: ${pixels.length} pixel floats is not [${n}, 3, ${s}, ${s}]`, { code: "bad image size" });
     return { dtype: "float32", dims: [n, 3, s, s], data: pixels };
   }
 
@@ -121,7 +124,9 @@ export class LvlmModel {
    */
   async prefill(pixels: Float32Array, prompts: readonly (readonly number[])[]): Promise<{ logits: Float32Array; cache: KvCache }> {
     const b = padIds(prompts, this.cfg.padTokenId);
-    if (b.ids.dims[1]! > maxTextTokens(this.cfg)) throw new Error(`prefill: prompt of ${b.ids.dims[1]} tokens exceeds the text budget ${maxTextTokens(this.cfg)}`);
+    if (b.ids.dims[1]! > maxTextTokens(this.cfg)) {
+      throw new InputError(`prefill: prompt of ${b.ids.dims[1]} tokens exceeds the text budget ${maxTextTokens(this.cfg)}`, { code: "prompt too long" });
+    }
     const r = await (await this.graph("prefill")).run({
       [LVLM_IO.pixelValues]: this.pixelFeed(pixels, prompts.length),
       [LVLM_IO.inputIds]: b.ids,
@@ -138,9 +143,11 @@ export class LvlmModel {
    * place. Returns logits [B, V] and that cache, lengths + 1.
    */
   async decode(cache: KvCache, tokens: readonly number[]): Promise<{ logits: Float32Array; cache: KvCache }> {
-    if (tokens.length !== cache.batch) throw new Error(`decode: ${tokens.length} tokens for a batch of ${cache.batch}`);
+    if (tokens.length !== cache.batch) throw new Error(`decode: ${tokens.length} tokens for a batch of ${cache.batch}`); // internal invariant: generate() steps its own cache
     const longest = Math.max(...cache.lengths);
-    if (longest >= this.cfg.lm.maxPositions) throw new Error(`decode: position ${longest} beyond the model's ${this.cfg.lm.maxPositions} positions`);
+    if (longest >= this.cfg.lm.maxPositions) {
+      throw new RuntimeError(`decode: position ${longest} beyond the model's ${this.cfg.lm.maxPositions} positions`, { code: "sequence too long" });
+    }
     let c = cache;
     if (longest >= c.capacity) c = c.withCapacity(Math.min(this.cfg.lm.maxPositions, Math.max(c.capacity + 16, Math.ceil(c.capacity * 1.5))));
     const B = c.batch;

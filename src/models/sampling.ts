@@ -11,6 +11,7 @@
  * boundary or the top two logits are that close.
  */
 import { Rng } from "../util/rng.ts";
+import { ConfigError } from "../util/errors.ts";
 
 export interface SamplingOptions {
   /** 0 = greedy (argmax). Default 1. */
@@ -52,10 +53,10 @@ const MAX_PACKED_VOCAB = 1 << 21; // 2^32 ranks × 2^21 ids < 2^53
 
 function validate(opts: SamplingOptions): { t: number; topK: number; topP: number } {
   const t = opts.temperature ?? 1;
-  if (!(t > 0)) throw new Error(`samplingDistribution: temperature must be > 0, got ${t}`);
+  if (!(t > 0)) throw new ConfigError(`samplingDistribution: temperature must be > 0, got ${t}`, { code: "bad option" });
   const topK = opts.topK ?? 0, topP = opts.topP ?? 1;
-  if (!Number.isInteger(topK) || topK < 0) throw new Error(`topK must be a non-negative integer, got ${topK}`);
-  if (!(topP > 0 && topP <= 1)) throw new Error(`topP must be in (0, 1], got ${topP}`);
+  if (!Number.isInteger(topK) || topK < 0) throw new ConfigError(`topK must be a non-negative integer, got ${topK}`, { code: "bad option" });
+  if (!(topP > 0 && topP <= 1)) throw new ConfigError(`topP must be in (0, 1], got ${topP}`, { code: "bad option" });
   return { t, topK, topP };
 }
 
@@ -101,7 +102,7 @@ function sortedOrder(logits: ArrayLike<number>): Float64Array {
  */
 function prepare(logits: ArrayLike<number>, t: number, topK: number, topP: number): { order: Float64Array; w: Float64Array; n: number; z: number; s: number } {
   const V = logits.length;
-  if (V === 0) throw new Error("sampling: logits are empty");
+  if (V === 0) throw new Error("sampling: logits are empty"); // internal invariant: a model has a vocabulary
   const order = sortedOrder(logits);
   const K = topK > 0 ? Math.min(topK, V) : V;
   if (wBuf.length < K) wBuf = new Float64Array(Math.max(K, 2 * wBuf.length));

@@ -1,6 +1,9 @@
 /**
  * Right-padded int64 batches of token ids with their attention mask, the input format of every
  * text graph (CLIP text tower, LVLM prompts).
+ *
+ * padIds' checks are internal invariants (callers tokenize and truncate to the model's budget
+ * first, and say so to the user in their own words): plain Error.
  */
 import type { TensorValue } from "../graph/index.ts";
 

@@ -29,6 +29,10 @@ import type { EvalReport } from "../../src/pipeline/report.ts";
 import { batchIdOf } from "../../src/cluster/coordinator.ts";
 import { publishPolicy, withPolicy } from "../../src/cluster/policy.ts";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { samplingDistribution } from "../../src/models/sampling.ts";
+import { ClipModel } from "../../src/models/clip-model.ts";
+import { clipPresets } from "../../src/models/clip-config.ts";
+import { WordTokenizer } from "../../src/models/word-tokenizer.ts";
 import { VirtualClock } from "../scheduler/fixtures/virtual-clock.ts";
 import { VirtualHost, type HostCall } from "../scheduler/fixtures/virtual-host.ts";
 
@@ -214,5 +218,20 @@ describe("cluster: what a user can get wrong before any server is involved", () 
     const p = loadPipeline(join(import.meta.dir, "../../pipelines/clip-dpo.yaml"), { outDir: join(dir, "out") });
     const noGen = { ...p, stages: p.stages.filter((st) => st.name !== "generate") };
     expectError(await thrown(() => withPolicy(noGen, dir)), ConfigError, "no generate stage", {});
+  });
+});
+
+describe("models: options, inputs and mismatched models", () => {
+  test("a bad sampling option is a ConfigError; pixels of the wrong size an InputError; a tokenizer larger than the model a ModelFileError", async () => {
+    const o = expectError(await thrown(() => samplingDistribution([1, 2, 3], { topP: 0 })), ConfigError, "bad option", {});
+    expect(o.message).toBe("topP must be in (0, 1], got 0");
+    const tok = WordTokenizer.fromCorpus(["a red circle", "a blue square"]);
+    const clip = ClipModel.create(clipPresets.tiny(tok.vocabSize), tok, 1);
+    const px = expectError(await thrown(() => clip.encodeImages(new Float32Array(5), 1)), InputError, "bad image size", {});
+    expect(px.message).toStartWith("encodeImages: 5 floats is not [1, 3, ");
+    const big = WordTokenizer.fromCorpus(["one two three four five six seven eight nine ten eleven twelve"]);
+    const small = clipPresets.tiny(4);
+    const m = expectError(await thrown(() => ClipModel.create(small, big, 1)), ModelFileError, "mismatched model", {});
+    expect(m.message).toContain("text tower only 4");
   });
 });
