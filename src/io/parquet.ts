@@ -27,6 +27,8 @@ export const PARQUET_DECODE_TIMEOUT_MS = Number(process.env.CLIPFLOW_PARQUET_DEC
 /**
  * One decoding thread shared by all Parquet readers of the process, started on first use and
  * unref'd (it never keeps the process alive). Requests run one at a time in arrival order.
+ * Its plain Errors carry only the decoder's reason: readParquetRows, its one caller, turns each
+ * into an InputError naming the file and rows.
  */
 class ParquetDecoder {
   private worker: Worker | null = null;
