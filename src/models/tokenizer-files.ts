@@ -15,18 +15,95 @@
  *   `clipflow_vocab_file` so clipflow keeps reading the word vocabulary. Older folders with
  *   `tokenizer_class: ClipflowWordTokenizer` and no tokenizer.json still load.
  * Otherwise `tokenizer.json` is read.
+ *
+ * The VLM export writes the same word tokenizer in a second form (hf-vlm/word-level.ts: WordLevel
+ * model, no post-processor because bos/eos come from the chat template). The pieces both forms
+ * share — vocabulary, special added tokens, normalizer, word pattern, special-token names in the
+ * config and the key order of the file — live here once (`wordTokenizerJsonFrame` and its
+ * helpers); the model, pre-tokenizer, post-processor and decoder blocks differ by necessity and
+ * stay with each form. test/models/word-tokenizer-json.test.ts pins both outputs byte for byte.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { HfTokenizer, portableTokenizerConfig } from "./hf-tokenizer.ts";
 import { type Tokenizer, TokenizerError } from "./tokenizer.ts";
-import { WordTokenizer } from "./word-tokenizer.ts";
+import { WordTokenizer, type WordVocabFile } from "./word-tokenizer.ts";
 
 export const WORD_TOKENIZER_CLASS = "ClipflowWordTokenizer";
 export const WORD_VOCAB_FILE = "word_vocab.json";
 
-/** word-tokenizer.ts's word rule (letter/digit runs, any other mark alone) as a Split pre-tokenizer regex. */
-const WORD_PATTERN = "[\\p{L}\\p{N}]+|[^\\s\\p{L}\\p{N}]";
+/**
+ * word-tokenizer.ts's word rule (letter/digit runs, any other mark alone) as a Split
+ * pre-tokenizer regex, for both Hugging Face forms of the word tokenizer.
+ * @example { type: "Split", pattern: { Regex: WORD_PATTERN }, behavior: "Isolated", invert: false }
+ */
+export const WORD_PATTERN = "[\\p{L}\\p{N}]+|[^\\s\\p{L}\\p{N}]";
+
+/** One entry of a tokenizer.json's `added_tokens`. */
+export interface AddedToken {
+  id: number;
+  content: string;
+  single_word: boolean;
+  lstrip: boolean;
+  rstrip: boolean;
+  normalized: boolean;
+  special: boolean;
+}
+
+/**
+ * A word-tokenizer special as an added token: matched on the raw text before normalisation, so
+ * `<image>` stays one token whatever the Lowercase normalizer would do to it.
+ * @example specialAddedToken(4, "<image>") // { id: 4, content: "<image>", …, normalized: false, special: true }
+ */
+export function specialAddedToken(id: number, content: string): AddedToken {
+  return { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
+}
+
+/**
+ * Token → id of a word vocabulary file (ids are positions in `tokens`).
+ * @example wordVocab(tok.toJSON())["<pad>"] // 0
+ */
+export function wordVocab(v: WordVocabFile): Record<string, number> {
+  const vocab: Record<string, number> = {};
+  v.tokens.forEach((t, i) => (vocab[t] = i));
+  return vocab;
+}
+
+/** The blocks that differ between the two Hugging Face forms (each form says why in its header). */
+export interface WordTokenizerJsonBlocks {
+  added_tokens: AddedToken[];
+  pre_tokenizer: Record<string, unknown>;
+  post_processor: Record<string, unknown> | null;
+  decoder: Record<string, unknown> | null;
+  model: Record<string, unknown>;
+}
+
+/**
+ * A word tokenizer's tokenizer.json: the shared parts (format header, Lowercase normalizer when
+ * the vocabulary lowercases) around a form's own blocks, in the key order both forms write.
+ * @example const json = wordTokenizerJsonFrame(v, { added_tokens, pre_tokenizer, post_processor: null, decoder: null, model });
+ */
+export function wordTokenizerJsonFrame(v: WordVocabFile, b: WordTokenizerJsonBlocks): Record<string, unknown> {
+  return {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: b.added_tokens,
+    normalizer: v.lowercase ? { type: "Lowercase" } : null,
+    pre_tokenizer: b.pre_tokenizer,
+    post_processor: b.post_processor,
+    decoder: b.decoder,
+    model: b.model,
+  };
+}
+
+/**
+ * The special-token names of a tokenizer_config.json (plain strings, the form transformers.js reads).
+ * @example { tokenizer_class: "PreTrainedTokenizerFast", ...specialTokenNames(v) }
+ */
+export function specialTokenNames(v: WordVocabFile): { bos_token: string; eos_token: string; pad_token: string; unk_token: string } {
+  return { bos_token: v.specials.bos, eos_token: v.specials.eos, pad_token: v.specials.pad, unk_token: v.specials.unk };
+}
 
 async function readJson(path: string): Promise<unknown> {
   let text: string;
@@ -51,17 +128,10 @@ async function readJson(path: string): Promise<unknown> {
 export function wordTokenizerJson(tok: WordTokenizer): { tokenizerJson: Record<string, unknown>; tokenizerConfig: Record<string, unknown> } {
   const v = tok.toJSON();
   const specials = new Set(Object.values(v.specials));
-  const vocab: Record<string, number> = {};
-  v.tokens.forEach((t, i) => (vocab[t] = i));
   const bos = tok.special.bos, eos = tok.special.eos;
-  const tokenizerJson = {
-    version: "1.0",
-    truncation: null,
-    padding: null,
-    added_tokens: v.tokens
-      .map((t, id) => ({ id, content: t, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }))
-      .filter((a) => specials.has(a.content)),
-    normalizer: v.lowercase ? { type: "Lowercase" } : null,
+  const tokenizerJson = wordTokenizerJsonFrame(v, {
+    // By id, each special once (a special may share its token with another).
+    added_tokens: v.tokens.flatMap((t, id) => (specials.has(t) ? [specialAddedToken(id, t)] : [])),
     pre_tokenizer: {
       type: "Sequence",
       pretokenizers: [{ type: "WhitespaceSplit" }, { type: "Split", pattern: { Regex: WORD_PATTERN }, behavior: "Isolated", invert: false }],
@@ -83,15 +153,12 @@ export function wordTokenizerJson(tok: WordTokenizer): { tokenizerJson: Record<s
     },
     decoder: { type: "WordPiece", prefix: "##", cleanup: true },
     // No `##` entries: a word that is not in the vocabulary as a whole becomes <unk>.
-    model: { type: "WordPiece", unk_token: v.specials.unk, continuing_subword_prefix: "##", max_input_chars_per_word: 1_000_000, vocab },
-  };
+    model: { type: "WordPiece", unk_token: v.specials.unk, continuing_subword_prefix: "##", max_input_chars_per_word: 1_000_000, vocab: wordVocab(v) },
+  });
   const tokenizerConfig = {
     tokenizer_class: "PreTrainedTokenizerFast",
     clipflow_vocab_file: WORD_VOCAB_FILE,
-    bos_token: v.specials.bos,
-    eos_token: v.specials.eos,
-    pad_token: v.specials.pad,
-    unk_token: v.specials.unk,
+    ...specialTokenNames(v),
     image_token: v.specials.image,
     do_lower_case: v.lowercase,
     clean_up_tokenization_spaces: true,

@@ -7,8 +7,15 @@
  * come from the chat template, as with clipflow's own prompt layout.
  * Decoding joins tokens with spaces and the tokenizers' default clean-up drops the space before
  * . , ! ? as clipflow does; clipflow also attaches ; : ) which that clean-up leaves spaced.
+ *
+ * The CLIP export writes the same tokenizer as a WordPiece tokenizer.json (tokenizer-files.ts);
+ * the pieces both share (vocabulary, special added tokens, normalizer, word pattern, special-token
+ * names, key order) come from there. What stays here differs by necessity: the model type, no
+ * post-processor or decoder, added tokens in special-name order and a Split that drops spaces —
+ * all part of the bytes already exported (test/models/word-tokenizer-json.test.ts pins them).
  */
 import { HfTokenizer } from "../hf-tokenizer.ts";
+import { specialAddedToken, specialTokenNames, WORD_PATTERN, wordTokenizerJsonFrame, wordVocab } from "../tokenizer-files.ts";
 import type { WordTokenizer } from "../word-tokenizer.ts";
 
 /**
@@ -18,26 +25,17 @@ import type { WordTokenizer } from "../word-tokenizer.ts";
  */
 export function wordLevelTokenizer(tok: WordTokenizer): HfTokenizer {
   const file = tok.toJSON();
-  const vocab: Record<string, number> = {};
-  file.tokens.forEach((t, i) => (vocab[t] = i));
-  const specials = Object.values(file.specials);
-  const tokenizerJson = {
-    version: "1.0",
-    truncation: null,
-    padding: null,
-    added_tokens: specials.map((content) => ({ id: vocab[content]!, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
-    normalizer: file.lowercase ? { type: "Lowercase" } : null,
-    pre_tokenizer: { type: "Split", pattern: { Regex: "[\\p{L}\\p{N}]+|[^\\s\\p{L}\\p{N}]" }, behavior: "Removed", invert: true },
+  const vocab = wordVocab(file);
+  const tokenizerJson = wordTokenizerJsonFrame(file, {
+    added_tokens: Object.values(file.specials).map((content) => specialAddedToken(vocab[content]!, content)),
+    pre_tokenizer: { type: "Split", pattern: { Regex: WORD_PATTERN }, behavior: "Removed", invert: true },
     post_processor: null,
     decoder: null,
     model: { type: "WordLevel", vocab, unk_token: file.specials.unk },
-  };
+  });
   const tokenizerConfig: Record<string, unknown> = {
     tokenizer_class: "PreTrainedTokenizerFast",
-    bos_token: file.specials.bos,
-    eos_token: file.specials.eos,
-    pad_token: file.specials.pad,
-    unk_token: file.specials.unk,
+    ...specialTokenNames(file),
     padding_side: "left",
     ...(file.model_max_length ? { model_max_length: file.model_max_length } : {}),
   };
