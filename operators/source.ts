@@ -20,13 +20,13 @@ import { dirname } from "node:path";
 import type { RecordBatch } from "apache-arrow";
 import type { Observable } from "rxjs";
 import type { FlowBatch, FlowContext } from "../src/flow/index.ts";
-import { fromSource } from "../src/flow/index.ts";
+import { fromSource, reasonCode } from "../src/flow/index.ts";
 import { readArrowImages, readArrowStream } from "../src/io/arrow-ipc.ts";
 import { failOnBadRow, type BadRowHandler } from "../src/io/image-rows.ts";
 import { readLlavaJsonl } from "../src/io/jsonl.ts";
 import { readParquetImages } from "../src/io/parquet.ts";
 import { candidatesSourceOptions, readCandidates, type CandidatesSourceOptions } from "../src/io/candidates.ts";
-import { ConfigError } from "../src/util/errors.ts";
+import { ConfigError, InputError } from "../src/util/errors.ts";
 import { z } from "zod";
 import { defineStage, type StageSetup } from "../src/flow/stage.ts";
 import { nonEmpty, positiveInt, type StageServices } from "./services.ts";
@@ -94,11 +94,20 @@ export function sourceBatches(spec: SourceSpec, onBadRow: BadRowHandler = failOn
 /**
  * The bad-row hook of a flow's source: dead-letter (skip) or throw (fail), counted in the
  * stage's metrics so `rowsIn = rowsOut + deadLettered` holds for the source too.
+ *
+ * Under `fail` the row is an InputError whose `code` is the one the dead-letter file would
+ * have recorded for it (`reasonCode`), so both modes aggregate by the same codes. Its detail is
+ * the reader's reason, which starts with the file and line or row (`data.jsonl:2: bad JSON …`)
+ * the same way for every reader; `where` adds the stage and the row id when the row has one of
+ * its own (a row known only by its location is already named by the reason).
  * @example runFlow({ source: sourceBatches(spec, (id, r) => hook?.(id, r)), onStart: (ctx) => (hook = sourceBadRows(ctx)), … })
  */
 export function sourceBadRows(ctx: FlowContext, name = "source"): BadRowHandler {
   return (id, reason) => {
-    if (ctx.onError === "fail") throw new Error(reason);
+    if (ctx.onError === "fail") {
+      const located = reason.startsWith(`${id}:`) || reason.startsWith(`${id} `);
+      throw new InputError(reason, { code: reasonCode(reason), where: { stage: name, ...(located ? {} : { rowId: id }) } });
+    }
     ctx.deadLetter.add(id, name, reason);
     const m = ctx.metrics(name);
     m.rowsIn++;

@@ -14,11 +14,15 @@ import type { ImageRow } from "../arrow/schemas.ts";
 import { writeAllSync, type BatchWriter } from "./arrow-ipc.ts";
 import { AtomicFile } from "./atomic-file.ts";
 import { failOnBadRow, type ReaderOptions } from "./image-rows.ts";
+import { InputError } from "../util/errors.ts";
 
-/** Lines of a text file, streamed (1-based line numbers); a trailing line without newline counts. */
+/**
+ * Lines of a text file, streamed (1-based line numbers); a trailing line without newline counts.
+ * A missing file is an InputError (code "file not found", `where.file`): `data.jsonl: file not found`.
+ */
 export async function* readLines(path: string): AsyncGenerator<{ line: number; text: string }> {
   const file = Bun.file(path);
-  if (!(await file.exists())) throw new Error(`${path}: file not found`);
+  if (!(await file.exists())) throw new InputError("file not found", { code: "file not found", where: { file: path } });
   const dec = new TextDecoder();
   let rest = "";
   let line = 0;

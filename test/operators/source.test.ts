@@ -5,11 +5,12 @@ import { join } from "node:path";
 import { RecordBatchStreamWriter, tableToIPC, type RecordBatch } from "apache-arrow";
 import { buildImages } from "../../src/arrow/build.ts";
 import { imagesSchema } from "../../src/arrow/schemas.ts";
-import { createFlowContext, fromSource, release, type FlowBatch } from "../../src/flow/index.ts";
+import { createFlowContext, fromSource, reasonCode, release, type FlowBatch } from "../../src/flow/index.ts";
 import { ArrowIpcWriter } from "../../src/io/arrow-ipc.ts";
 import { ParquetBatchWriter, plainColumns, plainParquetSchema } from "../../src/io/parquet.ts";
 import { renderScene, sceneExample } from "../../demo/world/index.ts";
-import { source, sourceBatches } from "../../operators/source.ts";
+import { source, sourceBadRows, sourceBatches } from "../../operators/source.ts";
+import { ClipflowError, InputError } from "../../src/util/errors.ts";
 import { shapesWorldBatches } from "../../demo/stages/index.ts";
 import { creditsBack, png, runStages, stage } from "./fixtures.ts";
 
@@ -213,5 +214,54 @@ describe("source: files", () => {
     const r = await runStages((ctx) => source({ kind: "jsonl-llava", path: p }, ctx), []);
     expect(r.batches.length).toBe(0);
     expect(creditsBack(r.ctx)).toBe(true);
+  });
+});
+
+describe("source: bad rows under onError fail are InputErrors", () => {
+  test("the hook throws an InputError: the dead-letter code, the stage, the row id when the row has its own", () => {
+    const hook = sourceBadRows(createFlowContext({ maxInFlight: 1, onError: "fail" }));
+    const own = (() => {
+      try {
+        hook("b", "data/x.arrow row 1: image is null");
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(own).toBeInstanceOf(InputError);
+    const e = own as InputError;
+    expect([e.code, e.where, e.message]).toEqual(["image is null", { stage: "source", rowId: "b" }, 'stage "source", row b: data/x.arrow row 1: image is null']);
+    expect(e.code).toBe(reasonCode("data/x.arrow row 1: image is null"));
+    const back = ClipflowError.fromJSON(JSON.parse(JSON.stringify(e)));
+    expect(back).toBeInstanceOf(InputError);
+    expect([(back as InputError).code, (back as InputError).where, back.message]).toEqual([e.code, e.where, e.message]);
+    // A row known only by its location: the reason already names it, no `row` repeat.
+    expect(() => hook("d/s.jsonl:2", "d/s.jsonl:2: bad JSON (Unexpected token)")).toThrow(new InputError("d/s.jsonl:2: bad JSON (Unexpected token)", { where: { stage: "source" } }));
+  });
+
+  test("a failed run carries the row's kind and code out of the flow, the same code skip would dead-letter", async () => {
+    const p = join(dir, "fail-mode.jsonl");
+    writeFileSync(p, `${JSON.stringify({ id: "a", image: "nope.png", conversations: [{ from: "human", value: "Q" }] })}\n`);
+    const skipped = await runStages((ctx) => source({ kind: "jsonl-llava", path: p }, ctx), []);
+    const dead = skipped.ctx.deadLetter.rows();
+    expect(dead.map((d) => [d.id, d.code])).toEqual([["a", "image cannot be read"]]);
+    const err = await runStages((ctx) => source({ kind: "jsonl-llava", path: p }, ctx), [], { onError: "fail" }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ClipflowError);
+    const c = err as ClipflowError;
+    expect([c.kind, c.code, c.where.stage, c.where.rowId]).toEqual(["input", dead[0]!.code, "source", "a"]);
+    expect(c.message).toStartWith(`stage "source", row a: ${p}:1: image 'nope.png' cannot be read (ENOENT)`);
+  });
+
+  test("a JSONL file that does not exist is an InputError naming the file", async () => {
+    const p = join(dir, "no-such.jsonl");
+    const err = await runStages((ctx) => source({ kind: "jsonl-llava", path: p }, ctx), []).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ClipflowError);
+    const c = err as ClipflowError;
+    expect([c.kind, c.code, c.where.file, c.message]).toEqual(["input", "file not found", p, `${p}, stage "source": file not found`]);
   });
 });
