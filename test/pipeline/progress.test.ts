@@ -1,5 +1,15 @@
 import { describe, expect, test } from "bun:test";
-import { formatDuration, Progress, progressBlock, progressLine, stageEtaMs } from "../../src/pipeline/progress.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fromSource } from "../../src/flow/index.ts";
+import { readCandidates } from "../../src/io/candidates.ts";
+import { ImageStore } from "../../src/io/image-store.ts";
+import { clipImageConfig } from "../../src/models/preprocessor-config.ts";
+import { loadPipeline } from "../../src/pipeline/loader.ts";
+import { formatDuration, Progress, progressBlock, progressLine, shownTotal, stageCells, stageEtaMs } from "../../src/pipeline/progress.ts";
+import { knownTotals } from "../../src/pipeline/run.ts";
+import { png, runStages, stage } from "../operators/fixtures.ts";
 import { snapshot } from "./report-fixture.ts";
 
 class Sink {
@@ -72,5 +82,48 @@ describe("Progress display", () => {
     expect(lines.map((l) => l.slice(0, l.indexOf("]") + 1))).toEqual(["[0s]", "[10s]", "[12s]"]);
     expect(out.text).not.toContain("\x1b");
     expect(lines[0]).toBe(progressLine(snaps, {}, 0));
+  });
+});
+
+describe("progress totals a stage cannot be counted against", () => {
+  test("rows past the total (less the dead-lettered ones) drop the total; bad rows on top of count keep it", () => {
+    // A source promised 3 rows that emitted 12: the total is in another unit.
+    expect(shownTotal(snapshot("source", { rowsIn: 12, rowsOut: 12 }), 3)).toBeUndefined();
+    const past = stageCells(snapshot("source", { rowsIn: 12, rowsOut: 12, rowsPerSec: 6, activeMs: 2000 }), 3);
+    expect([past[1], past[5]]).toEqual(["12 in", ""]); // no "12/3 (100%)", no "done"
+    expect(stageEtaMs(snapshot("source", { rowsIn: 12, rowsPerSec: 6 }), 3)).toBeUndefined();
+    // count 10 with 2 bad rows: 12 in, 10 of them the promised ones — the total stands.
+    expect(shownTotal(snapshot("source", { rowsIn: 12, rowsOut: 10, deadLettered: 2 }), 10)).toBe(10);
+    expect(stageCells(snapshot("source", { rowsIn: 12, rowsOut: 10, deadLettered: 2, rowsPerSec: 6 }), 10)[1]).toBe("12/10 (100%) in");
+    // Exactly at the total, and below it.
+    expect(shownTotal(snapshot("decode", { rowsIn: 10 }), 10)).toBe(10);
+    expect(stageCells(snapshot("decode", { rowsIn: 4, rowsPerSec: 2 }), 10)[1]).toBe("4/10 (40%) in");
+    expect(shownTotal(snapshot("decode", { rowsIn: 4 }), undefined)).toBeUndefined();
+  });
+
+  test("a candidates source with count: the total the run computes (groups) is not shown against its rows (responses)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "clipflow-progress-"));
+    try {
+      writeFileSync(join(dir, "a.png"), await png(200, 0, 0));
+      const responses = ["A red square.", "A blue circle.", "Two squares.", "A square."];
+      const lines = ["g1", "g2", "g3"].map((id) => JSON.stringify({ id, image: "a.png", prompt: `Describe ${id}.`, responses }));
+      const file = join(dir, "cands.jsonl");
+      writeFileSync(file, lines.join("\n"));
+      // The total the run hands the display: the source's `count`, in groups.
+      const root = resolve(import.meta.dir, "../..");
+      const p = loadPipeline("pipelines/score-candidates.yaml", { cwd: root, checkFiles: false, overrides: ["source.count=2"] });
+      const totals = knownTotals(p);
+      expect(totals).toEqual({ source: 2 });
+      const run = await runStages((ctx) => fromSource(readCandidates(file, { preprocess: clipImageConfig(32), store: new ImageStore(), count: 2, batchSize: 1 }), ctx), []);
+      const s = stage(run.ctx, "source");
+      expect(s.rowsIn).toBe(8); // 2 groups × 4 responses
+      const [head, line] = progressBlock([s], totals, 1000);
+      expect(head).toBe("clipflow  1s elapsed");
+      expect(line).toMatch(/^source {2}8 in {2}8 out {2}/);
+      expect(line).not.toContain("/2");
+      expect(line).not.toContain("done");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
