@@ -171,5 +171,6 @@ export const writeStage = defineStage<typeof writeOptions, StageServices>({
   optionsSchema: writeOptions,
   outputPaths: ["path"],
   create: (o, s) => write({ path: o.path, stdout: o.stdout, format: o.format, layout: o.layout, store: s.services.images(), name: s.name }),
-  report: (inst) => ({ ...(inst as unknown as { result: WriteResult }).result }),
+  // rows written, the file, and whether it was committed (a failed or interrupted run leaves none)
+  report: (inst) => ({ ...(inst as ReturnType<typeof write>).result }),
 });

@@ -30,6 +30,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import { operate, type FlowOperator } from "../flow/index.ts";
 import { ConfigError, InputError, RuntimeError } from "../util/errors.ts";
 import { pipelineToYaml, type ResolvedPipeline } from "../pipeline/loader.ts";
+import type { ClusterReportSection, ClusterWorkerReport } from "../pipeline/report.ts";
 import { deletePolicies, publishPolicy } from "./policy.ts";
 import {
   H,
@@ -72,44 +73,11 @@ export interface CoordinatorOptions {
   log?: (line: string) => void;
 }
 
-/** Per-worker figures for progress and the report. */
-export interface WorkerReport {
-  worker: string;
-  batches: number;
-  rowsIn: number;
-  rowsOut: number;
-  /** Worker-side batch time (sum, ms). */
-  busyMs: number;
-  /** Images per second of busy time. */
-  imagesPerSec: number;
-  /** Results that answered a redelivered work message. */
-  redelivered: number;
-}
+/** Per-worker figures for progress and the report (the shape src/pipeline/report.ts defines). */
+export type WorkerReport = ClusterWorkerReport;
 
-/** What the coordinator saw; `report.json`'s `cluster` section. */
-export interface ClusterReport {
-  run: string;
-  servers: string;
-  stages: string[];
-  batchesPublished: number;
-  /** Batches whose result was already in the results stream (a resumed run). */
-  batchesReused: number;
-  batchesDone: number;
-  /** Batches dead-lettered as a whole (MaxDeliver exhausted, or an error result). */
-  batchesDeadLettered: number;
-  /** Results dropped because their batch was already answered (redeliveries, the server's retries). */
-  duplicateResults: number;
-  /** Results that answered a redelivered work message (delivery > 1). */
-  redeliveries: number;
-  /** Work message sizes (bytes): min, mean, max. */
-  workBytes: { min: number; mean: number; max: number };
-  resultBytes: { min: number; mean: number; max: number };
-  /** Sums of the workers' per-stage counts (first result of each batch). */
-  stageCounts: Record<string, { rowsIn: number; rowsOut: number; filtered: number; expanded: number; deadLettered: number }>;
-  workers: WorkerReport[];
-  /** Policy version of each answered batch: version -> batches. */
-  policyVersions: Record<string, number>;
-}
+/** What the coordinator saw; `report.json`'s `cluster` section (src/pipeline/report.ts is the contract). */
+export type ClusterReport = ClusterReportSection;
 
 interface Pending {
   resolve: (r: { head: ResultHead; batches: RecordBatch[] }) => void;

@@ -1,16 +1,18 @@
 /**
- * What src/pipeline/run.ts calls when a run has a cluster (`cluster:` in the file or the CLI's
- * `--cluster URL`): the worker stages are not built locally; in their place go `storeImages`
- * (the coordinator's ImageStore, for write/refLogps/dpoTrain) and the coordinator's operator.
- * After the flow, `finish` marks a completed run done (workers move on; its durable state is
- * removed) or keeps an interrupted one for `--resume`, and returns the report section.
+ * The cluster layer as the pipeline runner sees it (src/pipeline/cluster-layer.ts's contract):
+ * when a run has a cluster (`cluster:` in the file or the CLI's `--cluster URL`) the worker stages
+ * are not built locally; in their place go `storeImages` (the coordinator's ImageStore, for
+ * write/refLogps/dpoTrain) and the coordinator's operator. After the flow, `finish` marks a
+ * completed run done (workers move on; its durable state is removed) or keeps an interrupted one
+ * for `--resume`, and returns the report section. src/pipeline never imports this file: the
+ * composition root (the `bun run pipeline` entry) passes `clusterLayer` to `runPipeline`.
  *
  * @example
- * const cluster = p.cluster ? await startCluster(p, p.cluster, resources, log) : null;
- * // build stages: skip cluster.workerStages, insert cluster.operators at the first of them
- * report.cluster = await cluster.finish(completed);
+ * import { clusterLayer } from "./pipeline-hook.ts";
+ * const { report } = await runPipeline(p, { command, resumeCommand, clusterLayer });
+ * report.cluster?.batchesDone;
  */
-import type { FlowOperator } from "../flow/index.ts";
+import type { ClusterLayer, ClusterSession } from "../pipeline/cluster-layer.ts";
 import type { ResolvedPipeline } from "../pipeline/loader.ts";
 import type { PipelineResources } from "../pipeline/resources.ts";
 import type { ClusterConfig } from "../pipeline/schema.ts";
@@ -18,22 +20,11 @@ import { ClusterCoordinator, type ClusterReport } from "./coordinator.ts";
 import { publishPathPolicy } from "./policy.ts";
 import { clusterSplit, defaultRunId, runImageStore, storeImages } from "./run-cluster.ts";
 
-export interface ClusterHook {
-  /** Indices of the stages the workers run (not built locally). */
-  readonly workerStages: readonly number[];
-  /** The operators that stand in for them, in order. */
-  readonly operators: readonly FlowOperator[];
-  /** One progress line (batches, in flight, redeliveries, dead letters, per-worker images/s). */
-  progressLine(): string;
-  /** Ends the run on the cluster (done when `completed`), closes the connection; the report section. Idempotent. */
-  finish(completed: boolean): Promise<ClusterReport>;
-}
+/** One run on the cluster (the pipeline's ClusterSession). */
+export type ClusterHook = ClusterSession;
 
-/** The cluster settings of a run: the file's `cluster:` section, with the CLI's URL (if any) taking precedence. */
-export function clusterConfigOf(p: ResolvedPipeline, url?: string): ClusterConfig | null {
-  if (url === undefined) return p.cluster ?? null;
-  return { ackWaitMs: 30_000, maxDeliver: 4, workerConcurrency: 2, ...(p.cluster ?? {}), url };
-}
+/** src/cluster as the pipeline runner's `clusterLayer` (RunPipelineOptions). */
+export const clusterLayer: ClusterLayer = { start: startCluster };
 
 /** Connects, announces the run to the workers and builds the stand-in operators. */
 export async function startCluster(p: ResolvedPipeline, cfg: ClusterConfig, resources: PipelineResources, log: (l: string) => void): Promise<ClusterHook> {

@@ -96,7 +96,11 @@ export interface StageDefinition<Schema extends z.ZodType = z.ZodType, Services 
   readonly counts?: Readonly<Record<string, CountInfo>>;
   /** Rows per source row, known before the run: "one" for decode and generate's input side. */
   readonly rowsPerSource?: RowsPerSource;
-  /** Figures for the run report from the built instance after the run (e.g. a writer's result). */
+  /**
+   * Figures for the run report, read from the built instance after the flow (e.g. write's
+   * `{ rows, path, committed }`). The pipeline runner puts them in the stage's `figures` entry
+   * of report.json; another host reads them with `stageFigures(instance)`.
+   */
   readonly report?: (instance: StageInstance, options: z.output<Schema>) => Record<string, unknown>;
 }
 
@@ -123,8 +127,39 @@ export function defineStage<Schema extends z.ZodType, Services = unknown>(def: S
   if (def.role === "job" ? def.job === undefined || def.create !== undefined : def.create === undefined || def.job !== undefined) {
     bad(def.role === "job" ? "a job stage has `job` and no `create`" : "a non-job stage has `create` and no `job`");
   }
+  const { create, report } = def;
+  // The report hook needs the instance and its options after the flow; the host holds only the
+  // instance, so the wrapped factory remembers both (weakly: a dropped instance takes them along).
+  const remember = (inst: StageInstance, o: z.output<Schema>): StageInstance => {
+    figuresOf.set(inst, () => report!(inst, o));
+    return inst;
+  };
   return Object.freeze({
     ...def,
+    ...(create && report
+      ? {
+          create: (o: z.output<Schema>, setup: StageSetup<Services>) => {
+            const built = create(o, setup);
+            return built instanceof Promise ? built.then((inst) => remember(inst, o)) : remember(built, o);
+          },
+        }
+      : {}),
     parse: (raw: unknown, where: ErrorWhere = {}) => parseOptions(def.optionsSchema, raw ?? {}, { stage: def.name, ...where }) as z.output<Schema>,
   });
+}
+
+const figuresOf = new WeakMap<StageInstance, () => Record<string, unknown>>();
+
+/**
+ * The report figures of an instance built by a defined stage's factory: its definition's
+ * `report` hook applied to the instance and its options (call after the flow, when the figures
+ * are final). Undefined for a stage without a report hook, or an instance no factory built.
+ *
+ * @example
+ * const inst = await writeStage.create!(writeStage.parse({ path: "pairs.jsonl", layout: "plain" }), setup);
+ * // … run the flow …
+ * stageFigures(inst); // { rows: 12, path: "pairs.jsonl", committed: true }
+ */
+export function stageFigures(instance: StageInstance): Record<string, unknown> | undefined {
+  return figuresOf.get(instance)?.();
 }

@@ -16,6 +16,9 @@
  * npx bun run pipeline pipelines/clip-dpo.yaml --set stages.source.count=64 --out runs/try
  */
 import { parseArgs } from "node:util";
+// The composition root of `bun run pipeline`: the one file under src/pipeline that may know the
+// cluster layer (test/pipeline/layers.test.ts); the runner itself only sees it as an option.
+import { clusterLayer } from "../cluster/pipeline-hook.ts";
 import { ClipflowError, ConfigError, errorMessage } from "../util/errors.ts";
 import { PipelineError } from "./issues.ts";
 import { loadPipeline } from "./loader.ts";
@@ -301,6 +304,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       resume: args.resume,
       allowConfigChange: args.allowConfigChange,
       ...(args.values.cluster !== undefined ? { cluster: args.values.cluster } : {}),
+      clusterLayer,
       signal: abort.signal,
       progress: makeProgress,
       log: (line) => process.stderr.write(`${line}\n`),

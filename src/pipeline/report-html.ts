@@ -10,15 +10,14 @@
  * combination over seeds as `#seeds-<decoding>`, `#seeds-paired-<decoding>`, `#seeds-probes`;
  * on-policy rounds: `#rounds`
  * (per-round pairs, audit, training) and `#rounds-curve` (CHAIR_i and Cover by round); a cluster
- * run: `#cluster` and `#cluster-workers` (src/cluster/report-html.ts).
+ * run: `#cluster` and `#cluster-workers` (clusterReportHtml: `report.cluster`, which src/cluster fills).
  *
  * @example
  * writeFileSync("report.html", renderReportHtml(report));
  */
 import { seedEvaluation, seedMean, pairedRows, type SeedSummary } from "./seeds.ts";
-import { TABLE_RATES, formatCi, type EvalReport, type SeedsReport, type RoundReport, type JobReport, type RunReport, type SampleReport, type StageReport, type TrainingReport, type VariantReport } from "./report.ts";
+import { TABLE_RATES, formatCi, type ClusterReportSection, type EvalReport, type SeedsReport, type RoundReport, type JobReport, type RunReport, type SampleReport, type StageReport, type TrainingReport, type VariantReport } from "./report.ts";
 import { escapeHtml as esc, lineChart } from "./report-svg.ts";
-import { clusterReportSection } from "../cluster/report-html.ts";
 
 const pct = (v: number): string => (Number.isFinite(v) ? `${(100 * v).toFixed(1)}` : "–");
 const num = (v: number | null | undefined, digits = 2): string => (v === null || v === undefined || !Number.isFinite(v) ? "–" : v.toFixed(digits));
@@ -291,6 +290,35 @@ function rounds(list: readonly RoundReport[] | undefined, e: EvalReport | null):
 <div class="charts">${charts.join("")}</div>`;
 }
 
+const kib = (v: number): string => (Number.isFinite(v) ? `${(v / 1024).toFixed(1)} KiB` : "–");
+const sizes = (s: { min: number; mean: number; max: number }): string => `${kib(s.min)} / ${kib(s.mean)} / ${kib(s.max)}`;
+
+/**
+ * `report.json`'s `cluster` section as HTML (id `#cluster`): a summary line (batches published,
+ * reused, done, dead-lettered; redeliveries; duplicate results; message sizes; policy versions)
+ * and one table row per worker (`#cluster-workers`: batches, rows in/out, busy time, images/s of
+ * busy time, redelivered results). "" for a run without a cluster.
+ *
+ * @example
+ * const html = clusterReportHtml(report.cluster); // "" when the run used no cluster
+ */
+export function clusterReportHtml(c: ClusterReportSection | null | undefined): string {
+  if (!c) return "";
+  const fixed = (v: number, digits: number): string => (Number.isFinite(v) ? v.toFixed(digits) : "–");
+  const summary = [
+    `run <code>${esc(c.run)}</code> on <code>${esc(c.servers)}</code>; worker stages ${c.stages.map((s) => `<code>${esc(s)}</code>`).join(" → ")}`,
+    `batches: ${int(c.batchesPublished)} published, ${int(c.batchesReused)} reused, ${int(c.batchesDone)} done, <span id="cluster-dead">${int(c.batchesDeadLettered)}</span> dead-lettered`,
+    `redeliveries <span id="cluster-redeliveries">${int(c.redeliveries)}</span>, duplicate results ${int(c.duplicateResults)}`,
+    `work messages (min / mean / max) ${sizes(c.workBytes)}, results ${sizes(c.resultBytes)}`,
+    ...(Object.keys(c.policyVersions).length > 0 ? [`policy versions: ${Object.entries(c.policyVersions).map(([v, n]) => `${esc(v)} × ${int(n)}`).join(", ")}`] : []),
+  ];
+  const rows = c.workers.map(
+    (w) =>
+      `<tr><td>${esc(w.worker)}</td><td>${int(w.batches)}</td><td>${int(w.rowsIn)}</td><td>${int(w.rowsOut)}</td><td>${fixed(w.busyMs / 1000, 1)}</td><td>${fixed(w.imagesPerSec, 1)}</td><td>${int(w.redelivered)}</td></tr>`,
+  );
+  return `<h2 id="cluster">Cluster</h2><p class="meta">${summary.join("; ")}</p><table id="cluster-workers"><thead><tr><th>worker</th><th>batches</th><th>rows in</th><th>rows out</th><th>busy s</th><th>images/s</th><th>redelivered</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+}
+
 /** The whole page. */
 export function renderReportHtml(r: RunReport): string {
   const title = `clipflow — ${r.file.split("/").pop() ?? r.file}`;
@@ -310,7 +338,7 @@ ${samples(r.samples)}
 ${evalExamples(r.evaluation)}
 ${stages(r.stages, r)}
 ${scheduler(r)}
-${clusterReportSection(r)}
+${clusterReportHtml(r.cluster)}
 ${outputs}
 <h2>Resolved configuration</h2><details><summary>every default explicit${r.overrides.length ? `; overrides: ${r.overrides.map((o) => `<code>--set ${esc(o)}</code>`).join(" ")}` : ""}</summary><pre id="config">${esc(JSON.stringify(r.config, null, 2))}</pre></details>
 </body></html>

@@ -31,6 +31,58 @@ export type RunStatus = "running" | "completed" | "interrupted" | "failed" | "no
 export interface StageReport extends StageSnapshot {
   /** Rows dropped by reason: rule drops reported by the stage plus dead-letter reasons. */
   drops: Record<string, number>;
+  /**
+   * What the stage's definition reports about itself after the flow (src/flow/stage.ts
+   * `StageDefinition.report`; e.g. write: `{ rows, path, committed }`); absent when it has no
+   * report hook or the cluster's workers ran it.
+   */
+  figures?: Record<string, unknown>;
+}
+
+/** One worker of a cluster run, as the coordinator saw it (`report.cluster.workers[]`). */
+export interface ClusterWorkerReport {
+  worker: string;
+  batches: number;
+  rowsIn: number;
+  rowsOut: number;
+  /** Worker-side batch time (sum, ms). */
+  busyMs: number;
+  /** Images per second of busy time. */
+  imagesPerSec: number;
+  /** Results that answered a redelivered work message. */
+  redelivered: number;
+}
+
+/**
+ * `report.json`'s `cluster` section. The pipeline defines the shape (the report is its contract)
+ * and the cluster layer (src/cluster's coordinator) fills it, so src/pipeline never imports
+ * src/cluster.
+ */
+export interface ClusterReportSection {
+  /** The run id on the cluster. */
+  run: string;
+  /** The NATS server(s) the coordinator used. */
+  servers: string;
+  /** Flow names of the stages the workers ran, in order. */
+  stages: string[];
+  batchesPublished: number;
+  /** Batches whose result was already in the results stream (a resumed run). */
+  batchesReused: number;
+  batchesDone: number;
+  /** Batches dead-lettered as a whole (MaxDeliver exhausted, or an error result). */
+  batchesDeadLettered: number;
+  /** Results dropped because their batch was already answered (redeliveries, the server's retries). */
+  duplicateResults: number;
+  /** Results that answered a redelivered work message (delivery > 1). */
+  redeliveries: number;
+  /** Work message sizes (bytes): min, mean, max. */
+  workBytes: { min: number; mean: number; max: number };
+  resultBytes: { min: number; mean: number; max: number };
+  /** Sums of the workers' per-stage counts (first result of each batch). */
+  stageCounts: Record<string, { rowsIn: number; rowsOut: number; filtered: number; expanded: number; deadLettered: number }>;
+  workers: ClusterWorkerReport[];
+  /** Policy version of each answered batch: version -> batches. */
+  policyVersions: Record<string, number>;
 }
 
 /** The flow-wide row reconciliation. */
@@ -306,6 +358,8 @@ export interface RunReport {
   rounds?: RoundReport[];
   /** Files the run wrote (absolute paths). */
   outputs: string[];
+  /** What the cluster's coordinator saw (a run with `cluster:` or `--cluster URL`); absent otherwise. */
+  cluster?: ClusterReportSection;
 }
 
 /** A fresh report for a run that is about to start. */

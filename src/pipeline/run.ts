@@ -27,10 +27,12 @@ import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { RecordBatch } from "apache-arrow";
 import { readDeadLetter, runFlow, type FlowContext, type FlowOperator, type RunReport as FlowReport } from "../flow/index.ts";
+import { stageFigures } from "../flow/stage.ts";
 import { loadLvlm } from "../models/lvlm-io.ts";
 import type { PairAudit } from "../../demo/world/index.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
 import { ConfigError, errorMessage, RuntimeError } from "../util/errors.ts";
+import { clusterConfigOf, type ClusterLayer, type ClusterSession } from "./cluster-layer.ts";
 import { evaluatePolicies, type EvalSubject } from "./eval.ts";
 import { pipelineToData, type ResolvedPipeline } from "./loader.ts";
 import type { Progress } from "./progress.ts";
@@ -41,7 +43,6 @@ import { prepareOutDir, RUN_FILES } from "./run-files.ts";
 import { RunObserver } from "./run-observe.ts";
 import { emptyRunError, flowNames, knownTotals, numericEntries, outputsOf, sourceInputs, stageReportsOf, trainedRowName, trainerOf, trainingReport, type ResumeInfo } from "./run-outcome.ts";
 import { runJobs, runVariants } from "./run-variants.ts";
-import { clusterConfigOf, startCluster, type ClusterHook } from "../cluster/pipeline-hook.ts";
 
 export { dropReasons, emptyRunError, flowNames, knownTotals, trainedRowName } from "./run-outcome.ts";
 export { variantSlug } from "./run-variants.ts";
@@ -68,6 +69,12 @@ export interface RunPipelineOptions {
   samples?: number;
   /** NATS URL: run the per-image stages on that cluster's workers (the CLI's --cluster; overrides `cluster.url`). */
   cluster?: string;
+  /**
+   * How a run reaches a cluster (src/cluster/pipeline-hook.ts's `clusterLayer`, passed by the
+   * composition root: src/pipeline never imports src/cluster). Needed only by a run with a
+   * cluster; without it such a run fails with a ConfigError before any stage is built.
+   */
+  clusterLayer?: ClusterLayer;
 }
 
 export interface RunResult {
@@ -175,6 +182,8 @@ interface BuiltStages {
   source: AsyncIterable<RecordBatch>;
   operators: FlowOperator[];
   counts: Map<string, () => Record<string, number>>;
+  /** Each built stage's report figures (its definition's `report` hook), by flow name; read after the flow. */
+  figures: Map<string, () => Record<string, unknown> | undefined>;
   /** The trainer's resume facts (checkpoint actually resumed from, config changes let through), once it exists. */
   resumeInfo: () => ResumeInfo | undefined;
 }
@@ -183,10 +192,11 @@ interface BuiltStages {
  * Builds every stage from its registry factory (factories may load models: that is the set-up
  * time), then has every model load and answer once.
  */
-async function buildStages(s: RunState, resources: PipelineResources, flowCtx: () => FlowContext | undefined, cluster: ClusterHook | null = null): Promise<BuiltStages> {
+async function buildStages(s: RunState, resources: PipelineResources, flowCtx: () => FlowContext | undefined, cluster: ClusterSession | null = null): Promise<BuiltStages> {
   const names = flowNames(s.p.stages);
   const instances: StageInstance[] = [];
   const counts = new Map<string, () => Record<string, number>>();
+  const figures = new Map<string, () => Record<string, unknown> | undefined>();
   let resumeInfo: () => ResumeInfo | undefined = () => undefined;
   for (const st of s.p.stages) {
     // Stages the cluster's workers run are not built here; the coordinator's operators stand in.
@@ -212,6 +222,7 @@ async function buildStages(s: RunState, resources: PipelineResources, flowCtx: (
     };
     const inst = await definitionOf(st.name).create!(st.options, context);
     instances.push(inst);
+    figures.set(name, () => stageFigures(inst));
     const c = (inst as { counts?: unknown }).counts;
     if (c && typeof c === "object") counts.set(name, () => numericEntries(c as Record<string, unknown>));
     const ri = (inst as { resumeInfo?: unknown }).resumeInfo;
@@ -225,7 +236,7 @@ async function buildStages(s: RunState, resources: PipelineResources, flowCtx: (
     if (typeof inst !== "function") throw new ConfigError("expected an operator, got a source", { code: "not an operator", where: { stage: names[i + 1] } });
     return inst;
   });
-  return { source, operators, counts, resumeInfo };
+  return { source, operators, counts, figures, resumeInfo };
 }
 
 /** source → operators → sink under credits, with live progress; the flow's own report. */
@@ -265,10 +276,14 @@ async function runDataflow(s: RunState, resources: PipelineResources, resumedFro
   const { p, report } = s;
   let flowCtx: FlowContext | undefined;
   const clusterCfg = clusterConfigOf(p, s.opts.cluster);
-  let cluster: ClusterHook | null = null;
+  let cluster: ClusterSession | null = null;
   try {
     const tSetup = performance.now();
-    if (clusterCfg) cluster = await startCluster(p, clusterCfg, resources, s.log);
+    if (clusterCfg) {
+      if (!s.opts.clusterLayer)
+        throw new ConfigError(`this run asks for a cluster (${clusterCfg.url}) but was started without the cluster layer; run it with \`npx bun run pipeline\` or pass RunPipelineOptions.clusterLayer (src/cluster/pipeline-hook.ts)`, { code: "cluster layer missing" });
+      cluster = await s.opts.clusterLayer.start(p, clusterCfg, resources, s.log);
+    }
     const built = await buildStages(s, resources, () => flowCtx, cluster);
     report.timings.setupMs = performance.now() - tSetup;
     if (s.signal.aborted) return markInterrupted(s);
@@ -280,6 +295,10 @@ async function runDataflow(s: RunState, resources: PipelineResources, resumedFro
 
     const deadRows = flow.deadLettered > 0 && existsSync(p.flow.deadLetter) ? readDeadLetter(p.flow.deadLetter) : [];
     report.stages = stageReportsOf(p, flow.stages, deadRows, built.counts);
+    for (const st of report.stages) {
+      const f = built.figures.get(st.stage)?.();
+      if (f !== undefined) st.figures = f;
+    }
     report.reconciliation = reconcile(flow.stages, flow.deadLettered);
     report.credits = flow.credits;
     report.deadLetter = { rows: flow.deadLettered, path: flow.deadLettered > 0 ? p.flow.deadLetter : null };
@@ -290,7 +309,7 @@ async function runDataflow(s: RunState, resources: PipelineResources, resumedFro
     const trainer = trainerOf(p);
     if (trainer) report.training = await trainingReport(p, flow.stages, resumedFrom, built.resumeInfo());
     // Per-worker throughput, redeliveries, dead-lettered batches, message sizes (src/cluster).
-    if (cluster) Object.assign(report, { cluster: await cluster.finish(!flow.interrupted && !s.signal.aborted) });
+    if (cluster) report.cluster = await cluster.finish(!flow.interrupted && !s.signal.aborted);
 
     if (flow.interrupted || s.signal.aborted) return markInterrupted(s);
     // A run that delivered nothing to its end is a failure, never "completed" (e.g. an empty
