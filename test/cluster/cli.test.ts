@@ -31,6 +31,9 @@ test("bun run pipeline FILE --cluster URL with a worker process: completed, same
     expect(report.cluster.workers.map((w: { worker: string; batches: number }) => [w.worker, w.batches])).toEqual([["cli-w1", 4]]);
     expect(report.cluster.stageCounts.generate.rowsOut).toBe(32);
     expect(await readPairs(join(out, "pairs.parquet"))).toEqual(reference);
+    // write runs in this process: its report hook's figures are in its stage entry
+    const write = report.stages.find((s: { stage: string }) => s.stage === "write");
+    expect(write.figures).toEqual({ rows: reference.length, path: join(out, "pairs.parquet"), committed: true });
     // the worker said who it is and how it is doing
     await worker.waitFor(/worker cli-w1: run r[0-9a-f]+ ended: 4 batches served/, 10_000);
     expect(worker.lines.some((l) => /worker cli-w1: run r[0-9a-f]+: \d+ batches, \d+ images .*load: \d\/2 batches running, CPU \d+%/.test(l))).toBe(true);
