@@ -225,9 +225,14 @@ function stages(list: readonly StageReport[], r: RunReport): string {
     Object.entries(d)
       .map(([k, v]) => `${esc(k)}: ${int(v)}`)
       .join("<br>");
+  // What the stage's report hook said (e.g. write: rows, path, committed); numbers as counts, the rest as text.
+  const figures = (f: Record<string, unknown> | undefined): string =>
+    Object.entries(f ?? {})
+      .map(([k, v]) => `${esc(k)}: ${typeof v === "number" ? int(v) : typeof v === "string" ? `<code>${esc(v)}</code>` : esc(JSON.stringify(v) ?? "–")}`)
+      .join("<br>");
   const rows = list.map(
     (s) =>
-      `<tr data-stage="${esc(s.stage)}"><td>${esc(s.stage)}</td><td>${int(s.rowsIn)}</td><td>${int(s.rowsOut)}</td><td>${int(s.expanded)}</td><td>${int(s.filtered)}</td><td>${int(s.deadLettered)}</td><td>${s.rowsPerSec > 0 ? int(s.rowsPerSec) : "–"}</td><td>${num(s.activeMs / 1000, 1)}</td><td>${int(s.maxInFlight)}</td><td class="drops">${drops(s.drops)}</td></tr>`,
+      `<tr data-stage="${esc(s.stage)}"><td>${esc(s.stage)}</td><td>${int(s.rowsIn)}</td><td>${int(s.rowsOut)}</td><td>${int(s.expanded)}</td><td>${int(s.filtered)}</td><td>${int(s.deadLettered)}</td><td>${s.rowsPerSec > 0 ? int(s.rowsPerSec) : "–"}</td><td>${num(s.activeMs / 1000, 1)}</td><td>${int(s.maxInFlight)}</td><td class="drops">${drops(s.drops)}</td><td class="figures">${figures(s.figures)}</td></tr>`,
   );
   const rec = r.reconciliation;
   const recLine = rec
@@ -235,7 +240,7 @@ function stages(list: readonly StageReport[], r: RunReport): string {
     : "";
   const c = r.credits;
   const credits = c ? `<p class="meta">credits: maxInFlight ${c.maxInFlight}, issued ${c.issued}, returned ${c.returned}, max outstanding ${c.maxOutstanding}, stalls ${c.stalls}; dead-letter rows ${r.deadLetter.rows}${r.deadLetter.path ? ` in <code>${esc(r.deadLetter.path)}</code>` : ""}</p>` : "";
-  return `<h2>Stages</h2><table id="stages"><thead><tr><th>stage</th><th>rows in</th><th>rows out</th><th>expanded</th><th>filtered</th><th>dead-lettered</th><th>rows/s</th><th>active s</th><th>max in-flight</th><th>drops by reason</th></tr></thead><tbody>${rows.join("")}</tbody></table>${recLine}${credits}`;
+  return `<h2>Stages</h2><table id="stages"><thead><tr><th>stage</th><th>rows in</th><th>rows out</th><th>expanded</th><th>filtered</th><th>dead-lettered</th><th>rows/s</th><th>active s</th><th>max in-flight</th><th>drops by reason</th><th>reported</th></tr></thead><tbody>${rows.join("")}</tbody></table>${recLine}${credits}`;
 }
 
 function scheduler(r: RunReport): string {

@@ -79,6 +79,19 @@ describe("report.json and report.html", () => {
     expect(urls).toEqual([]);
   });
 
+  test("a stage's report figures (report.json stages[].figures) show in its row of the stages table, escaped", async () => {
+    const r = await buildReport();
+    const last = r.stages.at(-1)!;
+    last.figures = { rows: 1234, path: "out/<pairs>.parquet", committed: true };
+    const html = renderReportHtml(r);
+    const row = new RegExp(`<tr data-stage="${last.stage}">.*?</tr>`).exec(html)![0];
+    expect(/<td class="figures">(.*?)<\/td>/.exec(row)![1]).toBe("rows: 1,234<br>path: <code>out/&lt;pairs&gt;.parquet</code><br>committed: true");
+    // Stages without a report hook have an empty cell, so every row keeps the header's columns.
+    const header = /<table id="stages"><thead><tr>(.*?)<\/tr>/.exec(html)![1]!.match(/<th>/g)!.length;
+    for (const m of html.matchAll(/<tr data-stage="[^"]*">(.*?)<\/tr>/g)) expect(m[1]!.match(/<td[ >]/g)!.length).toBe(header);
+    expect(/<tr data-stage="[^"]*">.*?<td class="figures"><\/td>/.test(html)).toBe(true);
+  });
+
   test("an interrupted run shows its resume command; a run without evaluation says so", async () => {
     const r = await buildReport();
     r.status = "interrupted";
