@@ -15,7 +15,7 @@
  * @example
  * writeFileSync("report.html", renderReportHtml(report));
  */
-import { seedEvaluation, seedMean, pairedRows, type SeedSummary } from "./seeds.ts";
+import { perSeedEvaluations, seedMean, pairedRows, type SeedSummary } from "./seeds.ts";
 import { TABLE_RATES, formatCi, type ClusterReportSection, type EvalReport, type SeedsReport, type RoundReport, type JobReport, type RunReport, type SampleReport, type StageReport, type TrainingReport, type VariantReport } from "./report.ts";
 import { escapeHtml as esc, lineChart } from "./report-svg.ts";
 
@@ -70,13 +70,7 @@ const slug = (name: string): string => esc(name.replace(/[^A-Za-z0-9]+/g, "-"));
 /** A comparison with seeds: each seed's tables (the shared start row and its rows), then the combination. */
 function seedSections(e: EvalReport, seeds: SeedsReport): string {
   const parts: string[] = [];
-  for (const seed of seeds.seeds) {
-    let one: EvalReport;
-    try {
-      one = seedEvaluation(e, seed);
-    } catch {
-      continue;
-    }
+  for (const { seed, evaluation: one } of perSeedEvaluations(e, seeds.seeds)) {
     parts.push(`<h3 id="seed-${seed}">Seed ${seed}</h3><p class="meta">${(seeds.overrides[String(seed)] ?? []).map((o) => `<code>${esc(o)}</code>`).join(" ")}; the starting policy is evaluated once and shared by every seed (no training seed touches it).</p>
 ${evaluationCis(one, `-seed-${seed}`)}`);
   }

@@ -18,7 +18,7 @@ import { writeFileAtomic } from "../io/atomic-file.ts";
 import type { SchedulerStats } from "../scheduler/scheduler.ts";
 import type { PairAudit } from "../../demo/world/index.ts";
 import { renderReportHtml } from "./report-html.ts";
-import { pairedRows, seedEvaluation, seedMean, type SeedSummary } from "./seeds.ts";
+import { pairedRows, perSeedEvaluations, seedMean, type SeedSummary } from "./seeds.ts";
 
 export const REPORT_FORMAT = "clipflow-run-report";
 export const REPORT_JSON = "report.json";
@@ -556,13 +556,7 @@ export function evaluationTables(e: EvalReport): string {
 export function seedTables(e: EvalReport, seeds: SeedsReport): string {
   const out: string[] = [];
   const start = e.rows.find((r) => !/ \(seed \d+\)$/.test(r.name))?.name;
-  for (const seed of seeds.seeds) {
-    let one: EvalReport;
-    try {
-      one = seedEvaluation(e, seed);
-    } catch {
-      continue;
-    }
+  for (const { seed, evaluation: one } of perSeedEvaluations(e, seeds.seeds)) {
     out.push(`── seed ${seed} (${(seeds.overrides[String(seed)] ?? []).join(" ")})${start ? `; "${start}" evaluated once, shared by every seed` : ""}`);
     out.push(evaluationTables(one));
   }

@@ -64,6 +64,16 @@ export function seedOverrides(p: Pick<ResolvedPipeline, "stages">, seed: number)
 }
 
 /**
+ * Each seed's table ({@link seedEvaluation}) for the seeds that have rows in `e`; a seed whose
+ * runs did not all finish has no rows and is left out (the report says which runs failed).
+ * @example
+ * for (const { seed, evaluation } of perSeedEvaluations(report.evaluation, report.seeds.seeds)) …
+ */
+export function perSeedEvaluations(e: EvalReport, seeds: readonly number[]): { seed: number; evaluation: EvalReport }[] {
+  return seeds.flatMap((seed) => (e.rows.some((r) => parseSeedRowName(r.name)?.seed === seed) ? [{ seed, evaluation: seedEvaluation(e, seed) }] : []));
+}
+
+/**
  * One seed's table out of a seeded evaluation: the rows without a seed (the shared start row)
  * and the rows of `seed`, their " (seed N)" suffix removed, in evaluation order. Examples keep
  * the same rows; seed groups are dropped (they span seeds).

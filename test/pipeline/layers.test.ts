@@ -11,35 +11,11 @@
  * graph (checked below on src/index.ts's closure).
  */
 import { describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
+import { files, importsIn, importsOf } from "../layering-scan.ts";
 
-const root = resolve(import.meta.dir, "../..");
 const ENTRY = "src/pipeline/cli.ts";
 const ENTRY_MAY_IMPORT = "src/cluster/pipeline-hook.ts";
 
-function files(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(join(root, dir))) {
-    const p = join(dir, e);
-    if (statSync(join(root, p)).isDirectory()) out.push(...files(p));
-    else if (p.endsWith(".ts")) out.push(p);
-  }
-  return out;
-}
-
-/** Import specifiers of `text` (a file at repo-relative `file`), relative ones resolved to repo paths. */
-function importsIn(file: string, text: string): { spec: string; target: string | null }[] {
-  // Comments first, so an @example line that shows an import is not taken for one.
-  const code = text.replace(/\/\*[\s\S]*?\*\//g, "").replace(/(^|[^:"'`])\/\/.*$/gm, "$1");
-  const re = /(?:^|[\n;])\s*(?:import|export)\s+(?:type\s+)?(?:[^"';]*?\sfrom\s+)?["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']\s*\)/g;
-  return [...code.matchAll(re)].map((m) => {
-    const spec = (m[1] ?? m[2])!;
-    return { spec, target: spec.startsWith(".") ? relative(root, resolve(root, dirname(file), spec)) : null };
-  });
-}
-
-const importsOf = (file: string) => importsIn(file, readFileSync(join(root, file), "utf8"));
 const inCluster = (t: string | null): boolean => t !== null && (t === "src/cluster" || t.startsWith("src/cluster/"));
 
 describe("src/pipeline never imports src/cluster", () => {
