@@ -127,6 +127,9 @@ export const sourceStage = defineStage<typeof sourceOptions, StageServices>({
   // `model` exists on the candidates kind only: the CLIP whose preprocessing its images get.
   modelRefs: { model: "clip" },
   rowsPerSource: "one",
+  // A candidates file's `count` limits groups (one per image and prompt), each giving several
+  // response rows, so it is no row total; the other kinds' `count` is.
+  expectedRows: (o) => (o.kind === "candidates" ? null : "count" in o && typeof o.count === "number" ? o.count : null),
   // Bad rows are dead-lettered through the flow context, which exists once the flow starts.
   create: (o, setup) =>
     o.kind === "candidates" ? candidatesBatches(o, setup) : sourceBatches(o, (id, reason) => sourceBadRows(setup.flow(), setup.name)(id, reason)),

@@ -60,6 +60,8 @@ export const shapesSourceStage = defineStage<typeof demoSourceOptions, StageServ
   inputPaths: SOURCE_INPUT_PATHS,
   modelRefs: sourceStage.modelRefs,
   rowsPerSource: "one",
+  // The shapes world's `count` is its row total; the framework kinds say theirs.
+  expectedRows: (o) => (o.kind === "shapes-world" ? o.count : sourceStage.expectedRows!(o)),
   // Every other kind is the framework's source stage (the candidates kind needs the services).
   create: (o, setup) => (o.kind === "shapes-world" ? shapesWorldBatches(o) : sourceStage.create!(o, setup)),
 });

@@ -97,6 +97,12 @@ export interface StageDefinition<Schema extends z.ZodType = z.ZodType, Services 
   /** Rows per source row, known before the run: "one" for decode and generate's input side. */
   readonly rowsPerSource?: RowsPerSource;
   /**
+   * A source's row total known before the run (the progress display's denominator), or null
+   * when unknown. Default: the options' `count`, when it is a number. A source whose `count`
+   * counts something else than rows (candidates: groups of responses) says so here.
+   */
+  readonly expectedRows?: (options: z.output<Schema>) => number | null;
+  /**
    * Figures for the run report, read from the built instance after the flow (e.g. write's
    * `{ rows, path, committed }`). The pipeline runner puts them in the stage's `figures` entry
    * of report.json; another host reads them with `stageFigures(instance)`.

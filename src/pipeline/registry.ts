@@ -203,7 +203,7 @@ function adapt<Schema extends z.ZodType>(d: DefinedStage<Schema, StageServices>,
     ...(create ? { create: (o, ctx) => create(o, setupOf(ctx, () => ctx.flow())) } : {}),
     ...(job ? { job: (o, ctx) => job(o, setupOf(ctx)) } : {}),
     ...(d.role === "source"
-      ? { expectedRows: (o: z.output<Schema>) => ((o as { count?: unknown }).count !== undefined && typeof (o as { count?: unknown }).count === "number" ? ((o as { count: number }).count) : null) }
+      ? { expectedRows: d.expectedRows ?? ((o: z.output<Schema>) => { const c = (o as { count?: unknown }).count; return typeof c === "number" ? c : null; }) }
       : {}),
     rowPerSourceRow: d.role !== "source" && d.rowsPerSource === "one",
     ...(outputKeys.length > 0
