@@ -91,3 +91,4 @@ export type { DpoLossConfig, DpoTrainerOptions } from "./train/index.ts";
 export { loadPipeline, parsePipeline, pipelineToYaml } from "./pipeline/loader.ts";
 export type { ResolvedPipeline } from "./pipeline/loader.ts";
 export { runPipeline } from "./pipeline/run.ts";
+export type { RunPipelineOptions, RunResult } from "./pipeline/run.ts";

@@ -39,7 +39,7 @@ describe("package", () => {
   test("package.json: public, Bun-only, exports map with types first", () => {
     expect(pkg.private).toBeUndefined();
     expect(Object.keys(pkg.engines)).toEqual(["bun"]);
-    expect(Object.keys(pkg.exports)).toEqual([".", "./flow", "./operators", "./scheduler", "./models", "./train", "./io", "./demo", "./package.json"]);
+    expect(Object.keys(pkg.exports)).toEqual([".", "./flow", "./operators", "./scheduler", "./models", "./train", "./io", "./cluster", "./demo", "./package.json"]);
     for (const [k, v] of Object.entries(pkg.exports)) if (k !== "./package.json") expect(Object.keys(v as object)[0]).toBe("types");
   });
 
