@@ -59,14 +59,20 @@ describe.skipIf(!ready)("pipeline: a policy in the hf-onnx-vlm format", () => {
   });
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-  const run = async (name: string, policy: string): Promise<{ status: string; texts: string[] }> => {
+  /** Writes pipeline `text` as `<name>.yaml` and runs it into `out-<name>`; its report and that folder. */
+  const runYaml = async (name: string, text: string) => {
     const file = join(tmp, `${name}.yaml`);
-    writeFileSync(file, yaml(policy));
-    const p = loadPipeline(file, { outDir: join(tmp, `out-${name}`), cwd: tmp });
-    const { report } = await runPipeline(p, { command: "test", resumeCommand: "test --resume" });
-    const out = join(tmp, `out-${name}`, "candidates.jsonl");
-    const rows = existsSync(out) ? readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>) : [];
-    return { status: String(report.status), texts: rows.map((r) => String(r.text)) };
+    writeFileSync(file, text);
+    const outDir = join(tmp, `out-${name}`);
+    const { report } = await runPipeline(loadPipeline(file, { outDir, cwd: tmp }), { command: "test", resumeCommand: "test --resume" });
+    return { report, outDir };
+  };
+  const jsonlRows = (path: string): Record<string, unknown>[] =>
+    existsSync(path) ? readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>) : [];
+
+  const run = async (name: string, policy: string): Promise<{ status: string; texts: string[] }> => {
+    const { report, outDir } = await runYaml(name, yaml(policy));
+    return { status: String(report.status), texts: jsonlRows(join(outDir, "candidates.jsonl")).map((r) => String(r.text)) };
   };
 
   test("generate with the exported folder gives the builtin policy's candidates", async () => {
@@ -78,13 +84,7 @@ describe.skipIf(!ready)("pipeline: a policy in the hf-onnx-vlm format", () => {
   }, 120_000);
 
   test("the evaluation of the exported folder (greedy and sampled decodings, probes) is the builtin policy's", async () => {
-    const runEval = async (name: string, policy: string) => {
-      const file = join(tmp, `${name}.yaml`);
-      writeFileSync(file, evalYaml(policy));
-      const p = loadPipeline(file, { outDir: join(tmp, `out-${name}`), cwd: tmp });
-      const { report } = await runPipeline(p, { command: "test", resumeCommand: "test --resume" });
-      return report;
-    };
+    const runEval = async (name: string, policy: string) => (await runYaml(name, evalYaml(policy))).report;
     const hf = await runEval("eval-hf", `{ path: ./policy-hf, format: hf-onnx-vlm }`);
     const builtin = await runEval("eval-builtin", `{ builtin: shapes-lvlm }`);
     expect([hf.status, hf.error]).toEqual(["completed", null]);
@@ -103,10 +103,7 @@ describe.skipIf(!ready)("pipeline: a policy in the hf-onnx-vlm format", () => {
   }, 240_000);
 
   test("dpoTrain refuses the imported policy in one line naming models.policy and why", async () => {
-    const file = join(tmp, "train.yaml");
-    writeFileSync(file, trainYaml(`{ path: ./policy-hf, format: hf-onnx-vlm }`));
-    const p = loadPipeline(file, { outDir: join(tmp, "out-train"), cwd: tmp });
-    const { report } = await runPipeline(p, { command: "test", resumeCommand: "test --resume" });
+    const { report } = await runYaml("train", trainYaml(`{ path: ./policy-hf, format: hf-onnx-vlm }`));
     expect(report.status).toBe("failed");
     const msg = String(report.error);
     expect(msg).not.toContain("\n");
@@ -116,13 +113,8 @@ describe.skipIf(!ready)("pipeline: a policy in the hf-onnx-vlm format", () => {
 
   test("refLogps with the exported folder gives the builtin policy's reference log-probs", async () => {
     const runScore = async (name: string, policy: string) => {
-      const file = join(tmp, `${name}.yaml`);
-      writeFileSync(file, scoreYaml(policy));
-      const p = loadPipeline(file, { outDir: join(tmp, `out-${name}`), cwd: tmp });
-      const { report } = await runPipeline(p, { command: "test", resumeCommand: "test --resume" });
-      const out = join(tmp, `out-${name}`, "pairs.jsonl");
-      const rows = existsSync(out) ? readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>) : [];
-      return { status: String(report.status), error: report.error, rows };
+      const { report, outDir } = await runYaml(name, scoreYaml(policy));
+      return { status: String(report.status), error: report.error, rows: jsonlRows(join(outDir, "pairs.jsonl")) };
     };
     const hf = await runScore("score-hf", `{ path: ./policy-hf, format: hf-onnx-vlm }`);
     const builtin = await runScore("score-builtin", `{ builtin: shapes-lvlm }`);
