@@ -32,7 +32,7 @@ import { loadPipeline, type ResolvedPipeline } from "./loader.ts";
 import { emptyReport, writeRunReport, type RoundReport, type RunReport } from "./report.ts";
 import { PipelineResources } from "./resources.ts";
 import { RUN_FILES } from "./run-files.ts";
-import { runPipeline, startSubject, trainedRowName, trainedSubject, type RunPipelineOptions, type RunResult } from "./run.ts";
+import { evalOptionsOf, runPipeline, startSubject, trainedRowName, trainedSubject, type RunPipelineOptions, type RunResult } from "./run.ts";
 import { pipelineToData } from "./loader.ts";
 import { ROUND_REFERENCES } from "./schema.ts";
 import { ConfigError, RuntimeError } from "../util/errors.ts";
@@ -147,12 +147,10 @@ export async function runRounds(p: ResolvedPipeline, cfg: RoundsConfig, opts: Ru
     report.timings.flowMs = performance.now() - t0;
     if (p.eval) {
       const tEval = performance.now();
-      const src = p.stages[0];
-      const imageSize = src?.name === "source" && "imageSize" in src.options ? Number(src.options.imageSize) : undefined;
       try {
         report.evaluation = await evaluatePolicies([{ ...startSubject(p, resources), role: "start" }, ...subjects.map((s) => ({ ...s, role: "method" as const }))], p.eval, {
+          ...evalOptionsOf(p),
           signal,
-          ...(imageSize ? { imageSize } : {}),
           onProgress: (row, done, total) => log(`eval ${row}: ${done}/${total} scenes`),
         });
       } catch (err) {

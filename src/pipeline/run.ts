@@ -33,7 +33,7 @@ import type { PairAudit } from "../../demo/world/index.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
 import { ConfigError, errorMessage, RuntimeError } from "../util/errors.ts";
 import { clusterConfigOf, type ClusterLayer, type ClusterSession } from "./cluster-layer.ts";
-import { evaluatePolicies, type EvalSubject } from "./eval.ts";
+import { evaluatePolicies, type EvalOptions, type EvalSubject } from "./eval.ts";
 import { pipelineToData, type ResolvedPipeline } from "./loader.ts";
 import type { Progress } from "./progress.ts";
 import { definitionOf, findStage, isJobStage, type StageConfig, type StageContext, type StageInstance } from "./registry.ts";
@@ -383,14 +383,28 @@ export async function evaluateAndSettle(s: RunState, subjects: (ev: NonNullable<
   report.status = "completed";
 }
 
-async function evaluate(p: ResolvedPipeline, subjects: EvalSubject[], report: RunReport, signal: AbortSignal, log: (line: string) => void): Promise<boolean> {
-  // Sampled decoding at the generate stage's temperature/top-p (4 answers per scene, eval.ts's default).
+/**
+ * The evaluation options a pipeline implies: sampled decoding at its generate stage's
+ * temperature/top-p (4 answers per scene, eval.ts's default count), and the source's render size,
+ * so held-out scenes are rendered as the pipeline's own images were.
+ * @example
+ * await evaluatePolicies(subjects, p.eval!, { ...evalOptionsOf(p), signal });
+ */
+export function evalOptionsOf(p: ResolvedPipeline): Pick<EvalOptions, "sampling" | "imageSize"> {
   const gen = findStage(p.stages, "generator")?.stage.options as { temperature?: number; topP?: number } | undefined;
-  const sampling = gen?.temperature ? { temperature: gen.temperature, topP: gen.topP ?? 1, samples: 4 } : undefined;
+  const src = p.stages[0];
+  const size = src?.name === "source" && "imageSize" in src.options ? Number(src.options.imageSize) : undefined;
+  return {
+    ...(gen?.temperature ? { sampling: { temperature: gen.temperature, topP: gen.topP ?? 1, samples: 4 } } : {}),
+    ...(size ? { imageSize: size } : {}),
+  };
+}
+
+async function evaluate(p: ResolvedPipeline, subjects: EvalSubject[], report: RunReport, signal: AbortSignal, log: (line: string) => void): Promise<boolean> {
   try {
     report.evaluation = await evaluatePolicies(subjects, p.eval!, {
+      ...evalOptionsOf(p),
       signal,
-      ...(sampling ? { sampling } : {}),
       onProgress: (row, done, total) => log(`eval ${row}: ${done}/${total} scenes`),
     });
     return true;

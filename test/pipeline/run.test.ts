@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { loadPipeline } from "../../src/pipeline/loader.ts";
-import { dropReasons, flowNames, knownTotals, trainedRowName, unimplementedStages, variantSlug } from "../../src/pipeline/run.ts";
+import { dropReasons, evalOptionsOf, flowNames, knownTotals, trainedRowName, unimplementedStages, variantSlug } from "../../src/pipeline/run.ts";
 
 const root = resolve(import.meta.dir, "../..");
 const good = () => loadPipeline("test/pipeline/fixtures/good.yaml", { cwd: root, checkFiles: false });
@@ -32,4 +32,12 @@ describe("run helpers", () => {
     expect(variantSlug("CLIP-DPO (β=0.1)")).toBe("clip-dpo-0-1");
     expect(variantSlug("—")).toBe("variant");
   });
+});
+
+test("evalOptionsOf: the evaluation samples at the generate stage's settings and renders at the source's size", () => {
+  const p = loadPipeline("pipelines/clip-dpo.yaml", { cwd: root, checkFiles: false, overrides: ["source.imageSize=48", "generate.temperature=0.7", "generate.topP=0.9"] });
+  expect(evalOptionsOf(p)).toEqual({ sampling: { temperature: 0.7, topP: 0.9, samples: 4 }, imageSize: 48 });
+  // Greedy generation: no sampled decoding to evaluate.
+  const g = loadPipeline("pipelines/clip-dpo.yaml", { cwd: root, checkFiles: false, overrides: ["generate.temperature=0"] });
+  expect(evalOptionsOf(g)).toEqual({ imageSize: 64 });
 });
