@@ -71,11 +71,11 @@ export function conformImages(batch: RecordBatch, where: string, firstRow: numbe
     const v = batch.getChild(f.name);
     if (!v) {
       if (f.nullable) continue;
-      throw new InputError(`${where}: missing column '${f.name}' (has ${batch.schema.fields.map((x) => x.name).join(", ")})`, { code: "missing column" });
+      throw new InputError(`missing column '${f.name}' (has ${batch.schema.fields.map((x) => x.name).join(", ")})`, { code: "missing column", where: { file: where } });
     }
     const t = v.type as DataType;
     const ok = DataType.isBinary(f.type) ? DataType.isBinary(t) : DataType.isUtf8(t);
-    if (!ok) throw new InputError(`${where}: column '${f.name}' is ${t}, expected ${f.type}`, { code: "bad column type" });
+    if (!ok) throw new InputError(`column '${f.name}' is ${t}, expected ${f.type}`, { code: "bad column type", where: { file: where } });
     cols[f.name] = v.data.length === 1 ? v : (v.toArray() as unknown as Vector);
   }
   const bad: number[] = [];

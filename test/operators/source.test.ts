@@ -114,7 +114,7 @@ describe("source: files", () => {
     const col = (xs: string[]) => vfa(xs, new U());
     const { Table } = await import("apache-arrow");
     writeFileSync(bad, tableToIPC(new Table({ id: col(["a"]), image: col(["not binary"]), prompt: col(["p"]) }), "file"));
-    await expect(runStages((ctx) => source({ kind: "arrow", path: bad }, ctx), [])).rejects.toThrow(`${bad}: column 'image' is Utf8, expected Binary`);
+    await expect(runStages((ctx) => source({ kind: "arrow", path: bad }, ctx), [])).rejects.toThrow(`${bad}, stage "source": column 'image' is Utf8, expected Binary`);
     const junk = join(dir, "junk.arrow");
     writeFileSync(junk, "definitely not arrow");
     await expect(runStages((ctx) => source({ kind: "arrow", path: junk }, ctx), [])).rejects.toThrow(junk);
