@@ -36,8 +36,8 @@ import {
   type AnswerCounts, type PairAudit, type Scene,
 } from "../../demo/world/index.ts";
 import { policyProbes } from "../../demo/recipes/policy-probes.ts";
-import { bootstrapPlan, meanCi, pairedRatioDiffCi, ratioCi, type BootstrapPlan } from "../util/bootstrap.ts";
-import type { CiValue, DecodingResult, DecodingSpec, EvalExample, EvalReport, EvalRow, ProbeReport, SeedGroup } from "./report.ts";
+import { bootstrapPlan, pairedRatioDiffCi, ratioCi, type BootstrapPlan } from "../util/bootstrap.ts";
+import type { CiValue, DecodingResult, DecodingSpec, EvalExample, EvalReport, EvalRow, ProbeReport } from "./report.ts";
 import type { EvalConfig } from "./schema.ts";
 
 /**
@@ -251,40 +251,6 @@ function randomPartner(names: readonly string[], roles: readonly EvalRole[], i: 
 }
 
 /**
- * Rows named `"<name> (seed N)"` grouped by name, each rate summarised over seeds (mean, t 95%
- * interval, per-seed values) per decoding. A group needs at least two seeds.
- * @example
- * seedGroups(rows, ["greedy", "sampled"]); // [{ name: "CLIP-DPO", seeds: [1, 2, 3], rates: { sampled: { chairI: … } } }]
- */
-export function seedGroups(rows: readonly EvalRow[], decodings: readonly string[]): SeedGroup[] {
-  const groups = new Map<string, { rows: EvalRow[]; seeds: number[] }>();
-  for (const r of rows) {
-    const m = SEED_SUFFIX.exec(r.name);
-    if (!m) continue;
-    const g = groups.get(m[1]!) ?? { rows: [], seeds: [] };
-    g.rows.push(r);
-    g.seeds.push(Number(m[2]));
-    groups.set(m[1]!, g);
-  }
-  const out: SeedGroup[] = [];
-  for (const [name, g] of groups) {
-    if (g.rows.length < 2) continue;
-    const rates: SeedGroup["rates"] = {};
-    decodings.forEach((d, di) => {
-      const per: Record<string, CiValue & { perSeed: number[] }> = {};
-      for (const def of RATE_DEFINITIONS) {
-        const values = g.rows.map((r) => r.decodings?.[di]?.rates[def.key]?.value ?? Number.NaN);
-        const c = meanCi(values);
-        per[def.key] = { value: c.value, lo: c.lo, hi: c.hi, perSeed: values };
-      }
-      rates[d] = per;
-    });
-    out.push({ name, rows: g.rows.map((r) => r.name), seeds: g.seeds, rates });
-  }
-  return out;
-}
-
-/**
  * Evaluates every subject on `cfg.count` scenes of `cfg.split` (world seed `cfg.seed`), in order,
  * under greedy decoding (cfg.temperature, 0 by default) and, unless `opts.sampling` is null, the
  * sampled decoding; then computes every CI from one bootstrap plan over the scenes.
@@ -364,6 +330,6 @@ export async function evaluatePolicies(subjects: readonly EvalSubject[], cfg: Ev
   }));
   return {
     split: cfg.split, count: scenes.length, seed: cfg.seed, prompt, metrics: [...cfg.metrics], rows, examples,
-    decodings: specs, resamples, seedGroups: seedGroups(rows, specs.map((s) => s.name)), probeError,
+    decodings: specs, resamples, probeError,
   };
 }

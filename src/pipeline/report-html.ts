@@ -160,12 +160,6 @@ function evaluationCis(e: EvalReport, suffix = ""): string {
       })
       .join("")}</tbody></table>`);
   }
-  if ((e.seedGroups ?? []).length > 0) {
-    parts.push(`<h3>Over seeds</h3><p class="meta">Mean over seeds with a t 95% interval (3 seeds: t = 4.30, wide on purpose); per-seed values after it.</p>
-<table id="seeds"><thead><tr><th>policy</th><th>decoding</th>${TABLE_RATES.slice(0, 4).map(([, h]) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${(e.seedGroups ?? [])
-      .flatMap((g) => Object.entries(g.rates).map(([d, rates]) => `<tr data-row="${esc(g.name)}"><td>${esc(g.name)} (seeds ${g.seeds.join(", ")})</td><td>${esc(d)}</td>${TABLE_RATES.slice(0, 4).map(([k]) => `<td>${formatCi(rates[k])}<br><span class="score">${(rates[k]?.perSeed ?? []).map((v) => pct(v)).join(" / ")}</span></td>`).join("")}</tr>`))
-      .join("")}</tbody></table>`);
-  }
   return parts.join("\n");
 }
 

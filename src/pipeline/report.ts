@@ -190,16 +190,6 @@ export interface EvalRow {
   probes?: ProbeReport | null;
 }
 
-/** A seed group: rows that differ only by their seed, summarised by mean and t-interval over seeds. */
-export interface SeedGroup {
-  /** Row name without its " (seed N)" suffix. */
-  name: string;
-  rows: string[];
-  seeds: number[];
-  /** decoding name → rate key → mean over seeds with its t 95% interval (wide with 3 seeds). */
-  rates: Record<string, Record<string, CiValue & { perSeed: number[] }>>;
-}
-
 /** A generated answer of the evaluation, for the report's examples. */
 export interface EvalExample {
   sceneId: string;
@@ -223,8 +213,6 @@ export interface EvalReport {
   decodings?: DecodingSpec[];
   /** Bootstrap resamples behind every CI (over scenes). */
   resamples?: number;
-  /** Rows grouped over seeds (empty without seed variants). */
-  seedGroups?: SeedGroup[];
   /** Why the probes did not run (null: they ran, or were off). */
   probeError?: string | null;
 }
@@ -535,11 +523,6 @@ export function evaluationTables(e: EvalReport): string {
         return [r.name, ...settings.flatMap((s) => [formatCi(p.pope[s]?.accuracy), formatCi(p.pope[s]?.f1), formatCi(p.pope[s]?.yesRatio)]), ...Object.keys(p0.qa).map((k) => formatCi(p.qa[k]?.accuracy)), formatCi(p.zeroShot.accuracy)];
       }),
     ]));
-  }
-  for (const g of e.seedGroups ?? []) {
-    out.push(`${g.name} over seeds ${g.seeds.join(", ")} (mean [t 95% interval; wide with few seeds]):`);
-    for (const [d, rates] of Object.entries(g.rates))
-      out.push(`  ${d}: ${TABLE_RATES.slice(0, 4).map(([k, h]) => `${h} ${formatCi(rates[k])} (per seed ${(rates[k]?.perSeed ?? []).map((v) => (100 * v).toFixed(1)).join(" / ")})`).join("; ")}`);
   }
   return out.join("\n");
 }

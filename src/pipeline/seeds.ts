@@ -95,7 +95,6 @@ export function seedEvaluation(e: EvalReport, seed: number): EvalReport {
       answers: keep.map((i) => x.answers[i]!),
       ...(x.sampled ? { sampled: keep.map((i) => x.sampled![i]!) } : {}),
     })),
-    seedGroups: [],
   };
 }
 

@@ -512,10 +512,7 @@ export class Decoder implements WorkSource {
         let features = r.features;
         if (!features) {
           if (!r.pixels) throw new SchedulerError(`${where}: score request ${i} needs features or pixels`);
-          const S = this.model.imageSize;
-          if (r.pixels.length !== 3 * S * S) throw new SchedulerError(`${where}: score request ${i}: pixels have ${r.pixels.length} floats, expected [3, ${S}, ${S}]`);
-          const out = await this.vision.run({ [this.visionIo.input]: { dtype: "float32", dims: [1, 3, S, S], data: r.pixels } }, { stream, ...(opts.signal ? { signal: opts.signal } : {}) });
-          features = out[this.visionIo.output]!.data as Float32Array;
+          features = await this.imageFeatures(r.pixels, { stream, ...(opts.signal ? { signal: opts.signal } : {}) });
         }
         if (features.length !== this.featureFloats) throw new SchedulerError(`${where}: score request ${i}: features have ${features.length} floats, expected ${this.featureFloats}`);
         const scored = r.scored ?? this.model.scoredText(r.prompt, r.response);

@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { lvlmPresets } from "../../src/models/lvlm-config.ts";
 import { LvlmModel } from "../../src/models/lvlm-model.ts";
 import { WordTokenizer } from "../../src/models/word-tokenizer.ts";
-import { evalRow, evaluatePolicies, pairedRateCis, rateCis, sceneCounts, seedGroups } from "../../src/pipeline/eval.ts";
+import { evalRow, evaluatePolicies, pairedRateCis, rateCis, sceneCounts } from "../../src/pipeline/eval.ts";
 import type { EvalRow } from "../../src/pipeline/report.ts";
 import type { EvalConfig } from "../../src/pipeline/schema.ts";
 import { bootstrapPlan } from "../../src/util/bootstrap.ts";
@@ -43,19 +43,6 @@ describe("eval statistics on hand-written answers", () => {
     expect(r.addition!.value + r.misread!.value + r.count!.value + r.other!.value).toBeCloseTo(r.chairI!.value, 12);
     const d = pairedRateCis(plan, mixed, mixed);
     expect(d.chairI).toEqual({ value: 0, lo: 0, hi: 0 });
-  });
-
-  test("seed groups: rows named '<name> (seed N)' summarised by mean over seeds", () => {
-    const row = (name: string, chairI: number): EvalRow => ({
-      name, model: "m", pairs: 1, pairAudit: null, answers: 1, chairI, chairS: 0, cover: 0, attributeHallucination: 0, relationHallucination: 0, counts: {},
-      decodings: [{ decoding: "greedy", answers: 1, counts: {}, rates: { chairI: { value: chairI, lo: 0, hi: 1 } }, vsStart: null, vsRandom: null }],
-    });
-    const g = seedGroups([row("SFT policy", 0.3), row("CLIP-DPO (seed 1)", 0.1), row("CLIP-DPO (seed 2)", 0.2), row("CLIP-DPO (seed 3)", 0.3)], ["greedy"]);
-    expect(g.map((x) => [x.name, x.seeds])).toEqual([["CLIP-DPO", [1, 2, 3]]]);
-    const c = g[0]!.rates.greedy!.chairI!;
-    expect(c.value).toBeCloseTo(0.2, 12);
-    expect(c.perSeed).toEqual([0.1, 0.2, 0.3]);
-    expect(c.hi - c.value).toBeCloseTo((4.303 * 0.1) / Math.sqrt(3), 10);
   });
 });
 
