@@ -44,29 +44,14 @@ export function formatDuration(ms: number): string {
 
 const rate = (v: number): string => (v >= 100 ? Math.round(v).toLocaleString("en-US") : v >= 10 ? v.toFixed(1) : v.toFixed(2));
 
-/**
- * The total to show for a stage, or undefined when the one given cannot be its row total. A
- * source's `count` caps the rows it emits and a stage's rows in — less the ones it dead-lettered
- * (a source counts its bad rows in, on top of `count`) — never pass the rows it was promised; a
- * stage past that has a total in another unit (the `candidates` source counts `count` in
- * groups but emits one row per response), and "64/16 (100%) done" would be a lie: show the bare
- * row count instead.
- * @example shownTotal(snapshot("source", { rowsIn: 12 }), 3) // undefined: 12 rows cannot be 3 of a total of 3
- */
-export function shownTotal(s: StageSnapshot, total: number | undefined): number | undefined {
-  return total !== undefined && s.rowsIn - s.deadLettered <= total ? total : undefined;
-}
-
 /** Seconds left for a stage with a known total, from its average rate; undefined when unknown. */
-export function stageEtaMs(s: StageSnapshot, givenTotal: number | undefined): number | undefined {
-  const total = shownTotal(s, givenTotal);
+export function stageEtaMs(s: StageSnapshot, total: number | undefined): number | undefined {
   if (total === undefined || s.rowsPerSec <= 0 || s.activeMs < 500) return undefined;
   return (Math.max(0, total - s.rowsIn) / s.rowsPerSec) * 1000;
 }
 
 /** One stage's cells: name, rows (of total), rows/s, in-flight, ETA. */
-export function stageCells(s: StageSnapshot, givenTotal: number | undefined): string[] {
-  const total = shownTotal(s, givenTotal);
+export function stageCells(s: StageSnapshot, total: number | undefined): string[] {
   const rows = total !== undefined ? `${s.rowsIn}/${total} (${Math.min(100, Math.floor((100 * s.rowsIn) / Math.max(1, total)))}%)` : `${s.rowsIn}`;
   const eta = stageEtaMs(s, total);
   const drops = s.filtered + s.deadLettered;
