@@ -20,14 +20,11 @@ import { ClusterCoordinator, type ClusterReport } from "./coordinator.ts";
 import { publishPathPolicy } from "./policy.ts";
 import { clusterSplit, defaultRunId, runImageStore, storeImages } from "./run-cluster.ts";
 
-/** One run on the cluster (the pipeline's ClusterSession). */
-export type ClusterHook = ClusterSession;
-
 /** src/cluster as the pipeline runner's `clusterLayer` (RunPipelineOptions). */
 export const clusterLayer: ClusterLayer = { start: startCluster };
 
 /** Connects, announces the run to the workers and builds the stand-in operators. */
-export async function startCluster(p: ResolvedPipeline, cfg: ClusterConfig, resources: PipelineResources, log: (l: string) => void): Promise<ClusterHook> {
+export async function startCluster(p: ResolvedPipeline, cfg: ClusterConfig, resources: PipelineResources, log: (l: string) => void): Promise<ClusterSession> {
   const split = clusterSplit(p);
   const decodeAt = split.workerStages.find((i) => p.stages[i]!.name === "decode");
   const decodeModel = decodeAt !== undefined ? String((p.stages[decodeAt]!.options as { model: string }).model) : null;
